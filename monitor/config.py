@@ -1,0 +1,412 @@
+"""Settings: one declarative definition drives TOML loading, defaults, validation and `check`.
+
+Each section is a frozen dataclass; a field's type (plus optional metadata) says how a TOML
+value becomes a Python value. `load_settings` walks the definition, so a new setting is one
+new field. Every error names the file, the key path and what was expected, e.g.::
+
+    config/monitor.toml: feeds[3].interval: "15x" is not a duration (like "90s", "15m", "2h")
+
+Relative paths are relative to the config file. Secrets never sit in the file: `*_env`
+keys name environment variables, read only when a notifier is built. This module reads the
+config file and the environment; it does no other I/O.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import tomllib
+import types
+import typing
+from dataclasses import MISSING, dataclass, field, fields, is_dataclass
+from pathlib import Path
+from typing import Any, Literal, get_args, get_origin
+from urllib.parse import urlsplit
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from .errors import ConfigError
+
+DEFAULT_CONFIG = Path("config/monitor.toml")
+
+_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d|w)?\s*$")
+_UNITS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800, None: 1}
+
+
+def parse_duration(value: object) -> float:
+    """'90s', '15m', '2h', '1d' or a number of seconds → seconds (float)."""
+    if isinstance(value, bool):
+        raise ValueError(f"{value!r} is not a duration")
+    if isinstance(value, int | float):
+        if value < 0:
+            raise ValueError(f"{value!r} is not a duration (negative)")
+        return float(value)
+    if isinstance(value, str):
+        match = _DURATION.match(value)
+        if match:
+            return float(match.group(1)) * _UNITS[match.group(2)]
+    raise ValueError(f'{_show(value)} is not a duration (like "90s", "15m", "2h")')
+
+
+def _show(value: object) -> str:
+    return f'"{value}"' if isinstance(value, str) else repr(value)
+
+
+class Duration(float):
+    """Marker type: a duration in seconds, written as "15m" in TOML."""
+
+
+def _check_http_url(value: str) -> str:
+    parts = urlsplit(value)
+    if parts.scheme not in ("http", "https") or not parts.netloc:
+        raise ValueError(f"{_show(value)} is not an http(s) URL")
+    return value
+
+
+def _check_listen(value: str) -> str:
+    host, _, port = value.rpartition(":")
+    if not host or not port.isdigit() or not 0 < int(port) < 65536:
+        raise ValueError(f'{_show(value)} is not "host:port"')
+    return value
+
+
+def _check_timezone(value: str) -> str:
+    try:
+        ZoneInfo(value)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise ValueError(f"{_show(value)} is not a known time zone (like \"Europe/Paris\")") from None
+    return value
+
+
+def _check_cron(value: str) -> str:
+    if len(value.split()) != 5:
+        raise ValueError(f'{_show(value)} is not a 5-field cron expression (like "0 8 * * *")')
+    from apscheduler.triggers.cron import CronTrigger
+
+    try:
+        CronTrigger.from_crontab(value)
+    except ValueError as error:
+        raise ValueError(f"{_show(value)} is not a valid cron expression: {error}") from None
+    return value
+
+
+def _positive(value: float) -> float:
+    if value <= 0:
+        raise ValueError(f"{value!r} must be greater than 0")
+    return value
+
+
+def _fraction(value: float) -> float:
+    if not 0 <= value <= 1:
+        raise ValueError(f"{value!r} is not between 0 and 1")
+    return value
+
+
+def _setting(default: Any = MISSING, *, check: Any = None, doc: str = "") -> Any:
+    """A settings field: its default, an optional validator and a one-line description."""
+    meta = {"check": check, "doc": doc}
+    if isinstance(default, list | dict):
+        raise TypeError("use a tuple default")
+    if default is MISSING:
+        return field(metadata=meta)
+    return field(default=default, metadata=meta)
+
+
+@dataclass(frozen=True, slots=True)
+class DatabaseSettings:
+    path: Path = _setting(Path("../data/monitor.db"), doc="SQLite file (MONITOR_DB overrides)")
+
+
+@dataclass(frozen=True, slots=True)
+class PollingSettings:
+    interval: Duration = _setting(Duration(900), check=_positive, doc="default poll interval")
+    timeout: Duration = _setting(Duration(30), check=_positive, doc="whole request, body included")
+    max_bytes: int = _setting(10_000_000, check=_positive, doc="cap on the decoded body")
+    max_redirects: int = _setting(5, doc="redirects followed per request")
+    per_host: int = _setting(2, check=_positive, doc="concurrent requests per host")
+    concurrency: int = _setting(32, check=_positive, doc="concurrent requests in all")
+    jitter: float = _setting(0.1, check=_fraction, doc="random spread of next_due, as a fraction")
+    max_backoff: Duration = _setting(Duration(6 * 3600), check=_positive, doc="longest wait after failures")
+    max_interval: Duration = _setting(Duration(86400), check=_positive, doc="longest wait for any reason")
+    full_text_timeout: Duration = _setting(Duration(20), check=_positive, doc="article fetch deadline")
+
+
+@dataclass(frozen=True, slots=True)
+class TopicSettings:
+    name: str = _setting(doc="topic name, used in alerts and exports")
+    seeds: tuple[Path, ...] = _setting(doc="seed files or folders (.txt, .md, .html)")
+    keywords: tuple[str, ...] = _setting((), doc="a related story must contain one of these")
+    exclude: tuple[str, ...] = _setting((), doc="a story containing one of these is unrelated")
+    threshold: float | None = _setting(None, check=_fraction, doc="relevance threshold (0-1)")
+    alert_budget: int = _setting(20, doc="immediate alerts per topic per day; the rest wait for the digest")
+    digest: str = _setting("0 8 * * *", check=_check_cron, doc="cron schedule of the digest")
+    timezone: str = _setting("UTC", check=_check_timezone, doc="time zone of the digest schedule")
+
+
+@dataclass(frozen=True, slots=True)
+class FeedSettings:
+    url: str = _setting(check=_check_http_url, doc="feed URL (RSS, Atom or JSON Feed)")
+    name: str | None = _setting(None, doc="display name")
+    interval: Duration | None = _setting(None, check=_positive, doc="overrides [polling].interval")
+    enabled: bool = _setting(True, doc="poll this feed")
+    full_text: bool = _setting(False, doc="fetch linked articles of likely-related items")
+    topics: tuple[str, ...] = _setting((), doc="topics this feed serves (empty: all)")
+
+
+@dataclass(frozen=True, slots=True)
+class EmailSettings:
+    host: str = _setting("localhost")
+    port: int = _setting(25)
+    sender: str = _setting("monitor@localhost")
+    recipients: tuple[str, ...] = _setting(())
+    security: Literal["none", "starttls", "tls"] = _setting("none")
+    username_env: str | None = _setting(None, doc="environment variable holding the SMTP user")
+    password_env: str | None = _setting(None, doc="environment variable holding the SMTP password")
+    timeout: Duration = _setting(Duration(30), check=_positive)
+
+
+@dataclass(frozen=True, slots=True)
+class WebhookSettings:
+    url: str = _setting(check=_check_http_url)
+    secret_env: str | None = _setting(None, doc="environment variable holding the signing secret")
+    timeout: Duration = _setting(Duration(15), check=_positive)
+
+
+@dataclass(frozen=True, slots=True)
+class AppriseSettings:
+    urls: tuple[str, ...] = _setting(doc="Apprise URLs (slack://, tgram://, ntfy://, ...)")
+    urls_env: str | None = _setting(None, doc="environment variable holding more URLs, space-separated")
+
+
+@dataclass(frozen=True, slots=True)
+class AlertSettings:
+    deliver_every: Duration = _setting(Duration(60), check=_positive, doc="how often the outbox is drained")
+    max_attempts: int = _setting(8, check=_positive, doc="attempts per channel before 'failed'")
+    retry_base: Duration = _setting(Duration(60), check=_positive, doc="first retry delay")
+    retry_max: Duration = _setting(Duration(3600), check=_positive, doc="longest retry delay")
+    feed_failing_after: Duration = _setting(Duration(6 * 3600), check=_positive)
+    feed_failing_polls: int = _setting(5, check=_positive)
+    email: EmailSettings | None = _setting(None)
+    webhooks: tuple[WebhookSettings, ...] = _setting(())
+    apprise: tuple[AppriseSettings, ...] = _setting(())
+
+
+@dataclass(frozen=True, slots=True)
+class ServiceSettings:
+    listen: str | None = _setting(None, check=_check_listen, doc='health and metrics listener, "host:port"')
+
+
+@dataclass(frozen=True, slots=True)
+class LoggingSettings:
+    level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = _setting("INFO")
+    format: Literal["text", "json"] = _setting("text")
+
+
+@dataclass(frozen=True, slots=True)
+class Settings:
+    source: Path = _setting(Path("<defaults>"), doc="(the file these settings came from)")
+    database: DatabaseSettings = _setting(DatabaseSettings())
+    polling: PollingSettings = _setting(PollingSettings())
+    topics: tuple[TopicSettings, ...] = _setting(())
+    feeds: tuple[FeedSettings, ...] = _setting(())
+    alerts: AlertSettings = _setting(AlertSettings())
+    service: ServiceSettings = _setting(ServiceSettings())
+    logging: LoggingSettings = _setting(LoggingSettings())
+
+    @property
+    def database_path(self) -> Path:
+        override = os.environ.get("MONITOR_DB")
+        return Path(override) if override else self.database.path
+
+    def topic(self, name: str) -> TopicSettings:
+        for topic in self.topics:
+            if topic.name == name:
+                return topic
+        raise ConfigError(f"{self.source}: no topic named {name!r}")
+
+
+# ---------------------------------------------------------------------------------------
+# The generic loader
+
+
+class _Invalid(Exception):
+    def __init__(self, key: str, message: str) -> None:
+        super().__init__(f"{key}: {message}")
+        self.key = key
+
+
+def _describe(kind: Any) -> str:
+    names = {str: "a string", int: "an integer", float: "a number", bool: "true or false",
+             Duration: "a duration", Path: "a path"}
+    if kind in names:
+        return names[kind]
+    if get_origin(kind) in (typing.Union, types.UnionType):
+        options = [a for a in get_args(kind) if a is not type(None)]
+        return _describe(options[0]) + " (optional)"
+    if get_origin(kind) is Literal:
+        return "one of " + ", ".join(f'"{a}"' for a in get_args(kind))
+    if get_origin(kind) is tuple:
+        return "a list"
+    if is_dataclass(kind):
+        return "a table"
+    return str(kind)
+
+
+def _convert(kind: Any, value: Any, key: str, base: Path) -> Any:
+    origin = get_origin(kind)
+    if origin in (typing.Union, types.UnionType):
+        options = [a for a in get_args(kind) if a is not type(None)]
+        return _convert(options[0], value, key, base)
+    if origin is Literal:
+        if value not in get_args(kind):
+            raise _Invalid(key, f"{_show(value)} is not {_describe(kind)}")
+        return value
+    if origin is tuple:
+        item_kind = get_args(kind)[0]
+        if isinstance(value, str) and item_kind in (str, Path):
+            value = [value]
+        if not isinstance(value, list):
+            raise _Invalid(key, f"{_show(value)} is not a list")
+        return tuple(_convert(item_kind, item, f"{key}[{i}]", base) for i, item in enumerate(value))
+    if is_dataclass(kind):
+        if not isinstance(value, dict):
+            raise _Invalid(key, f"{_show(value)} is not a table")
+        return _build(typing.cast(type, kind), value, key, base)
+    if kind is Duration:
+        try:
+            return Duration(parse_duration(value))
+        except ValueError as error:
+            raise _Invalid(key, str(error)) from None
+    if kind is Path:
+        if not isinstance(value, str) or not value:
+            raise _Invalid(key, f"{_show(value)} is not a path")
+        path = Path(os.path.expanduser(value))
+        return path if path.is_absolute() else (base / path)
+    if kind is bool:
+        if not isinstance(value, bool):
+            raise _Invalid(key, f"{_show(value)} is not true or false")
+        return value
+    if kind is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise _Invalid(key, f"{_show(value)} is not an integer")
+        return value
+    if kind is float:
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            raise _Invalid(key, f"{_show(value)} is not a number")
+        return float(value)
+    if kind is str:
+        if not isinstance(value, str):
+            raise _Invalid(key, f"{_show(value)} is not a string")
+        return value
+    raise TypeError(f"unsupported settings type {kind!r}")
+
+
+def _build(cls: type, raw: dict[str, Any], prefix: str, base: Path) -> Any:
+    hints = typing.get_type_hints(cls)
+    known = {f.name for f in fields(cls) if f.name != "source"}
+    for name in raw:
+        if name not in known:
+            where = f"{prefix}.{name}" if prefix else name
+            raise _Invalid(where, "unknown key (expected one of: " + ", ".join(sorted(known)) + ")")
+    values: dict[str, Any] = {}
+    for spec in fields(cls):
+        if spec.name == "source":
+            continue
+        key = f"{prefix}.{spec.name}" if prefix else spec.name
+        if spec.name not in raw:
+            if spec.default is MISSING:
+                raise _Invalid(key, f"missing (expected {_describe(hints[spec.name])})")
+            continue
+        value = _convert(hints[spec.name], raw[spec.name], key, base)
+        check = spec.metadata.get("check")
+        if check is not None and value is not None:
+            try:
+                value = check(value)
+            except ValueError as error:
+                raise _Invalid(key, str(error)) from None
+        values[spec.name] = value
+    return cls(**values)
+
+
+def _cross_checks(settings: Settings) -> None:
+    names = [topic.name for topic in settings.topics]
+    for index, name in enumerate(names):
+        if names.index(name) != index:
+            raise _Invalid(f"topics[{index}].name", f'"{name}" is used by two topics')
+    urls = [feed.url for feed in settings.feeds]
+    for index, url in enumerate(urls):
+        if urls.index(url) != index:
+            raise _Invalid(f"feeds[{index}].url", f'"{url}" is listed twice')
+    for index, feed in enumerate(settings.feeds):
+        for name in feed.topics:
+            if name not in names:
+                raise _Invalid(f"feeds[{index}].topics", f'"{name}" is not a configured topic')
+
+
+def settings_from_dict(raw: dict[str, Any], source: Path) -> Settings:
+    """Build validated settings from parsed TOML; raise ConfigError naming the key."""
+    base = source.parent
+    try:
+        settings: Settings = _build(Settings, raw, "", base)
+        settings = _replace_source(settings, source)
+        _cross_checks(settings)
+    except _Invalid as error:
+        raise ConfigError(f"{source}: {error}") from None
+    return settings
+
+
+def _replace_source(settings: Settings, source: Path) -> Settings:
+    from dataclasses import replace
+
+    return replace(settings, source=source)
+
+
+def config_path(path: str | Path | None) -> Path:
+    """The config file to use: the argument, else MONITOR_CONFIG, else config/monitor.toml."""
+    if path:
+        return Path(path)
+    env = os.environ.get("MONITOR_CONFIG")
+    return Path(env) if env else DEFAULT_CONFIG
+
+
+def load_settings(path: str | Path | None = None) -> Settings:
+    """Read, parse and validate the config file."""
+    source = config_path(path)
+    try:
+        text = source.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConfigError(f"{source}: config file not found") from None
+    except (OSError, UnicodeDecodeError) as error:
+        raise ConfigError(f"{source}: cannot read the config file: {error}") from None
+    try:
+        raw = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as error:
+        raise ConfigError(f"{source}: not valid TOML: {error}") from None
+    return settings_from_dict(raw, source.resolve().parent / source.name)
+
+
+def describe_settings() -> list[tuple[str, str, str, str]]:
+    """(key, type, default, description) for every setting: the reference table in the README."""
+    rows: list[tuple[str, str, str, str]] = []
+
+    def walk(cls: type, prefix: str) -> None:
+        hints = typing.get_type_hints(cls)
+        for spec in fields(cls):
+            if spec.name == "source":
+                continue
+            kind = hints[spec.name]
+            key = f"{prefix}{spec.name}"
+            inner = [a for a in get_args(kind) if a is not type(None)]
+            target = kind
+            if get_origin(kind) is tuple and is_dataclass(get_args(kind)[0]):
+                target = get_args(kind)[0]
+                key = f"[[{key}]]"
+            elif inner and is_dataclass(inner[0]):
+                target = inner[0]
+            if is_dataclass(target):
+                walk(typing.cast(type, target), f"{key.strip('[]')}.")
+                continue
+            default = "" if spec.default is MISSING else repr(spec.default)
+            rows.append((key, _describe(kind), default, spec.metadata.get("doc", "")))
+
+    walk(Settings, "")
+    return rows

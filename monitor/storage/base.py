@@ -1,0 +1,113 @@
+"""Opening the database: WAL, foreign keys, busy timeout, migrations, the run lock.
+
+`StorageBase` holds the sqlite-utils `Database`; the use-case methods live in mixins
+(feeds, stories, detection, alerts) composed into `monitor.storage.Storage`.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import os
+import sqlite3
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import IO, Any
+
+from sqlite_utils import Database
+
+from ..errors import AlreadyRunning, StorageError
+from .schema import migrations
+
+
+def iso(moment: datetime | None) -> str | None:
+    """An aware datetime as an ISO 8601 UTC string (the only time format stored)."""
+    if moment is None:
+        return None
+    if moment.tzinfo is None:
+        raise ValueError("naive datetime reached storage")
+    return moment.astimezone(UTC).isoformat(timespec="seconds")
+
+
+def parse_iso(value: str | None) -> datetime | None:
+    """The inverse of `iso`: an aware UTC datetime, or None."""
+    if not value:
+        return None
+    moment = datetime.fromisoformat(value)
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+
+
+def dumps(value: Any) -> str:
+    """Compact JSON for the TEXT columns that hold lists and objects."""
+    return json.dumps(value, ensure_ascii=False, separators=(",", ":"))
+
+
+class StorageBase:
+    """The connection and its transaction helper."""
+
+    def __init__(self, path: str | Path) -> None:
+        self.path = Path(path)
+        if str(path) != ":memory:":
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            conn = sqlite3.connect(str(path), timeout=30.0, isolation_level=None,
+                                   check_same_thread=False)
+            conn.execute("PRAGMA journal_mode=WAL")
+            conn.execute("PRAGMA foreign_keys=ON")
+            conn.execute("PRAGMA synchronous=NORMAL")
+            self.db = Database(conn)
+            migrations.apply(self.db)
+        except sqlite3.DatabaseError as error:
+            raise StorageError(f"{path}: cannot open the database: {error}") from error
+        self._lock_file: IO[str] | None = None
+
+    def close(self) -> None:
+        self.release_run_lock()
+        self.db.close()
+
+    @contextmanager
+    def atomic(self) -> Iterator[Database]:
+        """One unit of work: everything inside commits together or not at all."""
+        with self.db.atomic() as db:
+            yield db
+
+    def acquire_run_lock(self) -> None:
+        """Claim the database for one daemon; a second `monitor run` gets AlreadyRunning.
+
+        An advisory lock on ``<db>.lock``: the kernel drops it when the process dies, so a
+        daemon killed with SIGKILL never leaves a stale lock behind.
+        """
+        lock_path = Path(f"{self.path}.lock")
+        handle = lock_path.open("a+", encoding="utf-8")
+        try:
+            fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            handle.seek(0)
+            holder = handle.read().strip() or "another process"
+            handle.close()
+            raise AlreadyRunning(
+                f"{self.path}: another `monitor run` is already using this database "
+                f"(pid {holder}); stop it first"
+            ) from None
+        handle.seek(0)
+        handle.truncate()
+        handle.write(str(os.getpid()))
+        handle.flush()
+        self._lock_file = handle
+
+    def release_run_lock(self) -> None:
+        if self._lock_file is not None:
+            fcntl.flock(self._lock_file.fileno(), fcntl.LOCK_UN)
+            self._lock_file.close()
+            self._lock_file = None
+
+    def writable(self) -> bool:
+        """True when a write transaction can be opened now (used by /healthz)."""
+        try:
+            self.db.execute("BEGIN IMMEDIATE")
+            self.db.execute("ROLLBACK")
+        except sqlite3.Error:
+            return False
+        return True

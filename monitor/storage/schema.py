@@ -1,0 +1,167 @@
+"""The database schema, as an ordered list of sqlite-utils migrations.
+
+Table names and columns are a user-facing contract (documented in README.md, table by
+table). Add a new migration function at the end for every change; never edit one that
+has shipped. This module only defines the schema; `Storage` applies it.
+"""
+
+from __future__ import annotations
+
+from sqlite_utils import Database, Migrations
+
+migrations = Migrations("monitor")
+
+
+@migrations()
+def m001_initial(db: Database) -> None:
+    db.executescript(
+        """
+        CREATE TABLE feeds (
+            id INTEGER PRIMARY KEY,
+            url TEXT NOT NULL UNIQUE,
+            name TEXT,
+            title TEXT,
+            enabled INTEGER NOT NULL DEFAULT 1 CHECK (enabled IN (0, 1)),
+            from_config INTEGER NOT NULL DEFAULT 0 CHECK (from_config IN (0, 1)),
+            interval_s REAL,
+            fetch_full_text INTEGER NOT NULL DEFAULT 0,
+            etag TEXT,
+            last_modified TEXT,
+            next_due TEXT,
+            last_polled TEXT,
+            last_success TEXT,
+            last_outcome TEXT,
+            last_status INTEGER,
+            last_duration_ms REAL,
+            entries_total INTEGER NOT NULL DEFAULT 0,
+            failures INTEGER NOT NULL DEFAULT 0,
+            error_kind TEXT,
+            error_message TEXT,
+            error_since TEXT,
+            health_alerted INTEGER NOT NULL DEFAULT 0,
+            disabled_reason TEXT,
+            created_at TEXT NOT NULL
+        );
+
+        CREATE TABLE topics (
+            name TEXT PRIMARY KEY,
+            threshold REAL,
+            keywords TEXT NOT NULL DEFAULT '[]',
+            exclude TEXT NOT NULL DEFAULT '[]',
+            last_digest_at TEXT,
+            created_at TEXT NOT NULL
+        );
+
+        CREATE TABLE seeds (
+            id TEXT PRIMARY KEY,            -- 'seed:<file name>'
+            topic TEXT NOT NULL REFERENCES topics(name),
+            path TEXT NOT NULL,
+            title TEXT NOT NULL,
+            text TEXT NOT NULL,
+            content_hash TEXT NOT NULL,
+            added_at TEXT NOT NULL
+        );
+
+        CREATE TABLE stories (
+            id TEXT PRIMARY KEY,
+            feed_id INTEGER REFERENCES feeds(id) ON DELETE SET NULL,
+            origin TEXT NOT NULL,          -- the feed URL, or 'replay:<file name>'
+            entry_key TEXT NOT NULL,       -- guid, else canonical link, else content hash
+            guid TEXT,
+            url TEXT NOT NULL,
+            canonical_url TEXT NOT NULL,
+            title TEXT NOT NULL,
+            summary TEXT NOT NULL DEFAULT '',
+            content TEXT NOT NULL DEFAULT '',
+            full_text TEXT,
+            full_text_status TEXT,
+            source TEXT,
+            author TEXT,
+            language TEXT,
+            published TEXT NOT NULL,
+            dated INTEGER NOT NULL DEFAULT 1,
+            seen_at TEXT NOT NULL,
+            updated_at TEXT,
+            content_hash TEXT NOT NULL,
+            UNIQUE (origin, entry_key)
+        );
+        CREATE INDEX stories_canonical_url ON stories(canonical_url);
+        CREATE INDEX stories_published ON stories(published);
+
+        CREATE TABLE developments (
+            id TEXT PRIMARY KEY,
+            topic TEXT NOT NULL REFERENCES topics(name),
+            label TEXT NOT NULL,
+            first_story TEXT NOT NULL,      -- a story ID or 'seed:<file name>'
+            sources TEXT NOT NULL DEFAULT '[]',
+            story_count INTEGER NOT NULL DEFAULT 1,
+            terms TEXT NOT NULL DEFAULT '[]',
+            first_seen TEXT NOT NULL,
+            last_seen TEXT NOT NULL
+        );
+        CREATE INDEX developments_topic ON developments(topic, last_seen);
+
+        CREATE TABLE decisions (
+            story_id TEXT NOT NULL REFERENCES stories(id) ON DELETE CASCADE,
+            topic TEXT NOT NULL REFERENCES topics(name),
+            status TEXT NOT NULL
+                CHECK (status IN ('development', 'coverage', 'duplicate', 'unrelated')),
+            score REAL NOT NULL,
+            development TEXT REFERENCES developments(id),
+            duplicate_of TEXT,
+            reasons TEXT NOT NULL DEFAULT '[]',
+            decided_at TEXT NOT NULL,
+            feedback TEXT CHECK (feedback IN ('relevant', 'irrelevant', 'not-new')),
+            feedback_at TEXT,
+            PRIMARY KEY (story_id, topic)
+        );
+        CREATE INDEX decisions_topic_status ON decisions(topic, status, decided_at);
+        CREATE INDEX decisions_development ON decisions(development);
+
+        CREATE TABLE alerts (
+            id TEXT PRIMARY KEY,
+            kind TEXT NOT NULL,            -- development, digest, feed_failing, feed_recovered, test
+            topic TEXT,
+            story_id TEXT REFERENCES stories(id) ON DELETE SET NULL,
+            development TEXT REFERENCES developments(id),
+            feed_id INTEGER REFERENCES feeds(id) ON DELETE SET NULL,
+            payload TEXT NOT NULL,
+            status TEXT NOT NULL DEFAULT 'pending'
+                CHECK (status IN ('pending', 'delivered', 'failed', 'held')),
+            created_at TEXT NOT NULL,
+            delivered_at TEXT
+        );
+        CREATE INDEX alerts_status ON alerts(status, created_at);
+
+        CREATE TABLE deliveries (
+            id INTEGER PRIMARY KEY,
+            alert_id TEXT NOT NULL REFERENCES alerts(id) ON DELETE CASCADE,
+            channel TEXT NOT NULL,
+            status TEXT NOT NULL DEFAULT 'pending'
+                CHECK (status IN ('pending', 'delivered', 'failed')),
+            attempts INTEGER NOT NULL DEFAULT 0,
+            next_attempt_at TEXT NOT NULL,
+            last_error TEXT,
+            confirmation TEXT,
+            delivered_at TEXT,
+            UNIQUE (alert_id, channel)
+        );
+        CREATE INDEX deliveries_due ON deliveries(status, next_attempt_at);
+
+        CREATE TABLE delivery_attempts (
+            id INTEGER PRIMARY KEY,
+            delivery_id INTEGER NOT NULL REFERENCES deliveries(id) ON DELETE CASCADE,
+            alert_id TEXT NOT NULL,
+            channel TEXT NOT NULL,
+            attempted_at TEXT NOT NULL,
+            outcome TEXT NOT NULL CHECK (outcome IN ('delivered', 'retry', 'failed')),
+            status_code TEXT,
+            error TEXT,
+            duration_ms REAL
+        );
+        CREATE INDEX delivery_attempts_alert ON delivery_attempts(alert_id);
+        """
+    )
+    db["stories"].enable_fts(
+        ["title", "summary", "content"], fts_version="FTS5", create_triggers=True
+    )
