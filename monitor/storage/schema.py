@@ -19,6 +19,7 @@ def m001_initial(db: Database) -> None:
         CREATE TABLE feeds (
             id INTEGER PRIMARY KEY,
             url TEXT NOT NULL UNIQUE,
+            config_url TEXT UNIQUE,         -- the URL as the config names it (url may move on 301)
             name TEXT,
             title TEXT,
             enabled INTEGER NOT NULL DEFAULT 1 CHECK (enabled IN (0, 1)),

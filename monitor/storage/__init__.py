@@ -1,0 +1,18 @@
+"""SQLite storage through sqlite-utils: one `Storage` whose methods are use cases.
+
+The mixins split the use cases by table family; each writes only inside the transaction
+its caller opened with `Storage.atomic()` (one per feed's results).
+"""
+
+from __future__ import annotations
+
+from .alerts import AlertStore, new_alert_id
+from .base import StorageBase, iso, parse_iso
+from .feeds import FeedRow, FeedStore, FeedUpdate
+from .stories import StoryStore, story_id
+
+__all__ = ["AlertStore", "FeedRow", "FeedUpdate", "Storage", "iso", "new_alert_id", "parse_iso", "story_id"]
+
+
+class Storage(FeedStore, StoryStore, AlertStore, StorageBase):
+    """The one database handle of a process."""

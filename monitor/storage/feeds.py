@@ -1,0 +1,218 @@
+"""Use cases on the `feeds` table: sync with the config, what is due, poll results, CLI edits."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlite_utils import Database
+
+from ..config import FeedSettings
+from ..errors import UserError
+from .base import iso, parse_iso
+
+
+@dataclass(frozen=True, slots=True)
+class FeedRow:
+    """A feed as stored, with the state the scheduler and the fetcher need."""
+
+    id: int
+    url: str
+    name: str | None
+    title: str | None
+    enabled: bool
+    interval_s: float | None
+    full_text: bool
+    etag: str | None
+    last_modified: str | None
+    next_due: datetime | None
+    failures: int
+    error_since: datetime | None
+    error_kind: str | None
+    error_message: str | None
+    health_alerted: bool
+    topics: tuple[str, ...] = ()
+
+    @property
+    def label(self) -> str:
+        return self.name or self.title or self.url
+
+    @classmethod
+    def from_row(cls, row: dict[str, Any]) -> FeedRow:
+        return cls(
+            id=row["id"],
+            url=row["url"],
+            name=row["name"],
+            title=row["title"],
+            enabled=bool(row["enabled"]),
+            interval_s=row["interval_s"],
+            full_text=bool(row["fetch_full_text"]),
+            etag=row["etag"],
+            last_modified=row["last_modified"],
+            next_due=parse_iso(row["next_due"]),
+            failures=row["failures"],
+            error_since=parse_iso(row["error_since"]),
+            error_kind=row["error_kind"],
+            error_message=row["error_message"],
+            health_alerted=bool(row["health_alerted"]),
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class FeedUpdate:
+    """The state to write on a feed after one poll (an intent, written with the entries)."""
+
+    feed_id: int
+    polled_at: datetime
+    outcome: str
+    next_due: datetime
+    status: int | None = None
+    duration_ms: float | None = None
+    url: str | None = None  # new permanent URL after a 301/308
+    title: str | None = None
+    etag: str | None = None
+    last_modified: str | None = None
+    validators: bool = False  # write etag/last_modified (a 200 replaces them, a 304 keeps them)
+    failures: int = 0
+    error_kind: str | None = None
+    error_message: str | None = None
+    error_since: datetime | None = None
+    new_entries: int = 0
+    disable_reason: str | None = None
+    health_alerted: bool | None = None
+
+
+class FeedStore:
+    db: Database
+
+    def sync_feeds(self, feeds: Iterable[FeedSettings], now: datetime) -> None:
+        """Make the `feeds` table carry the config's feeds.
+
+        New config feeds are added; known ones take the config's name, interval and options.
+        A feed disabled in the config is disabled; one enabled there keeps whatever state the
+        CLI or the poller gave it (a 410 stays disabled). Feeds removed from the config are
+        disabled, not deleted, so their stories keep their source.
+        """
+        listed: set[str] = set()
+        with self.db.atomic():
+            for feed in feeds:
+                listed.add(feed.url)
+                row = self.db.execute(
+                    "SELECT id FROM feeds WHERE config_url = ? OR url = ?", [feed.url, feed.url]
+                ).fetchone()
+                values = {
+                    "name": feed.name,
+                    "interval_s": feed.interval,
+                    "fetch_full_text": int(feed.full_text),
+                    "from_config": 1,
+                    "config_url": feed.url,
+                }
+                if row is None:
+                    self.db["feeds"].insert(
+                        {**values, "url": feed.url, "enabled": int(feed.enabled),
+                         "created_at": iso(now)}
+                    )
+                else:
+                    if not feed.enabled:
+                        values["enabled"] = 0
+                        values["disabled_reason"] = "disabled in the config"
+                    self.db["feeds"].update(row[0], values)
+            for feed_id, config_url in self.db.execute(
+                "SELECT id, config_url FROM feeds WHERE from_config = 1 AND enabled = 1"
+            ).fetchall():
+                if config_url not in listed:
+                    self.db["feeds"].update(
+                        feed_id, {"enabled": 0, "disabled_reason": "removed from the config"}
+                    )
+
+    def feeds(self, *, enabled_only: bool = False) -> list[FeedRow]:
+        where = "WHERE enabled = 1" if enabled_only else ""
+        return [
+            FeedRow.from_row(row)
+            for row in self.db.query(f"SELECT * FROM feeds {where} ORDER BY id")
+        ]
+
+    def due_feeds(self, now: datetime) -> list[FeedRow]:
+        """Enabled feeds whose next_due has come (or that were never polled)."""
+        rows = self.db.query(
+            "SELECT * FROM feeds WHERE enabled = 1 AND (next_due IS NULL OR next_due <= ?) "
+            "ORDER BY next_due IS NOT NULL, next_due, id",
+            [iso(now)],
+        )
+        return [FeedRow.from_row(row) for row in rows]
+
+    def next_due_at(self) -> datetime | None:
+        row = self.db.execute("SELECT min(next_due) FROM feeds WHERE enabled = 1").fetchone()
+        return parse_iso(row[0]) if row else None
+
+    def find_feed(self, id_or_url: str) -> FeedRow:
+        if id_or_url.isdigit():
+            rows = list(self.db.query("SELECT * FROM feeds WHERE id = ?", [int(id_or_url)]))
+        else:
+            rows = list(
+                self.db.query(
+                    "SELECT * FROM feeds WHERE url = ? OR config_url = ?", [id_or_url, id_or_url]
+                )
+            )
+        if not rows:
+            raise UserError(f"no feed with ID or URL {id_or_url!r} (see `monitor feeds list`)")
+        return FeedRow.from_row(rows[0])
+
+    def add_feed(self, url: str, name: str | None, interval: float | None, now: datetime) -> int:
+        if self.db.execute("SELECT 1 FROM feeds WHERE url = ?", [url]).fetchone():
+            raise UserError(f"feed {url!r} is already in the database")
+        with self.db.atomic():
+            table = self.db["feeds"]
+            table.insert(
+                {"url": url, "name": name, "interval_s": interval, "enabled": 1,
+                 "created_at": iso(now)}
+            )
+            return int(table.last_pk)
+
+    def remove_feed(self, feed: FeedRow) -> None:
+        with self.db.atomic():
+            self.db.execute("DELETE FROM feeds WHERE id = ?", [feed.id])
+
+    def set_enabled(self, feed: FeedRow, enabled: bool) -> None:
+        with self.db.atomic():
+            self.db["feeds"].update(
+                feed.id,
+                {"enabled": int(enabled), "disabled_reason": None if enabled else "disabled by user",
+                 "next_due": None if enabled else iso(feed.next_due)},
+            )
+
+    def update_feed(self, update: FeedUpdate) -> None:
+        """Write one poll's result on the feed row (call inside the feed's transaction)."""
+        values: dict[str, Any] = {
+            "last_polled": iso(update.polled_at),
+            "last_outcome": update.outcome,
+            "last_status": update.status,
+            "last_duration_ms": update.duration_ms,
+            "next_due": iso(update.next_due),
+            "failures": update.failures,
+            "error_kind": update.error_kind,
+            "error_message": update.error_message,
+            "error_since": iso(update.error_since),
+        }
+        if update.error_kind is None:
+            values["last_success"] = iso(update.polled_at)
+        if update.validators:
+            values["etag"] = update.etag
+            values["last_modified"] = update.last_modified
+        if update.title:
+            values["title"] = update.title
+        if update.url:
+            values["url"] = update.url
+        if update.disable_reason:
+            values["enabled"] = 0
+            values["disabled_reason"] = update.disable_reason
+        if update.health_alerted is not None:
+            values["health_alerted"] = int(update.health_alerted)
+        self.db["feeds"].update(update.feed_id, values)
+        if update.new_entries:
+            self.db.execute(
+                "UPDATE feeds SET entries_total = entries_total + ? WHERE id = ?",
+                [update.new_entries, update.feed_id],
+            )

@@ -1,0 +1,125 @@
+"""Use cases on `stories`: identity (seen before?), insert, in-place edits, export rows."""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Iterator
+from datetime import datetime
+from typing import Any
+
+from sqlite_utils import Database
+
+from ..errors import UserError
+from ..models import Entry
+from .base import iso
+
+
+def story_id(origin: str, key: str) -> str:
+    """A short stable ID for an entry of one origin (feed URL or replay file)."""
+    digest = hashlib.blake2b(f"{origin}\0{key}".encode(), digest_size=6).hexdigest()
+    return f"s_{digest}"
+
+
+class StoryStore:
+    db: Database
+
+    def known_entries(self, origin: str, keys: list[str]) -> dict[str, tuple[str, str]]:
+        """For the entry keys of one origin already stored: key → (story ID, content hash)."""
+        found: dict[str, tuple[str, str]] = {}
+        for start in range(0, len(keys), 500):
+            chunk = keys[start : start + 500]
+            marks = ",".join("?" * len(chunk))
+            for key, sid, content_hash in self.db.execute(
+                f"SELECT entry_key, id, content_hash FROM stories "
+                f"WHERE origin = ? AND entry_key IN ({marks})",
+                [origin, *chunk],
+            ).fetchall():
+                found[key] = (sid, content_hash)
+        return found
+
+    def insert_story(
+        self, entry: Entry, *, origin: str, feed_id: int | None, now: datetime
+    ) -> str:
+        sid = story_id(origin, entry.key)
+        self.db["stories"].insert(
+            {
+                "id": sid,
+                "feed_id": feed_id,
+                "origin": origin,
+                "entry_key": entry.key,
+                "guid": entry.guid,
+                "url": entry.url,
+                "canonical_url": entry.canonical_url,
+                "title": entry.title,
+                "summary": entry.summary,
+                "content": entry.content,
+                "source": entry.source,
+                "author": entry.author,
+                "language": entry.language,
+                "published": iso(entry.published),
+                "dated": int(entry.dated),
+                "seen_at": iso(now),
+                "content_hash": entry.content_hash,
+            }
+        )
+        return sid
+
+    def update_story(self, sid: str, entry: Entry, now: datetime) -> None:
+        """An entry edited in place: keep its identity and decision, refresh its text."""
+        self.db["stories"].update(
+            sid,
+            {
+                "url": entry.url,
+                "canonical_url": entry.canonical_url,
+                "title": entry.title,
+                "summary": entry.summary,
+                "content": entry.content,
+                "author": entry.author,
+                "content_hash": entry.content_hash,
+                "updated_at": iso(now),
+            },
+        )
+
+    def set_full_text(self, sid: str, text: str | None, status: str) -> None:
+        self.db["stories"].update(sid, {"full_text": text, "full_text_status": status})
+
+    def find_story(self, id_or_url: str) -> dict[str, Any]:
+        """A story by ID, link as published, or canonical link; UserError when unknown."""
+        for column in ("id", "url", "canonical_url"):
+            rows = list(self.db.query(f"SELECT * FROM stories WHERE {column} = ?", [id_or_url]))
+            if rows:
+                return rows[0]
+        raise UserError(f"no story with ID or URL {id_or_url!r}")
+
+    def export_rows(
+        self, *, topic: str | None = None, since: datetime | None = None
+    ) -> Iterator[dict[str, Any]]:
+        """Decisions in the export format (DESIGN.md §3.3), oldest first."""
+        where, params = ["1 = 1"], []
+        if topic:
+            where.append("d.topic = ?")
+            params.append(topic)
+        if since:
+            where.append("s.published >= ?")
+            params.append(iso(since))
+        sql = f"""
+            SELECT s.id, d.topic, s.url, s.canonical_url, s.title, s.source, s.published,
+                   s.seen_at, d.status, d.score, d.development, d.duplicate_of,
+                   EXISTS (SELECT 1 FROM alerts a WHERE a.story_id = s.id AND a.topic = d.topic
+                           AND a.kind = 'development' AND a.status = 'delivered') AS alerted
+            FROM decisions d JOIN stories s ON s.id = d.story_id
+            WHERE {" AND ".join(where)}
+            ORDER BY s.published, s.seen_at, s.id
+        """
+        for row in self.db.query(sql, params):
+            row["alerted"] = bool(row["alerted"])
+            row["score"] = round(row["score"], 4)
+            yield row
+
+    def counts_by_status(self) -> dict[str, dict[str, int]]:
+        counts: dict[str, dict[str, int]] = {}
+        for topic, status, count in self.db.execute(
+            "SELECT topic, status, count(*) FROM decisions GROUP BY topic, status"
+        ).fetchall():
+            counts.setdefault(topic, {})[status] = count
+        return counts
