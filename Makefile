@@ -1,0 +1,36 @@
+# Every target sets up what it needs: a virtual environment with the locked dependencies.
+PYTHON ?= python3
+VENV   ?= .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed
+
+.PHONY: run test lint bench clean
+
+$(STAMP): requirements.lock pyproject.toml
+	$(PYTHON) -c 'import sys; sys.exit("monitor needs Python >= 3.11") if sys.version_info < (3, 11) else None'
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --require-hashes -r requirements.lock
+	$(BIN)/python -m pip install --quiet --no-deps -e .
+	touch $(STAMP)
+
+## run: the daemon with the default config (Ctrl-C stops it)
+run: $(STAMP)
+	$(BIN)/monitor --config config/monitor.toml run
+
+## test: lint, type-check and the whole test suite
+test: $(STAMP)
+	$(BIN)/ruff check monitor tests bench
+	$(BIN)/mypy --strict monitor
+	$(BIN)/python -m pytest -q
+
+lint: $(STAMP)
+	$(BIN)/ruff check monitor tests bench
+	$(BIN)/ruff format --check monitor
+	$(BIN)/mypy --strict monitor
+
+bench: $(STAMP)
+	$(BIN)/python bench/poll_cycle.py
+	$(BIN)/python bench/decide.py
+
+clean:
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

@@ -1,0 +1,5 @@
+"""`python -m monitor` runs the command line."""
+
+from .cli import main
+
+main()

@@ -1,0 +1,154 @@
+"""`monitor run`: the long-running service.
+
+APScheduler (3.x) is only the clock. The schedule itself is data: every feed row carries
+`next_due`, so the `poll_due` job (every `TICK` seconds) polls whichever feeds are due, and a
+restart loses nothing. Jobs, each with ``max_instances=1, coalesce=True``:
+
+- ``poll_due``        coroutine on the event loop: fetch due feeds, judge, write
+- ``deliver_pending`` in a worker thread with its own database connection (SMTP blocks)
+- ``digest:<topic>``  cron trigger in the topic's time zone: enqueue the digest
+
+SIGTERM/SIGINT stop the scheduler; a poll in progress is cancelled only between feeds
+(every write is a synchronous transaction with no await inside), so the current
+transaction always finishes. A second daemon on the same database is refused.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+import threading
+import time
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+
+from apscheduler.schedulers.asyncio import AsyncIOScheduler
+
+from .channels import build_channels
+from .config import Settings
+from .deliver import deliver_pending
+from .digest import digest_trigger, enqueue_digest
+from .fetch import Fetcher
+from .pipeline import Pipeline, PollSummary, utcnow
+from .storage import Storage
+
+log = logging.getLogger("monitor.daemon")
+
+TICK = 30.0  # seconds between looks at `next_due`
+
+
+@dataclass(slots=True)
+class DaemonState:
+    """What /healthz and `status` read about the running service."""
+
+    started: datetime = field(default_factory=utcnow)
+    running: bool = False
+    last_poll_finished: datetime | None = None
+    last_poll_summary: PollSummary | None = None
+    last_delivery: datetime | None = None
+    polls: int = 0
+
+
+class Daemon:
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.state = DaemonState()
+        self.storage = Storage(settings.database_path)
+        self.storage.acquire_run_lock()
+        self.storage.sync_feeds(settings.feeds, utcnow())
+        self.pipeline = Pipeline(settings, self.storage)
+        self.channels = build_channels(settings.alerts)
+        self._stop = asyncio.Event()
+        self._fetcher: Fetcher | None = None
+        self._delivery_storage: Storage | None = None
+        self._deliver_lock = threading.Lock()
+        self.service = None
+
+    async def poll_due(self) -> None:
+        assert self._fetcher is not None
+        summary = await self.pipeline.poll(only_due=True, fetcher=self._fetcher)
+        self.state.polls += 1
+        self.state.last_poll_finished = utcnow()
+        if summary.feeds:
+            self.state.last_poll_summary = summary
+            log.info("poll: %s", summary.text())
+
+    def deliver(self) -> None:
+        if not self._deliver_lock.acquire(blocking=False):
+            return  # shutting down (the lock is held for good)
+        try:
+            self._deliver()
+        finally:
+            self._deliver_lock.release()
+
+    def _deliver(self) -> None:
+        if self._delivery_storage is None:
+            self._delivery_storage = Storage(self.settings.database_path)
+        summary = deliver_pending(
+            self._delivery_storage, self.channels, self.settings, datetime.now(UTC)
+        )
+        self.state.last_delivery = utcnow()
+        if summary.attempts:
+            log.info("delivery: %s", summary.text())
+
+    def digest(self, topic_name: str) -> None:
+        topic = self.settings.topic(topic_name)
+        alert_id = enqueue_digest(self.storage, topic, utcnow())
+        if alert_id:
+            log.info("digest for %s queued as %s", topic_name, alert_id)
+
+    async def run(self) -> int:
+        loop = asyncio.get_running_loop()
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(signum, self._stop.set)
+        self._fetcher = Fetcher(self.pipeline.limits)
+        scheduler = AsyncIOScheduler(event_loop=loop, timezone=UTC)
+        common = {"max_instances": 1, "coalesce": True, "misfire_grace_time": None}
+        scheduler.add_job(self.poll_due, "interval", seconds=TICK, id="poll_due",
+                          next_run_time=datetime.now(UTC), **common)
+        scheduler.add_job(self.deliver, "interval", seconds=self.settings.alerts.deliver_every,
+                          id="deliver_pending", next_run_time=datetime.now(UTC), **common)
+        for topic in self.settings.topics:
+            scheduler.add_job(self.digest, digest_trigger(topic), args=[topic.name],
+                              id=f"digest:{topic.name}", **common)
+        if self.settings.service.listen:
+            from .service import start_service
+
+            self.service = start_service(self.settings.service.listen, self)
+        scheduler.start()
+        self.state.running = True
+        log.info(
+            "monitor running: %d feeds, %d topics, %d alert channels, database %s",
+            len(self.storage.feeds(enabled_only=True)), len(self.settings.topics),
+            len(self.channels), self.settings.database_path,
+        )
+        started = time.monotonic()
+        await self._stop.wait()
+        log.info("stopping after %.0f s", time.monotonic() - started)
+        self.state.running = False
+        scheduler.shutdown(wait=False)
+        current = [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
+        for task in current:
+            task.cancel()
+        await asyncio.gather(*current, return_exceptions=True)
+        # let a delivery running in its thread finish recording (every step has a timeout)
+        await asyncio.to_thread(self._deliver_lock.acquire)
+        await self._fetcher.aclose()
+        if self.service is not None:
+            self.service.stop()
+        self.close()
+        return 0
+
+    def close(self) -> None:
+        if self._delivery_storage is not None:
+            self._delivery_storage.close()
+        self.storage.close()
+
+
+def run_daemon(settings: Settings) -> int:
+    daemon = Daemon(settings)
+    try:
+        return asyncio.run(daemon.run())
+    finally:
+        daemon.storage.release_run_lock()

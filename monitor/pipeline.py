@@ -1,0 +1,446 @@
+"""The pipeline: from due feeds (or an archive) to stored decisions, in one readable order.
+
+Polling, per feed:
+    1. pick      the feeds that are due (or every enabled feed for `monitor poll`)
+    2. fetch     conditional GET, concurrently, within per-host and global limits
+    3. parse     bytes + headers → entries (a failure is a value recorded on the feed)
+    4. identify  seen before? skip; same key with new content? update in place, no new story
+    5. enrich    optionally fetch the linked article of a likely-related short item
+    6. judge     score, dedupe and decide for every topic (`detect.Judge`)
+    7. write     one transaction per feed: stories, decisions, developments, alerts, feed state
+
+Replay enters at step 4 with archived items, in publication order, each item's
+publication time used as "now", and shares every later step with polling.
+
+Only fetching runs concurrently; every write happens here, on one connection.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import time
+from collections import Counter
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+from . import article
+from .config import Settings
+from .detect import Judge
+from .errors import FetchError, ParseError, UserError
+from .fetch import Fetcher, FetchLimits
+from .models import Entry, Fetched, FeedOutcome
+from .parse import entry_from_item, parse_feed
+from .schedule import next_due
+from .storage import FeedRow, FeedUpdate, Storage
+
+log = logging.getLogger("monitor.pipeline")
+
+Clock = Callable[[], datetime]
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+@dataclass(slots=True)
+class FeedReport:
+    """What one poll did to one feed: the line logged and the figures summed."""
+
+    feed: str
+    outcome: str
+    status: int | None = None
+    entries: int = 0
+    new: int = 0
+    edited: int = 0
+    error: str | None = None
+    duration_ms: float = 0.0
+
+
+@dataclass(slots=True)
+class PollSummary:
+    feeds: int = 0
+    outcomes: Counter[str] = field(default_factory=Counter)
+    entries: int = 0
+    new: int = 0
+    edited: int = 0
+    decisions: Counter[str] = field(default_factory=Counter)
+    alerts: int = 0
+    reports: list[FeedReport] = field(default_factory=list)
+
+    def add(self, report: FeedReport) -> None:
+        self.feeds += 1
+        self.outcomes[report.outcome] += 1
+        self.entries += report.entries
+        self.new += report.new
+        self.edited += report.edited
+        self.reports.append(report)
+
+    def text(self) -> str:
+        outcomes = ", ".join(f"{count} {name}" for name, count in sorted(self.outcomes.items()))
+        decisions = ", ".join(f"{count} {name}" for name, count in sorted(self.decisions.items()))
+        return (
+            f"{self.feeds} feeds ({outcomes or 'none'}); {self.entries} entries, "
+            f"{self.new} new, {self.edited} edited; decisions: {decisions or 'none'}; "
+            f"{self.alerts} alerts raised"
+        )
+
+
+class Pipeline:
+    """Runs polls and replays against one Storage, one Judge and (for polls) one Fetcher."""
+
+    def __init__(self, settings: Settings, storage: Storage, *, clock: Clock = utcnow) -> None:
+        self.settings = settings
+        self.storage = storage
+        self.clock = clock
+        self.judge = Judge.open(storage, settings.topics, clock())
+        polling = settings.polling
+        self.limits = FetchLimits(
+            timeout=polling.timeout,
+            max_bytes=polling.max_bytes,
+            max_redirects=polling.max_redirects,
+            per_host=polling.per_host,
+            global_limit=polling.concurrency,
+        )
+        self.observers: list[Callable[[FeedReport], None]] = []
+
+    # -- polling ---------------------------------------------------------------------------
+
+    async def poll(self, *, only_due: bool, fetcher: Fetcher | None = None) -> PollSummary:
+        """Poll the due feeds (or all enabled ones), process each as its response arrives."""
+        now = self.clock()
+        feeds = (
+            self.storage.due_feeds(now) if only_due else self.storage.feeds(enabled_only=True)
+        )
+        summary = PollSummary()
+        if not feeds:
+            return summary
+        own = fetcher is None
+        client = fetcher or Fetcher(self.limits)
+        try:
+            tasks = [asyncio.create_task(self._fetch(client, feed)) for feed in feeds]
+            for finished in asyncio.as_completed(tasks):
+                feed, outcome, started = await finished
+                report = await self._process(client, feed, outcome, started, summary)
+                summary.add(report)
+                self._log(report)
+                for observer in self.observers:
+                    observer(report)
+        finally:
+            if own:
+                await client.aclose()
+        return summary
+
+    async def _fetch(
+        self, client: Fetcher, feed: FeedRow
+    ) -> tuple[FeedRow, Fetched | FetchError, float]:
+        started = time.perf_counter()
+        try:
+            fetched: Fetched | FetchError = await client.fetch(
+                feed.url, etag=feed.etag, last_modified=feed.last_modified
+            )
+        except FetchError as error:
+            fetched = error
+        return feed, fetched, started
+
+    async def _process(
+        self,
+        client: Fetcher,
+        feed: FeedRow,
+        outcome: Fetched | FetchError,
+        started: float,
+        summary: PollSummary,
+    ) -> FeedReport:
+        now = self.clock()
+        if isinstance(outcome, FetchError):
+            return self._record_failure(feed, outcome, now, started, summary)
+        if outcome.not_modified:
+            report = FeedReport(feed.label, FeedOutcome.NOT_MODIFIED, status=304)
+            with self.storage.atomic():
+                self._write_feed_state(feed, outcome, report, now, started, summary)
+            return report
+        try:
+            parsed = parse_feed(
+                outcome.body, outcome.headers, outcome.url, now, source=feed.name
+            )
+        except ParseError as error:
+            return self._record_failure(feed, error, now, started, summary)
+        origin = feed.url
+        entries = _unique(parsed.entries)
+        known = self.storage.known_entries(origin, [entry.key for entry in entries])
+        fresh = [entry for entry in entries if entry.key not in known]
+        if feed.full_text and fresh:
+            fresh = await self._enrich(client, fresh)
+        report = FeedReport(feed.label, FeedOutcome.OK, status=outcome.status,
+                            entries=len(entries))
+        with self.storage.atomic():
+            for entry in entries:
+                seen = known.get(entry.key)
+                if seen is None:
+                    continue
+                if seen[1] != entry.content_hash:
+                    self.storage.update_story(seen[0], entry, now)
+                    report.edited += 1
+            for entry in fresh:
+                self._judge_new(entry, origin, feed.id, now, summary, feed.topics)
+                report.new += 1
+            title = parsed.title
+            self._write_feed_state(feed, outcome, report, now, started, summary, title=title)
+        return report
+
+    async def _enrich(self, client: Fetcher, entries: list[Entry]) -> list[Entry]:
+        """Fetch the linked article of short, likely-related entries (at most once a story)."""
+        wanted = [
+            index for index, entry in enumerate(entries)
+            if article.needs_full_text(entry) and self.judge.first_gate(entry)
+        ]
+        if not wanted:
+            return entries
+        timeout = self.settings.polling.full_text_timeout
+        texts = await asyncio.gather(
+            *(self._article(client, entries[i].url, timeout) for i in wanted)
+        )
+        enriched = list(entries)
+        for index, text in zip(wanted, texts, strict=True):
+            if text:
+                enriched[index] = replace(entries[index], content=text)
+        return enriched
+
+    async def _article(self, client: Fetcher, url: str, timeout: float) -> str | None:
+        try:
+            fetched = await client.fetch(url, timeout=timeout)
+        except FetchError as error:
+            log.info("article %s not fetched: %s", url, error)
+            return None
+        return article.extract_text(fetched.body, fetched.headers, fetched.url)
+
+    def _record_failure(
+        self,
+        feed: FeedRow,
+        error: FetchError | ParseError,
+        now: datetime,
+        started: float,
+        summary: PollSummary,
+    ) -> FeedReport:
+        gone = isinstance(error, FetchError) and error.kind == "gone"
+        status = error.status if isinstance(error, FetchError) else None
+        retry_after = error.retry_after if isinstance(error, FetchError) else None
+        failures = feed.failures + 1
+        since = feed.error_since or now
+        polling = self.settings.polling
+        due = next_due(
+            now,
+            interval=feed.interval_s or polling.interval,
+            failures=failures,
+            retry_after=retry_after,
+            key=feed.url,
+            jitter=polling.jitter,
+            max_interval=polling.max_interval,
+            max_backoff=polling.max_backoff,
+        )
+        report = FeedReport(
+            feed.label,
+            FeedOutcome.GONE if gone else FeedOutcome.ERROR,
+            status=status,
+            error=f"{error.kind}: {error}",
+            duration_ms=(time.perf_counter() - started) * 1000,
+        )
+        alerts = self.settings.alerts
+        failing_long = (
+            failures >= alerts.feed_failing_polls
+            or now - since >= timedelta(seconds=alerts.feed_failing_after)
+        )
+        raise_alert = failing_long and not feed.health_alerted
+        with self.storage.atomic():
+            if raise_alert:
+                self.storage.enqueue_alert(
+                    kind="feed_failing",
+                    feed_id=feed.id,
+                    now=now,
+                    payload={
+                        "type": "feed.failing",
+                        "topic": None,
+                        "feed": {"url": feed.url, "name": feed.label, "error": report.error,
+                                 "since": since.isoformat(), "failures": failures},
+                    },
+                )
+                summary.alerts += 1
+            self.storage.update_feed(
+                FeedUpdate(
+                    feed_id=feed.id,
+                    polled_at=now,
+                    outcome=report.outcome,
+                    next_due=due,
+                    status=status,
+                    duration_ms=report.duration_ms,
+                    failures=failures,
+                    error_kind=error.kind,
+                    error_message=str(error),
+                    error_since=since,
+                    disable_reason=f"the server said the feed is gone (HTTP 410)" if gone else None,
+                    health_alerted=True if raise_alert else None,
+                )
+            )
+        return report
+
+    def _write_feed_state(
+        self,
+        feed: FeedRow,
+        fetched: Fetched,
+        report: FeedReport,
+        now: datetime,
+        started: float,
+        summary: PollSummary,
+        *,
+        title: str | None = None,
+    ) -> None:
+        polling = self.settings.polling
+        due = next_due(
+            now,
+            interval=feed.interval_s or polling.interval,
+            max_age=fetched.max_age,
+            key=feed.url,
+            jitter=polling.jitter,
+            max_interval=polling.max_interval,
+            max_backoff=polling.max_backoff,
+        )
+        recovered = feed.health_alerted
+        if recovered:
+            self.storage.enqueue_alert(
+                kind="feed_recovered",
+                feed_id=feed.id,
+                now=now,
+                payload={
+                    "type": "feed.recovered",
+                    "topic": None,
+                    "feed": {"url": feed.url, "name": feed.label, "error": feed.error_message,
+                             "since": feed.error_since.isoformat() if feed.error_since else None},
+                },
+            )
+            summary.alerts += 1
+        report.duration_ms = (time.perf_counter() - started) * 1000
+        self.storage.update_feed(
+            FeedUpdate(
+                feed_id=feed.id,
+                polled_at=now,
+                outcome=report.outcome,
+                next_due=due,
+                status=fetched.status,
+                duration_ms=report.duration_ms,
+                url=fetched.permanent_url,
+                title=title,
+                etag=fetched.etag,
+                last_modified=fetched.last_modified,
+                validators=not fetched.not_modified,
+                new_entries=report.new,
+                health_alerted=False if recovered else None,
+            )
+        )
+
+    # -- judging (shared by polling and replay) --------------------------------------------
+
+    def _judge_new(
+        self,
+        entry: Entry,
+        origin: str,
+        feed_id: int | None,
+        now: datetime,
+        summary: PollSummary,
+        topics: Sequence[str] = (),
+    ) -> None:
+        sid = self.storage.insert_story(entry, origin=origin, feed_id=feed_id, now=now)
+        intents = self.judge.process(sid, entry, now, topics=topics or None)
+        for intent in intents:
+            summary.decisions[intent.status] += 1
+            summary.alerts += int(intent.alert)
+            log.debug(
+                "%s %s: %s (score %.2f) %s",
+                intent.topic, sid, intent.status, intent.score,
+                "; ".join(reason.text for reason in intent.reasons[:3]),
+            )
+
+    # -- replay ------------------------------------------------------------------------------
+
+    def replay(self, path: Path, *, progress: Callable[[int, int], None] | None = None) -> PollSummary:
+        """Process archived items (DESIGN.md §3.4) in publication order; return a summary."""
+        items = read_archive(path)
+        origin = f"replay:{path.name}"
+        summary = PollSummary()
+        report = FeedReport(path.name, FeedOutcome.OK, entries=len(items))
+        for done, (entry, published) in enumerate(items, 1):
+            now = max(published, entry.published)
+            if not self.storage.known_entries(origin, [entry.key]):
+                with self.storage.atomic():
+                    self._judge_new(entry, origin, None, now, summary)
+                report.new += 1
+            if progress:
+                progress(done, len(items))
+        summary.add(report)
+        return summary
+
+    def _log(self, report: FeedReport) -> None:
+        if report.error:
+            log.warning(
+                "feed %s: %s%s, %s (%.0f ms)",
+                report.feed, report.outcome,
+                f" {report.status}" if report.status else "", report.error, report.duration_ms,
+                extra={"feed": report.feed, "outcome": report.outcome, "status": report.status,
+                       "error": report.error, "duration_ms": round(report.duration_ms, 1)},
+            )
+        else:
+            log.info(
+                "feed %s: %s%s, %d entries, %d new, %d edited (%.0f ms)",
+                report.feed, report.outcome,
+                f" {report.status}" if report.status else "",
+                report.entries, report.new, report.edited, report.duration_ms,
+                extra={"feed": report.feed, "outcome": report.outcome, "status": report.status,
+                       "entries": report.entries, "new": report.new, "edited": report.edited,
+                       "duration_ms": round(report.duration_ms, 1)},
+            )
+
+
+def _unique(entries: Iterable[Entry]) -> list[Entry]:
+    """Entries with distinct keys (a feed that repeats a guid keeps its first entry)."""
+    seen: set[str] = set()
+    unique = []
+    for entry in entries:
+        if entry.key not in seen:
+            seen.add(entry.key)
+            unique.append(entry)
+    return unique
+
+
+def read_archive(path: Path) -> list[tuple[Entry, datetime]]:
+    """Read a replay file: entries with their publication time, in publication order."""
+    try:
+        lines = path.read_text(encoding="utf-8").splitlines()
+    except (OSError, UnicodeDecodeError) as error:
+        raise UserError(f"{path}: cannot read the replay file: {error}") from None
+    read_at = utcnow()
+    items: list[tuple[Entry, datetime]] = []
+    for number, line in enumerate(lines, 1):
+        if not line.strip():
+            continue
+        try:
+            raw: Any = json.loads(line)
+            if not isinstance(raw, dict):
+                raise ValueError("not a JSON object")
+            for key in ("url", "title", "published"):
+                if not isinstance(raw.get(key), str) or not raw[key].strip():
+                    raise ValueError(f'"{key}" is missing or not a string')
+            published = datetime.fromisoformat(raw["published"].strip().replace("Z", "+00:00"))
+            if published.tzinfo is None:
+                published = published.replace(tzinfo=UTC)
+            published = published.astimezone(UTC)
+            entry = entry_from_item(raw, published, source=raw.get("source"))
+        except (ValueError, TypeError) as error:
+            raise UserError(f"{path}:{number}: not a replay item: {error}") from None
+        if entry.published > read_at + timedelta(days=1):
+            raise UserError(f"{path}:{number}: published {raw['published']} is in the future")
+        items.append((entry, published))
+    items.sort(key=lambda pair: pair[1])
+    return items
