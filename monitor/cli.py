@@ -235,10 +235,10 @@ def feedback(app: App, story_id: str, verdict: str) -> None:
 @pass_app
 def check(app: App) -> None:
     """Validate the config and the seeds; exit 2 with a clear message on any problem."""
+    settings = app.settings
     from .channels import build_channels
     from .corpus import load_seeds
 
-    settings = app.settings
     if not settings.topics:
         raise ConfigError(f"{settings.source}: topics: no topic configured")
     for topic in settings.topics:

@@ -55,6 +55,13 @@ class Duration(float):
     """Marker type: a duration in seconds, written as "15m" in TOML."""
 
 
+def _format_duration(seconds: float) -> str:
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
+        if seconds >= size and seconds % size == 0:
+            return f'"{int(seconds // size)}{unit}"'
+    return f'"{seconds:g}s"'
+
+
 def _check_http_url(value: str) -> str:
     parts = urlsplit(value)
     if parts.scheme not in ("http", "https") or not parts.netloc:
@@ -154,21 +161,21 @@ class FeedSettings:
 
 @dataclass(frozen=True, slots=True)
 class EmailSettings:
-    host: str = _setting("localhost")
-    port: int = _setting(25)
-    sender: str = _setting("monitor@localhost")
-    recipients: tuple[str, ...] = _setting(())
-    security: Literal["none", "starttls", "tls"] = _setting("none")
+    host: str = _setting("localhost", doc="SMTP server")
+    port: int = _setting(25, doc="SMTP port")
+    sender: str = _setting("monitor@localhost", doc="From address")
+    recipients: tuple[str, ...] = _setting((), doc="To addresses")
+    security: Literal["none", "starttls", "tls"] = _setting("none", doc="transport security")
     username_env: str | None = _setting(None, doc="environment variable holding the SMTP user")
     password_env: str | None = _setting(None, doc="environment variable holding the SMTP password")
-    timeout: Duration = _setting(Duration(30), check=_positive)
+    timeout: Duration = _setting(Duration(30), check=_positive, doc="limit on every SMTP step")
 
 
 @dataclass(frozen=True, slots=True)
 class WebhookSettings:
-    url: str = _setting(check=_check_http_url)
+    url: str = _setting(check=_check_http_url, doc="receiver URL")
     secret_env: str | None = _setting(None, doc="environment variable holding the signing secret")
-    timeout: Duration = _setting(Duration(15), check=_positive)
+    timeout: Duration = _setting(Duration(15), check=_positive, doc="whole request")
 
 
 @dataclass(frozen=True, slots=True)
@@ -183,9 +190,13 @@ class AlertSettings:
     max_attempts: int = _setting(8, check=_positive, doc="attempts per channel before 'failed'")
     retry_base: Duration = _setting(Duration(60), check=_positive, doc="first retry delay")
     retry_max: Duration = _setting(Duration(3600), check=_positive, doc="longest retry delay")
-    feed_failing_after: Duration = _setting(Duration(6 * 3600), check=_positive)
-    feed_failing_polls: int = _setting(5, check=_positive)
-    email: EmailSettings | None = _setting(None)
+    feed_failing_after: Duration = _setting(
+        Duration(6 * 3600), check=_positive, doc="a feed failing this long raises one alert"
+    )
+    feed_failing_polls: int = _setting(
+        5, check=_positive, doc="... or failing this many polls in a row"
+    )
+    email: EmailSettings | None = _setting(None, doc="the email channel")
     webhooks: tuple[WebhookSettings, ...] = _setting(())
     apprise: tuple[AppriseSettings, ...] = _setting(())
 
@@ -197,8 +208,8 @@ class ServiceSettings:
 
 @dataclass(frozen=True, slots=True)
 class LoggingSettings:
-    level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = _setting("INFO")
-    format: Literal["text", "json"] = _setting("text")
+    level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = _setting("INFO", doc="log level")
+    format: Literal["text", "json"] = _setting("text", doc="text lines or JSON objects")
 
 
 @dataclass(frozen=True, slots=True)
@@ -405,8 +416,24 @@ def describe_settings() -> list[tuple[str, str, str, str]]:
             if is_dataclass(target):
                 walk(typing.cast(type, target), f"{key.strip('[]')}.")
                 continue
-            default = "" if spec.default is MISSING else repr(spec.default)
+            if spec.default is MISSING:
+                default = ""
+            elif isinstance(spec.default, Duration):
+                default = _format_duration(spec.default)
+            else:
+                default = repr(spec.default)
             rows.append((key, _describe(kind), default, spec.metadata.get("doc", "")))
 
     walk(Settings, "")
     return rows
+
+
+def settings_markdown() -> str:
+    """The README's reference table of every setting."""
+    lines = ["| key | type | default | meaning |", "|---|---|---|---|"]
+    for key, kind, default, doc in describe_settings():
+        if default.startswith("PosixPath("):
+            default = default.removeprefix("PosixPath(").removesuffix(")")
+        shown = f"`{default}`" if default else "required"
+        lines.append(f"| `{key}` | {kind} | {shown} | {doc} |")
+    return "\n".join(lines)

@@ -1,0 +1,114 @@
+"""Settings: the default config works, every mistake names the file and key, README complete."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from monitor.config import (
+    load_settings,
+    parse_duration,
+    settings_from_dict,
+    settings_markdown,
+)
+from monitor.errors import ConfigError
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_default_config_is_complete() -> None:
+    settings = load_settings(ROOT / "config/monitor.toml")
+    assert [topic.name for topic in settings.topics] == ["taliban-delisting"]
+    assert settings.topics[0].seeds == (ROOT / "config/../seeds",)
+    assert 15 <= len(settings.feeds) <= 30
+    assert all(feed.name for feed in settings.feeds)
+    assert settings.alerts.email is not None and settings.alerts.email.host == "localhost"
+    assert settings.alerts.webhooks and "localhost" in settings.alerts.webhooks[0].url
+
+
+@pytest.mark.parametrize(
+    ("raw", "message"),
+    [
+        ({"feeds": [{"url": "https://a.example/"}, {"url": "https://b.example/", "interval": "15x"}]},
+         'feeds[1].interval: "15x" is not a duration'),
+        ({"feeds": [{"url": "ftp://a.example/"}]}, 'feeds[0].url: "ftp://a.example/" is not an http(s) URL'),
+        ({"polling": {"timeout": -3}}, "polling.timeout: -3 is not a duration"),
+        ({"polling": {"tiemout": "3s"}}, "polling.tiemout: unknown key"),
+        ({"topics": [{"seeds": ["x"]}]}, "topics[0].name: missing"),
+        ({"topics": [{"name": "a", "seeds": ["x"], "threshold": 2}]}, "topics[0].threshold: 2.0 is not between 0 and 1"),
+        ({"topics": [{"name": "a", "seeds": ["x"], "digest": "every day"}]}, "topics[0].digest:"),
+        ({"topics": [{"name": "a", "seeds": ["x"], "timezone": "Mars/Base"}]}, "is not a known time zone"),
+        ({"alerts": {"email": {"security": "ssl"}}}, 'alerts.email.security: "ssl" is not one of "none", "starttls", "tls"'),
+        ({"alerts": {"email": {"port": "25"}}}, 'alerts.email.port: "25" is not an integer'),
+        ({"feeds": [{"url": "https://a.example/"}, {"url": "https://a.example/"}]}, "feeds[1].url: \"https://a.example/\" is listed twice"),
+        ({"service": {"listen": "8080"}}, 'service.listen: "8080" is not "host:port"'),
+    ],
+)
+def test_errors_name_the_file_and_key(raw: dict[str, object], message: str) -> None:
+    with pytest.raises(ConfigError) as caught:
+        settings_from_dict(raw, Path("/etc/monitor/monitor.toml"))
+    assert str(caught.value).startswith("/etc/monitor/monitor.toml: ")
+    assert message in str(caught.value)
+
+
+def test_durations() -> None:
+    assert parse_duration("90s") == 90
+    assert parse_duration("15m") == 900
+    assert parse_duration("2h") == 7200
+    assert parse_duration(12) == 12
+    for bad in ("15x", "", "m", True, -1, None):
+        with pytest.raises(ValueError):
+            parse_duration(bad)
+
+
+def test_relative_paths_follow_the_config_file(tmp_path: Path) -> None:
+    config = tmp_path / "conf" / "m.toml"
+    config.parent.mkdir()
+    config.write_text('[database]\npath = "db/x.db"\n[[topics]]\nname = "t"\nseeds = "s"\n')
+    settings = load_settings(config)
+    assert settings.database.path == config.parent / "db/x.db"
+    assert settings.topics[0].seeds == (config.parent / "s",)
+
+
+def test_monitor_db_overrides(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.setenv("MONITOR_DB", str(tmp_path / "other.db"))
+    settings = settings_from_dict({}, tmp_path / "m.toml")
+    assert settings.database_path == tmp_path / "other.db"
+
+
+def test_readme_lists_every_setting() -> None:
+    assert settings_markdown() in (ROOT / "README.md").read_text(encoding="utf-8")
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ('[[feeds]]\nurl = "https://a.example/"\ninterval = "15x"\n',
+         'feeds[0].interval: "15x" is not a duration'),
+        ("[polling\n", "not valid TOML"),
+    ],
+)
+def test_check_exits_2_with_one_line(tmp_path: Path, text: str, expected: str) -> None:
+    config = tmp_path / "bad.toml"
+    config.write_text(text)
+    done = subprocess.run(
+        [sys.executable, "-m", "monitor", "--config", str(config), "check"],
+        capture_output=True, text=True, timeout=60, check=False,
+    )
+    assert done.returncode == 2
+    assert expected in done.stderr
+    assert str(config) in done.stderr
+    assert "Traceback" not in done.stderr
+    assert len(done.stderr.strip().splitlines()) == 1
+
+
+def test_missing_config_file(tmp_path: Path) -> None:
+    done = subprocess.run(
+        [sys.executable, "-m", "monitor", "--config", str(tmp_path / "nope.toml"), "status"],
+        capture_output=True, text=True, timeout=60, check=False,
+    )
+    assert done.returncode == 2
+    assert "config file not found" in done.stderr
