@@ -1,0 +1,282 @@
+"""The outbox is drained exactly as promised, against a real SMTP server and HTTP receiver.
+
+Time is injected: each `deliver_pending` call gets its own `now`, moved past the retry
+delay, so no test sleeps to wait for a retry.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+from aiosmtpd.controller import Controller
+from standardwebhooks import Webhook
+
+from monitor.channels import build_channels
+from monitor.config import AlertSettings, EmailSettings, Settings, TopicSettings, WebhookSettings
+from monitor.deliver import deliver_pending, retry_delay, send_test
+from monitor.errors import UserError
+from monitor.storage import Storage
+from monitor.storage.base import parse_iso
+from tests.peers import RecordingHandler, Reply, WebhookReceiver, free_port
+
+pytest_plugins = ["tests.peers"]
+
+T0 = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)
+LATER = timedelta(hours=2)  # more than retry_max (1h) plus jitter: any retry is due again
+SECRET = "whsec_" + "c2VjcmV0LXNpZ25pbmcta2V5LWZvci10ZXN0cw=="
+ENV = {"HOOK_SECRET": SECRET}
+
+
+@pytest.fixture
+def storage(tmp_path: Path) -> Iterator[Storage]:
+    store = Storage(tmp_path / "monitor.db")
+    yield store
+    store.close()
+
+
+def settings(**alerts: Any) -> Settings:
+    topic = TopicSettings(name="taliban", seeds=())
+    return Settings(topics=(topic,), alerts=AlertSettings(**alerts))
+
+
+def email(port: int, timeout: float = 5.0) -> EmailSettings:
+    return EmailSettings(
+        host="127.0.0.1",
+        port=port,
+        sender="monitor@example.org",
+        recipients=("me@example.org",),
+        timeout=timeout,
+    )
+
+
+def webhook(url: str) -> WebhookSettings:
+    return WebhookSettings(url=url, secret_env="HOOK_SECRET", timeout=5.0)
+
+
+def enqueue(storage: Storage, title: str, now: datetime = T0, topic: str = "taliban") -> str:
+    return storage.enqueue_alert(
+        kind="development",
+        topic=topic,
+        now=now,
+        payload={
+            "type": "development.new",
+            "topic": topic,
+            "story": {
+                "id": "s_1",
+                "url": "https://news.example.org/a",
+                "title": title,
+                "source": "Example News",
+                "published": T0.isoformat(),
+                "summary": "...",
+            },
+            "development": {"id": "d_1", "sources": ["Example News"]},
+            "score": 0.8,
+            "reasons": [],
+        },
+    )
+
+
+def test_smtp_down_then_up_every_alert_arrives_exactly_once(storage: Storage) -> None:
+    port = free_port()  # nothing listens yet: connection refused
+    config = settings(email=email(port))
+    channels = build_channels(config.alerts, ENV)
+    ids = [enqueue(storage, f"Story {n}") for n in range(3)]
+
+    first = deliver_pending(storage, channels, config, T0)
+    assert (first.delivered, first.retried, first.deferred) == (0, 1, 2)
+
+    handler = RecordingHandler()
+    controller = Controller(handler, hostname="127.0.0.1", port=port, ready_timeout=10.0)
+    controller.start()
+    try:
+        second = deliver_pending(storage, channels, config, T0 + LATER)
+        third = deliver_pending(storage, channels, config, T0 + 2 * LATER)
+    finally:
+        controller.stop()
+
+    assert second.delivered == 3
+    assert third.delivered == third.retried == third.failed == 0
+    assert len(handler.received) == 3
+    message_ids = [mail.message["Message-ID"] for mail in handler.received]
+    assert len(set(message_ids)) == 3
+    for alert_id in ids:
+        detail = storage.alert_detail(alert_id)
+        assert detail["status"] == "delivered"
+        assert sum(alert_id in mid for mid in message_ids) == 1
+    first_attempts = storage.alert_detail(ids[0])["attempts"]
+    assert [a["outcome"] for a in first_attempts] == ["retry", "delivered"]
+    assert "connection failed" in first_attempts[0]["error"]
+    assert first_attempts[1]["status_code"].startswith("250")
+
+
+def test_webhook_500_three_times_then_200(
+    storage: Storage, webhook_receiver: WebhookReceiver
+) -> None:
+    webhook_receiver.program(500, 500, 500, 200)
+    config = settings(webhooks=(webhook(webhook_receiver.url),))
+    channels = build_channels(config.alerts, ENV)
+    alert_id = enqueue(storage, "Russia removes the Taliban from its list")
+
+    now = T0
+    outcomes = []
+    for _ in range(5):
+        summary = deliver_pending(storage, channels, config, now)
+        outcomes.append((summary.delivered, summary.retried))
+        now += LATER
+    assert outcomes == [(0, 1), (0, 1), (0, 1), (1, 0), (0, 0)]
+
+    assert len(webhook_receiver.requests) == 4
+    assert {r.headers["webhook-id"] for r in webhook_receiver.requests} == {alert_id}
+    verifier = Webhook(SECRET)
+    for request in webhook_receiver.requests:
+        assert verifier.verify(request.body, request.headers)["id"] == alert_id
+    detail = storage.alert_detail(alert_id)
+    assert detail["status"] == "delivered"
+    assert [a["outcome"] for a in detail["attempts"]] == ["retry"] * 3 + ["delivered"]
+    assert [a["status_code"] for a in detail["attempts"]][:3] == ["500"] * 3
+    assert all(a["duration_ms"] is not None for a in detail["attempts"])
+    assert detail["deliveries"][0]["attempts"] == 4
+
+
+def test_first_retry_waits_base_plus_jitter_and_retry_after_is_a_floor(
+    storage: Storage, webhook_receiver: WebhookReceiver
+) -> None:
+    webhook_receiver.program(500, Reply(429, headers={"retry-after": "7200"}))
+    config = settings(webhooks=(webhook(webhook_receiver.url),))
+    channels = build_channels(config.alerts, ENV)
+    first, second = enqueue(storage, "one"), enqueue(storage, "two")
+
+    deliver_pending(storage, channels, config, T0)  # first: 500; second deferred
+    due = parse_iso(storage.alert_detail(first)["deliveries"][0]["next_attempt_at"])
+    assert due is not None
+    assert T0 + timedelta(seconds=60) <= due <= T0 + timedelta(seconds=120)
+
+    deliver_pending(storage, channels, config, T0 + timedelta(seconds=30))  # second: 429
+    due = parse_iso(storage.alert_detail(second)["deliveries"][0]["next_attempt_at"])
+    assert due is not None
+    assert due >= T0 + timedelta(seconds=30 + 7200)
+
+
+def test_a_400_fails_at_once_and_shows_in_the_list_then_retry(
+    storage: Storage, webhook_receiver: WebhookReceiver
+) -> None:
+    webhook_receiver.program(400)
+    config = settings(webhooks=(webhook(webhook_receiver.url),))
+    channels = build_channels(config.alerts, ENV)
+    alert_id = enqueue(storage, "Bad request")
+
+    summary = deliver_pending(storage, channels, config, T0)
+    assert (summary.failed, summary.retried) == (1, 0)
+    listed = storage.alerts_list(status="failed")
+    assert [row["id"] for row in listed] == [alert_id]
+    assert listed[0]["deliveries"][0]["status"] == "failed"
+    assert "400" in listed[0]["deliveries"][0]["last_error"]
+    assert storage.outbox_counts()["failed"] == 1
+
+    assert storage.retry_alert(alert_id, T0 + LATER) == 1
+    assert storage.alert_detail(alert_id)["status"] == "pending"
+    summary = deliver_pending(storage, channels, config, T0 + LATER)
+    assert summary.delivered == 1
+    detail = storage.alert_detail(alert_id)
+    assert detail["status"] == "delivered"
+    assert [a["outcome"] for a in detail["attempts"]] == ["failed", "delivered"]
+    with pytest.raises(UserError):
+        storage.retry_alert(alert_id, T0 + LATER)
+    with pytest.raises(UserError):
+        storage.alert_detail("a_nope")
+
+
+def test_black_hole_smtp_times_out_and_the_webhook_still_delivers(
+    storage: Storage, smtp_blackhole: int, webhook_receiver: WebhookReceiver
+) -> None:
+    config = settings(
+        email=email(smtp_blackhole, timeout=1.0), webhooks=(webhook(webhook_receiver.url),)
+    )
+    channels = build_channels(config.alerts, ENV)
+    ids = [enqueue(storage, "one"), enqueue(storage, "two")]
+
+    summary = deliver_pending(storage, channels, config, T0)
+    assert (summary.delivered, summary.retried, summary.deferred) == (2, 1, 1)
+    assert len(webhook_receiver.requests) == 2
+    for alert_id in ids:
+        detail = storage.alert_detail(alert_id)
+        assert detail["status"] == "delivered"  # a channel confirmed it
+        states = {d["channel"]: d["status"] for d in detail["deliveries"]}
+        assert states["email"] == "pending"
+    attempt = storage.alert_detail(ids[0])["attempts"][0]
+    assert attempt["channel"] == "email" and attempt["outcome"] == "retry"
+    assert "timed out" in attempt["error"]
+    assert 900 <= attempt["duration_ms"] < 10_000
+    assert storage.outbox_counts()["deliveries_pending"] == 2
+
+
+def test_transient_failures_give_up_after_max_attempts(
+    storage: Storage, webhook_receiver: WebhookReceiver
+) -> None:
+    webhook_receiver.default = Reply(503)
+    config = settings(webhooks=(webhook(webhook_receiver.url),), max_attempts=3)
+    channels = build_channels(config.alerts, ENV)
+    alert_id = enqueue(storage, "never")
+    for step in range(4):
+        deliver_pending(storage, channels, config, T0 + step * LATER)
+    detail = storage.alert_detail(alert_id)
+    assert detail["status"] == "failed"
+    assert [a["outcome"] for a in detail["attempts"]] == ["retry", "retry", "failed"]
+    assert detail["deliveries"][0]["last_error"].startswith("gave up after 3 attempts")
+
+
+def test_without_channels_alerts_wait(storage: Storage) -> None:
+    enqueue(storage, "waiting")
+    summary = deliver_pending(storage, [], settings(), T0)
+    assert summary.no_channels and summary.waiting == 1
+    assert "no alert channel is configured: 1 alerts wait" in summary.text()
+    assert storage.outbox_counts()["pending"] == 1
+
+
+class Broken:
+    channel = "broken"
+
+    def send(self, payload: Any) -> str:
+        raise RuntimeError("a bug in a notifier")
+
+
+def test_a_notifier_bug_is_recorded_and_does_not_stop_the_others(
+    storage: Storage, webhook_receiver: WebhookReceiver, caplog: pytest.LogCaptureFixture
+) -> None:
+    config = settings(webhooks=(webhook(webhook_receiver.url),))
+    channels = [Broken(), *build_channels(config.alerts, ENV)]
+    alert_id = enqueue(storage, "bug")
+    summary = deliver_pending(storage, channels, config, T0)
+    assert (summary.delivered, summary.failed, summary.bugs) == (1, 1, 1)
+    states = {d["channel"]: d for d in storage.alert_detail(alert_id)["deliveries"]}
+    assert states["broken"]["status"] == "failed"
+    assert "RuntimeError: a bug in a notifier" in states["broken"]["last_error"]
+    assert "Traceback" in caplog.text
+
+
+def test_alerts_test_reports_every_channel(
+    webhook_receiver: WebhookReceiver, closed_port: int
+) -> None:
+    config = settings(email=email(closed_port), webhooks=(webhook(webhook_receiver.url),))
+    results = send_test(build_channels(config.alerts, ENV), T0)
+    assert [(channel, ok) for channel, ok, _ in results] == [
+        ("email", False),
+        (f"webhook:127.0.0.1:{webhook_receiver.port}", True),
+    ]
+    assert results[1][2] == "HTTP 204"
+    body = json.loads(webhook_receiver.requests[0].body)
+    assert body["type"] == "test"
+
+
+def test_retry_delay_grows_is_capped_and_respects_retry_after() -> None:
+    alerts = AlertSettings(retry_base=60, retry_max=3600)
+    for attempt, low in [(1, 60), (2, 120), (3, 240)]:
+        assert low <= retry_delay(attempt, alerts) <= low + 60
+    assert retry_delay(20, alerts) == 3600
+    assert retry_delay(1, alerts, retry_after=900) == 900
+    assert retry_delay(1, alerts, retry_after=10**9) == 86400
