@@ -280,3 +280,27 @@ def test_retry_delay_grows_is_capped_and_respects_retry_after() -> None:
     assert retry_delay(20, alerts) == 3600
     assert retry_delay(1, alerts, retry_after=900) == 900
     assert retry_delay(1, alerts, retry_after=10**9) == 86400
+
+
+def test_cli_helpers_return_data_and_text(
+    storage: Storage, webhook_receiver: WebhookReceiver
+) -> None:
+    from monitor.alerts_cli import check_channels, list_alerts, retry_alert, show_alert
+
+    webhook_receiver.program(400)
+    config = settings(webhooks=(webhook(webhook_receiver.url),))
+    channels = build_channels(config.alerts, ENV)
+    alert_id = enqueue(storage, "Shown story")
+    deliver_pending(storage, channels, config, T0)
+
+    rows, text = list_alerts(storage, status="failed")
+    assert [row["id"] for row in rows] == [alert_id]
+    assert alert_id in text and "Shown story" in text and "failed" in text
+    detail, text = show_alert(storage, alert_id)
+    assert detail["id"] == alert_id
+    assert "attempts:" in text and "400" in text and SECRET not in text
+    count, text = retry_alert(storage, alert_id, T0 + LATER)
+    assert count == 1 and "1 failed delivery queued again" in text
+    results, text = check_channels(channels, T0)
+    assert results[0]["ok"] and "OK HTTP 204" in text
+    assert list_alerts(storage, status="held") == ([], "no alerts with status held")
