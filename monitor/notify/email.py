@@ -1,0 +1,222 @@
+"""Deliver alerts by SMTP (smtplib), one message per alert.
+
+This module only moves a rendered message (``monitor.render.render_email``) to an SMTP
+server and translates what happens into ``EmailError``. It must not import storage, fetching
+or other notifiers, and it never puts the password in a log line or an error message.
+
+Every socket operation is bounded by ``timeout`` (smtplib's default is to wait forever):
+the connection, the TLS handshake and each command, as the timeout is set on the socket.
+
+Transient (retry): connection refused or reset, timeouts, a server that hangs up, TLS
+handshake hiccups, any SMTP 4xx reply. Permanent: SMTP 5xx replies (including a refused
+login), a server lacking STARTTLS or AUTH when they are configured, certificate errors.
+"""
+
+from __future__ import annotations
+
+import email.policy
+import io
+import smtplib
+import ssl
+from email.generator import BytesGenerator
+from email.message import EmailMessage
+from typing import Literal
+
+from monitor.errors import EmailError
+from monitor.render import AlertPayload, render_email
+
+from .base import redact
+
+__all__ = ["EmailNotifier", "Security"]
+
+Security = Literal["none", "starttls", "tls"]
+
+
+def _text(reply: bytes | str) -> str:
+    raw = reply.decode("utf-8", "replace") if isinstance(reply, bytes) else reply
+    return " ".join(raw.split())
+
+
+class EmailNotifier:
+    """Send each alert as one email to ``recipients`` through one SMTP server.
+
+    ``ssl_context`` defaults to ``ssl.create_default_context()`` (certificate and host name
+    checked); pass your own to trust a private CA.
+    """
+
+    channel = "email"
+
+    def __init__(
+        self,
+        host: str,
+        port: int,
+        sender: str,
+        recipients: list[str],
+        security: Security = "none",
+        username: str | None = None,
+        password: str | None = None,
+        timeout: float = 30.0,
+        *,
+        ssl_context: ssl.SSLContext | None = None,
+        local_hostname: str | None = None,
+    ) -> None:
+        if security not in ("none", "starttls", "tls"):
+            raise ValueError(f"security must be none, starttls or tls, not {security!r}")
+        if not recipients:
+            raise ValueError("at least one recipient is needed")
+        if timeout <= 0:
+            raise ValueError("timeout must be positive")
+        self.host = host
+        self.port = port
+        self.sender = sender
+        self.recipients = list(recipients)
+        self.security: Security = security
+        self.username = username
+        self._password = password
+        self.timeout = timeout
+        self._ssl_context = ssl_context
+        self._local_hostname = local_hostname
+
+    def __repr__(self) -> str:
+        return (
+            f"EmailNotifier(host={self.host!r}, port={self.port}, security={self.security!r}, "
+            f"username={self.username!r}, recipients={self.recipients!r})"
+        )
+
+    # -- public ---------------------------------------------------------------------------
+
+    def send(self, payload: AlertPayload) -> str:
+        """Deliver one alert; return the server's reply to DATA, e.g. ``"250 OK"``."""
+        message = render_email(payload, sender=self.sender, recipients=self.recipients)
+        try:
+            return self._deliver(message)
+        except EmailError:
+            raise
+        except smtplib.SMTPResponseException as exc:
+            raise self._reply_error(exc.smtp_code, exc.smtp_error, "the server refused") from exc
+        except smtplib.SMTPNotSupportedError as exc:
+            raise self._error(f"server does not support it: {exc}", transient=False) from exc
+        except smtplib.SMTPServerDisconnected as exc:
+            raise self._error(f"connection lost: {exc}", transient=True) from exc
+        except ssl.SSLCertVerificationError as exc:
+            raise self._error(f"TLS certificate rejected: {exc}", transient=False) from exc
+        except TimeoutError as exc:
+            raise self._error(f"timed out after {self.timeout:g}s", transient=True) from exc
+        except OSError as exc:  # refused, reset, unreachable, DNS, TLS handshake failure
+            raise self._error(f"connection failed: {exc}", transient=True) from exc
+        except smtplib.SMTPException as exc:  # e.g. "No suitable authentication method found"
+            raise self._error(str(exc), transient=False) from exc
+
+    # -- the SMTP exchange ----------------------------------------------------------------
+
+    def _context(self) -> ssl.SSLContext:
+        return self._ssl_context or ssl.create_default_context()
+
+    def _connect(self) -> smtplib.SMTP:
+        if self.security == "tls":
+            return smtplib.SMTP_SSL(
+                self.host,
+                self.port,
+                local_hostname=self._local_hostname,
+                timeout=self.timeout,
+                context=self._context(),
+            )
+        return smtplib.SMTP(
+            self.host, self.port, local_hostname=self._local_hostname, timeout=self.timeout
+        )
+
+    def _deliver(self, message: EmailMessage) -> str:
+        smtp = self._connect()
+        try:
+            smtp.ehlo()
+            if self.security == "starttls":
+                # starttls() raises SMTPNotSupportedError when the server does not offer it,
+                # so credentials are never sent in the clear by mistake.
+                smtp.starttls(context=self._context())
+                smtp.ehlo()
+            if self.username is not None:
+                self._login(smtp)
+            reply = self._transaction(smtp, message)
+        except BaseException:
+            smtp.close()  # no QUIT: the peer may be the reason we are here
+            raise
+        _quit(smtp)
+        return reply
+
+    def _login(self, smtp: smtplib.SMTP) -> None:
+        try:
+            smtp.login(self.username or "", self._password or "")
+        except smtplib.SMTPAuthenticationError as exc:
+            raise self._reply_error(
+                exc.smtp_code, exc.smtp_error, f"login as {self.username!r} failed"
+            ) from None  # the chained exception could carry the AUTH exchange
+
+    def _transaction(self, smtp: smtplib.SMTP, message: EmailMessage) -> str:
+        data, international = _flatten(message)
+        options: list[str] = []
+        if international:
+            if not smtp.has_extn("smtputf8"):
+                raise self._error(
+                    "an address is not ASCII and the server lacks SMTPUTF8", transient=False
+                )
+            options = ["SMTPUTF8", "BODY=8BITMIME"]
+        code, reply = smtp.mail(self.sender, options)
+        if code != 250:
+            smtp.rset()
+            raise self._reply_error(code, reply, f"sender {self.sender!r} refused")
+        refused: dict[str, tuple[int, str]] = {}
+        for recipient in self.recipients:
+            code, reply = smtp.rcpt(recipient)
+            if code not in (250, 251):
+                refused[recipient] = (code, _text(reply))
+        if len(refused) == len(self.recipients):
+            smtp.rset()
+            transient = all(400 <= code < 500 for code, _ in refused.values())
+            raise EmailError(
+                f"{self._where()}: every recipient refused: {_describe(refused)}",
+                transient=transient,
+                status=str(next(iter(refused.values()))[0]),
+            )
+        code, reply = smtp.data(data)
+        if code != 250:
+            raise self._reply_error(code, reply, "message refused")
+        confirmation = f"{code} {_text(reply)}"
+        if refused:
+            confirmation += f" (refused: {_describe(refused)})"
+        return confirmation
+
+    # -- errors ---------------------------------------------------------------------------
+
+    def _where(self) -> str:
+        return f"SMTP {self.host}:{self.port}"
+
+    def _error(self, detail: str, *, transient: bool, status: str | None = None) -> EmailError:
+        message = redact(f"{self._where()}: {detail}", self._password)
+        return EmailError(message, transient=transient, status=status)
+
+    def _reply_error(self, code: int, reply: bytes | str, what: str) -> EmailError:
+        return self._error(
+            f"{what}: {code} {_text(reply)}", transient=400 <= code < 500, status=str(code)
+        )
+
+
+def _describe(refused: dict[str, tuple[int, str]]) -> str:
+    return "; ".join(f"{rcpt} ({code} {reply})" for rcpt, (code, reply) in refused.items())
+
+
+def _flatten(message: EmailMessage) -> tuple[bytes, bool]:
+    """The message as CRLF bytes, and whether it needs SMTPUTF8 (a non-ASCII address)."""
+    addresses = " ".join(str(message.get(h, "")) for h in ("From", "To"))
+    international = not addresses.isascii()
+    policy = email.policy.SMTPUTF8 if international else email.policy.SMTP
+    buffer = io.BytesIO()
+    BytesGenerator(buffer, policy=policy).flatten(message, linesep="\r\n")
+    return buffer.getvalue(), international
+
+
+def _quit(smtp: smtplib.SMTP) -> None:
+    """QUIT politely after a delivery; the message is already accepted, so ignore failures."""
+    try:
+        smtp.quit()
+    except (smtplib.SMTPException, OSError):
+        smtp.close()
