@@ -304,3 +304,29 @@ def test_cli_helpers_return_data_and_text(
     results, text = check_channels(channels, T0)
     assert results[0]["ok"] and "OK HTTP 204" in text
     assert list_alerts(storage, status="held") == ([], "no alerts with status held")
+
+
+class Crash(BaseException):
+    """Stands for SIGKILL: nothing after it runs, not even `except Exception`."""
+
+
+def test_a_crash_after_sending_resends_with_the_same_webhook_id(
+    storage: Storage, webhook_receiver: WebhookReceiver, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    config = settings(webhooks=(webhook(webhook_receiver.url),))
+    channels = build_channels(config.alerts, ENV)
+    alert_id = enqueue(storage, "Sent, never recorded")
+
+    def crash(record: Any) -> str:
+        raise Crash
+
+    with monkeypatch.context() as patch:
+        patch.setattr(storage, "record_attempt", crash)
+        with pytest.raises(Crash):
+            deliver_pending(storage, channels, config, T0)
+    assert storage.alert_detail(alert_id)["status"] == "pending"  # not recorded: not alerted
+
+    summary = deliver_pending(storage, channels, config, T0 + timedelta(minutes=1))
+    assert summary.delivered == 1
+    ids = [request.headers["webhook-id"] for request in webhook_receiver.requests]
+    assert ids == [alert_id, alert_id]  # at least once, and recognisably the same alert
