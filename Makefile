@@ -15,7 +15,8 @@ $(STAMP): requirements.lock pyproject.toml
 
 ## run: the daemon with the default config (Ctrl-C stops it)
 run: $(STAMP)
-	$(BIN)/monitor --config config/monitor.toml run
+	MONITOR_WEBHOOK_SECRET="$${MONITOR_WEBHOOK_SECRET:-$$($(BIN)/python -c 'import secrets; import base64; print("whsec_" + base64.b64encode(secrets.token_bytes(24)).decode())')}" \
+	    $(BIN)/monitor --config config/monitor.toml run
 
 ## test: lint, type-check and the whole test suite
 test: $(STAMP)
