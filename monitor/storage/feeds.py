@@ -110,7 +110,7 @@ class FeedStore:
                     "config_url": feed.url,
                 }
                 if row is None:
-                    self.db["feeds"].insert(
+                    self.db.table("feeds").insert(
                         {**values, "url": feed.url, "enabled": int(feed.enabled),
                          "created_at": iso(now)}
                     )
@@ -118,12 +118,12 @@ class FeedStore:
                     if not feed.enabled:
                         values["enabled"] = 0
                         values["disabled_reason"] = "disabled in the config"
-                    self.db["feeds"].update(row[0], values)
+                    self.db.table("feeds").update(row[0], values)
             for feed_id, config_url in self.db.execute(
                 "SELECT id, config_url FROM feeds WHERE from_config = 1 AND enabled = 1"
             ).fetchall():
                 if config_url not in listed:
-                    self.db["feeds"].update(
+                    self.db.table("feeds").update(
                         feed_id, {"enabled": 0, "disabled_reason": "removed from the config"}
                     )
 
@@ -164,12 +164,12 @@ class FeedStore:
         if self.db.execute("SELECT 1 FROM feeds WHERE url = ?", [url]).fetchone():
             raise UserError(f"feed {url!r} is already in the database")
         with self.db.atomic():
-            table = self.db["feeds"]
+            table = self.db.table("feeds")
             table.insert(
                 {"url": url, "name": name, "interval_s": interval, "enabled": 1,
                  "created_at": iso(now)}
             )
-            return int(table.last_pk)
+            return int(table.last_pk or 0)
 
     def remove_feed(self, feed: FeedRow) -> None:
         with self.db.atomic():
@@ -177,7 +177,7 @@ class FeedStore:
 
     def set_enabled(self, feed: FeedRow, enabled: bool) -> None:
         with self.db.atomic():
-            self.db["feeds"].update(
+            self.db.table("feeds").update(
                 feed.id,
                 {"enabled": int(enabled), "disabled_reason": None if enabled else "disabled by user",
                  "next_due": None if enabled else iso(feed.next_due)},
@@ -210,7 +210,7 @@ class FeedStore:
             values["disabled_reason"] = update.disable_reason
         if update.health_alerted is not None:
             values["health_alerted"] = int(update.health_alerted)
-        self.db["feeds"].update(update.feed_id, values)
+        self.db.table("feeds").update(update.feed_id, values)
         if update.new_entries:
             self.db.execute(
                 "UPDATE feeds SET entries_total = entries_total + ? WHERE id = ?",

@@ -163,6 +163,6 @@ def m001_initial(db: Database) -> None:
         CREATE INDEX delivery_attempts_alert ON delivery_attempts(alert_id);
         """
     )
-    db["stories"].enable_fts(
+    db.table("stories").enable_fts(
         ["title", "summary", "content"], fts_version="FTS5", create_triggers=True
     )

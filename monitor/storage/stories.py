@@ -41,7 +41,7 @@ class StoryStore:
         self, entry: Entry, *, origin: str, feed_id: int | None, now: datetime
     ) -> str:
         sid = story_id(origin, entry.key)
-        self.db["stories"].insert(
+        self.db.table("stories").insert(
             {
                 "id": sid,
                 "feed_id": feed_id,
@@ -66,7 +66,7 @@ class StoryStore:
 
     def update_story(self, sid: str, entry: Entry, now: datetime) -> None:
         """An entry edited in place: keep its identity and decision, refresh its text."""
-        self.db["stories"].update(
+        self.db.table("stories").update(
             sid,
             {
                 "url": entry.url,
@@ -81,7 +81,7 @@ class StoryStore:
         )
 
     def set_full_text(self, sid: str, text: str | None, status: str) -> None:
-        self.db["stories"].update(sid, {"full_text": text, "full_text_status": status})
+        self.db.table("stories").update(sid, {"full_text": text, "full_text_status": status})
 
     def find_story(self, id_or_url: str) -> dict[str, Any]:
         """A story by ID, link as published, or canonical link; UserError when unknown."""
@@ -95,7 +95,8 @@ class StoryStore:
         self, *, topic: str | None = None, since: datetime | None = None
     ) -> Iterator[dict[str, Any]]:
         """Decisions in the export format (DESIGN.md §3.3), oldest first."""
-        where, params = ["1 = 1"], []
+        where: list[str] = ["1 = 1"]
+        params: list[str | None] = []
         if topic:
             where.append("d.topic = ?")
             params.append(topic)
