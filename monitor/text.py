@@ -1,0 +1,381 @@
+"""Text utilities the rest of monitor shares: HTML to clean text, URL identity, content
+hashes, language detection and word tokens.
+
+Pure core: no network, no database, no clock. Every public function accepts any ``str``
+(hostile HTML, lone surrogates, NULs, megabytes of tags) and returns a value; none raises.
+They run on every entry of every feed, so the common cases take fast paths.
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import html
+import re
+import unicodedata
+from collections.abc import Sequence
+from typing import Any
+from urllib.parse import quote, unquote_plus, urlsplit, urlunsplit
+
+from courlan.clean import normalize_url
+from selectolax.lexbor import LexborHTMLParser
+
+__all__ = [
+    "canonical_url",
+    "content_hash",
+    "detect_language",
+    "html_to_text",
+    "shingles",
+    "tokenize",
+]
+
+# --------------------------------------------------------------------------- HTML → text
+
+# Private-use code points marking breaks while the tree is flattened to a string. Any in the
+# input are removed first, so they cannot be forged.
+_PARA = "\ue000"
+_LINE = "\ue001"
+_DROP_TAGS = [
+    "script",
+    "style",
+    "noscript",
+    "template",
+    "iframe",
+    "object",
+    "embed",
+    "svg",
+    "math",
+    "head",
+    "select",
+    "textarea",
+]
+_BLOCKS = (
+    "address, article, aside, blockquote, caption, center, dd, details, dialog, div, dl, dt,"
+    " fieldset, figcaption, figure, footer, form, h1, h2, h3, h4, h5, h6, header, hgroup, hr,"
+    " li, main, nav, ol, p, pre, section, summary, table, tbody, thead, tfoot, tr, ul"
+)
+_LINES = "br, td, th"
+# Something that starts a tag, a comment, a doctype or a processing instruction.
+_TAG_START = re.compile(r"<[A-Za-z!/?]")
+_ANY_TAG = re.compile(r"<[^>]*>?")
+_SCRIPT_TAG = re.compile(r"<+(\s*/?\s*script)", re.I)
+# Removed before parsing: NUL, our markers, zero-width space, soft hyphen, BOM.
+_INVISIBLE = dict.fromkeys(map(ord, "\x00\ue000\ue001\u200b\u00ad\ufeff"))
+_BLANK_LINE = re.compile(r"\n[ \t\r\f\v\xa0]*\n")
+
+
+def html_to_text(html_or_text: str) -> str:
+    """Readable text from an HTML fragment or document, or from plain text.
+
+    Entities are unescaped; scripts, styles and other non-content elements are dropped;
+    block elements become paragraphs, separated by one blank line; ``<br>`` and table cells
+    become line breaks; whitespace within a line is collapsed to one space. Plain text (no
+    tags) keeps its blank-line paragraphs. Never raises.
+    """
+    text = _safe_str(html_or_text).translate(_INVISIBLE)
+    if not text or text.isspace():
+        return ""
+    if _TAG_START.search(text) is None:
+        if "&" in text:
+            text = html.unescape(text)
+        return _defang(_plain_paragraphs(text))
+    try:
+        result = _join_blocks(_flatten_html(text))
+    except Exception:  # a parser failure must not cost us the entry; degrade to a regex strip
+        result = _plain_paragraphs(html.unescape(_ANY_TAG.sub(" ", text)))
+    return _defang(result)
+
+
+def _defang(text: str) -> str:
+    """Text that was markup-escaped in the source ("&lt;script&gt;") must not come out as a
+    live tag for a careless renderer: drop the "<" of any "<script"."""
+    if "<" not in text:
+        return text
+    while _SCRIPT_TAG.search(text):  # each round removes at least one "<"
+        text = _SCRIPT_TAG.sub(r"\1", text)
+    return text
+
+
+def _safe_str(value: object) -> str:
+    if not isinstance(value, str):
+        value = "" if value is None else str(value)
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:  # lone surrogates
+        value = value.encode("utf-8", "replace").decode("utf-8")
+    return value
+
+
+def _flatten_html(markup: str) -> str:
+    tree = LexborHTMLParser(markup)
+    tree.strip_tags(_DROP_TAGS, recursive=True)
+    root = tree.body if tree.body is not None else tree.root
+    if root is None:
+        return ""
+    for node in root.css(_BLOCKS):
+        node.insert_before(_PARA)
+        node.insert_after(_PARA)
+    for node in root.css(_LINES):
+        node.insert_after(_LINE)
+    return root.text(deep=True)
+
+
+def _join_blocks(flat: str) -> str:
+    paragraphs: list[str] = []
+    for block in flat.split(_PARA):
+        if _LINE not in block:
+            line = " ".join(block.split())
+            if line:
+                paragraphs.append(line)
+            continue
+        current: list[str] = []
+        for line in block.split(_LINE):
+            line = " ".join(line.split())
+            if line:
+                current.append(line)
+            elif current:  # <br><br> separates paragraphs
+                paragraphs.append("\n".join(current))
+                current = []
+        if current:
+            paragraphs.append("\n".join(current))
+    return "\n\n".join(paragraphs)
+
+
+def _plain_paragraphs(text: str) -> str:
+    text = text.replace("\r\n", "\n").replace("\r", "\n")
+    parts = (" ".join(p.split()) for p in _BLANK_LINE.split(text))
+    return "\n\n".join(p for p in parts if p)
+
+
+# --------------------------------------------------------------------------- URLs
+
+# Why courlan: it is already installed (trafilatura's own URL library), its maintainers
+# build it for exactly this job on news crawls, and its normalize_url lower-cases scheme
+# and host, decodes punycode, drops default ports, collapses slashes and quotes the path
+# consistently while keeping its case. The query is handled here instead: courlan's
+# parse_qs drops valueless parameters (``story.php?12345`` would collapse every story of a
+# site into one URL) and its tracker pattern also removes meaningful keys such as
+# ``source`` or ``gallery``. url-normalize and w3lib would be new dependencies for no gain.
+_TRACKING_PREFIXES = ("utm_", "mtm_", "pk_", "piwik_", "matomo_", "hsa_", "mc_", "itm_", "oly_")
+_TRACKING_KEYS = frozenset(
+    {
+        "fbclid",
+        "gclid",
+        "gclsrc",
+        "dclid",
+        "gbraid",
+        "wbraid",
+        "msclkid",
+        "yclid",
+        "ysclid",
+        "twclid",
+        "ttclid",
+        "li_fat_id",
+        "igshid",
+        "igsh",
+        "mkt_tok",
+        "_ga",
+        "_gl",
+        "_hsenc",
+        "_hsmi",
+        "_openstat",
+        "ocid",
+        "cmpid",
+        "ncid",
+        "sr_share",
+        "ref_src",
+        "ref_url",
+        "fb_action_ids",
+        "fb_action_types",
+        "fb_source",
+        "fb_ref",
+        "action_object_map",
+        "action_type_map",
+        "action_ref_map",
+        "__twitter_impression",
+        "at_medium",
+        "at_campaign",
+        "at_custom1",
+        "at_custom2",
+        "at_custom3",
+        "at_custom4",
+        "wt.mc_id",
+        "wt_mc",
+        "xtor",
+        "vero_id",
+        "vero_conv",
+    }
+)
+_PERCENT_ESCAPE = re.compile(r"%[0-9a-f]{2}")
+
+
+def canonical_url(url: str) -> str:
+    """The canonical form of an http(s) URL, for identity and duplicate detection.
+
+    Lower-case scheme and host, no fragment, no default port, no tracking parameters
+    (``utm_*``, ``fbclid``, ``gclid``, ``mc_cid`` ...), remaining parameters sorted, path
+    case kept. Idempotent. Anything that is not an absolute http(s) URL, or cannot be
+    parsed, comes back stripped and otherwise unchanged. Never raises.
+    """
+    stripped = _safe_str(url).strip()
+    if stripped[:6].lower() not in ("http:/", "https:"):
+        return stripped
+    try:
+        parts = urlsplit(stripped)
+        scheme = parts.scheme.lower()
+        if scheme not in ("http", "https") or not parts.hostname:
+            return stripped
+        base = normalize_url(urlunsplit((scheme, parts.netloc, parts.path, "", "")))
+        query = _clean_query(parts.query)
+    except (ValueError, UnicodeError, TypeError):
+        return stripped
+    base = _PERCENT_ESCAPE.sub(lambda m: m.group(0).upper(), base)
+    if not query:
+        return base
+    if urlsplit(base).path == "":
+        base += "/"
+    return f"{base}?{query}"
+
+
+def _clean_query(query: str) -> str:
+    pairs: list[tuple[str, str | None]] = []
+    for piece in query.split("&"):
+        if not piece:
+            continue
+        key, eq, value = piece.partition("=")
+        key = unquote_plus(key)
+        if not key or _is_tracker(key):
+            continue
+        pairs.append((key, unquote_plus(value) if eq else None))
+    pairs.sort(key=lambda kv: (kv[0], kv[1] is not None, kv[1] or ""))
+    return "&".join(
+        _quote_query(k) if v is None else f"{_quote_query(k)}={_quote_query(v)}" for k, v in pairs
+    )
+
+
+def _quote_query(part: str) -> str:
+    return quote(part, safe="/:@!$'()*,;~")
+
+
+def _is_tracker(key: str) -> bool:
+    lowered = key.lower()
+    return lowered in _TRACKING_KEYS or lowered.startswith(_TRACKING_PREFIXES)
+
+
+# --------------------------------------------------------------------------- hashes
+
+
+def content_hash(*parts: str) -> str:
+    """A stable 32-hex-digit digest (BLAKE2b, 16 bytes) of text parts.
+
+    Each part is NFKC-normalised, case-folded and whitespace-collapsed first, so changes
+    of markup, spacing or letter case do not count as edits; a change of words does. Parts
+    are kept apart, so ``("ab", "c")`` and ``("a", "bc")`` differ.
+    """
+    digest = hashlib.blake2b(digest_size=16)
+    for part in parts:
+        norm = " ".join(unicodedata.normalize("NFKC", _safe_str(part)).casefold().split())
+        digest.update(norm.encode("utf-8"))
+        digest.update(b"\x1f")
+    return digest.hexdigest()
+
+
+# --------------------------------------------------------------------------- language
+
+_MIN_LETTERS = 12  # below this, langid guesses are noise
+_MIN_PROBABILITY = 0.25  # normalised; headlines of 5-6 words score 0.4-0.6 when right
+
+
+@functools.cache
+def _language_identifier() -> Any:
+    # Loaded on first use: the model takes a moment to read and most commands never need it.
+    from py3langid.langid import MODEL_FILE, LanguageIdentifier
+
+    return LanguageIdentifier.from_model_file(MODEL_FILE, norm_probs=True)
+
+
+def detect_language(text: str) -> str | None:
+    """The ISO 639-1 code of the text's language (py3langid), or None when the text is too
+    short (fewer than 12 letters), the guess is unsure (probability under 0.25) or the
+    language has no two-letter code."""
+    text = _safe_str(text)
+    sample = text[:2000]
+    if sum(ch.isalpha() for ch in sample) < _MIN_LETTERS:
+        return None
+    identifier = _language_identifier()
+    lang, probability = identifier.classify(sample)
+    if float(probability) < _MIN_PROBABILITY or len(str(lang)) != 2:
+        return None
+    return str(lang)
+
+
+# --------------------------------------------------------------------------- tokens
+
+
+def _mark_class() -> str:
+    """A character-class body listing every combining mark (Mn, Mc, Me) as ranges.
+
+    Python's ``\\w`` excludes marks, which would split Devanagari, Bengali or Thai words at
+    every vowel sign; the stdlib ``re`` has no ``\\p{M}``, so the class is built once here.
+    """
+    ranges: list[tuple[int, int]] = []
+    # Planes 0 and 1 plus the variation selectors of plane 14 hold every mark; scanning only
+    # them keeps the import fast (planes 2-3 are CJK ideographs, 15-16 private use).
+    for cp in (*range(0x20000), *range(0xE0000, 0xE1000)):
+        if unicodedata.category(chr(cp)) in ("Mn", "Mc", "Me"):
+            if ranges and ranges[-1][1] == cp - 1:
+                ranges[-1] = (ranges[-1][0], cp)
+            else:
+                ranges.append((cp, cp))
+    return "".join(
+        re.escape(chr(a)) if a == b else f"{re.escape(chr(a))}-{re.escape(chr(b))}"
+        for a, b in ranges
+    )
+
+
+# Word characters: letters, digits, combining marks, and the zero-width (non-)joiners that
+# Persian and Indic scripts use inside words. Apostrophes join word parts (o'brien); a
+# decimal number stays whole. Underscores and hyphens split words.
+_WORD_CHARS = rf"[^\W_]|[{_mark_class()}\u200c\u200d]"
+_TOKEN = re.compile(rf"\d+(?:[.,]\d+)+|(?:{_WORD_CHARS})+(?:'(?:{_WORD_CHARS})+)*")
+_FOLDS: dict[int, str | None] = {
+    0x2019: "'",  # right single quotation mark, the usual typographic apostrophe
+    0x02BC: "'",  # modifier letter apostrophe
+    0x0640: None,  # Arabic tatweel (elongation)
+    0x200C: None,  # zero-width non-joiner: Persian half-space, optional in practice
+    0x200D: None,  # zero-width joiner
+    0x064A: "\u06cc",  # Arabic yeh → Persian yeh, the usual mix-up in Persian text
+    0x0649: "\u06cc",  # alef maksura → Persian yeh
+    0x0643: "\u06a9",  # Arabic kaf → Persian keheh
+}
+_FOLDS.update(dict.fromkeys(range(0x064B, 0x0653)))  # Arabic harakat (optional vowel marks)
+_TOKEN_FOLD = str.maketrans(_FOLDS)
+
+
+def tokenize(text: str) -> list[str]:
+    """Lower-case (case-folded, NFKC) word tokens in any script.
+
+    Letters with their combining marks stay together (Hindi "आतंकवादी" is one token), numbers
+    are kept ("2023", "3.5"), hyphenated words give their parts ("anti-terror" → "anti",
+    "terror"), a possessive 's is dropped ("russia's" → "russia"). Persian/Arabic letter
+    variants, tatweel, harakat and zero-width joiners are folded so spellings match.
+    Never raises.
+    """
+    norm = unicodedata.normalize("NFKC", _safe_str(text)).casefold().translate(_TOKEN_FOLD)
+    tokens: list[str] = []
+    for match in _TOKEN.finditer(norm):
+        token = match.group(0)
+        if token.endswith("'s"):
+            token = token[:-2]
+        if token:
+            tokens.append(token)
+    return tokens
+
+
+def shingles(tokens: Sequence[str], n: int = 3) -> list[str]:
+    """Word n-grams as space-joined strings; a text shorter than ``n`` is one shingle."""
+    if n < 1:
+        raise ValueError("n must be at least 1")
+    if len(tokens) < n:
+        return [" ".join(tokens)] if tokens else []
+    return [" ".join(tokens[i : i + n]) for i in range(len(tokens) - n + 1)]

@@ -1,0 +1,406 @@
+"""Tests for monitor.parse: fixture feeds against golden files, error cases, entry rules.
+
+Golden files live in tests/golden/parse/; regenerate them with ``UPDATE_GOLDEN=1 pytest
+tests/test_parse.py`` and review the diff.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import random
+import time
+from datetime import UTC, datetime, timedelta
+from email.utils import format_datetime
+from pathlib import Path
+from typing import Any
+from xml.sax.saxutils import escape
+
+import feedparser
+import pytest
+
+from monitor import parse
+from monitor.errors import ParseError
+from monitor.models import Entry, ParsedFeed
+from monitor.parse import entry_from_item, parse_feed
+
+FEEDS = Path(__file__).parent / "data" / "feeds"
+GOLDEN = Path(__file__).parent / "golden" / "parse"
+NOW = datetime(2025, 7, 10, 12, 0, tzinfo=UTC)
+XML = {"content-type": "application/rss+xml; charset=utf-8"}
+
+# fixture file → (response headers, feed URL)
+CASES: dict[str, tuple[dict[str, str], str]] = {
+    "rss091.xml": ({"Content-Type": "text/xml"}, "http://kabulwire.example.org/rss.xml"),
+    "rss10.rdf": ({"content-type": "application/rdf+xml"}, "https://rdf.example.net/feed.rdf"),
+    "rss20.xml": (XML, "https://steppe.example.com/rss.xml"),
+    "atom10.xml": ({"content-type": "application/atom+xml"}, "https://atom.example.fr/feed.atom"),
+    "jsonfeed11.json": ({"content-type": "application/feed+json"}, "https://json.example.net/f"),
+    "jsonfeed10.json": ({"content-type": "application/json"}, "https://json10.example.net/f"),
+    "malformed.xml": (XML, "https://sloppy.example.org/rss"),
+    "bad_encoding.xml": (XML, "https://cafe.example.org/rss"),
+    "cp1251.xml": (
+        {"Content-Type": "application/rss+xml; charset=windows-1251"},
+        "https://vestnik.example.ru/rss",
+    ),
+    "relative_links.xml": (
+        {"Content-Location": "https://rel.example.org/feeds/main.xml"},
+        "https://rel.example.org/rss",
+    ),
+    "dates.xml": (XML, "https://dates.example.org/rss"),
+    "dup_guids.xml": (XML, "https://dups.example.org/rss"),
+    "scripts.xml": (XML, "https://scripts.example.org/rss"),
+}
+
+
+def _parse_fixture(name: str) -> ParsedFeed:
+    headers, url = CASES[name]
+    return parse_feed((FEEDS / name).read_bytes(), headers, url, NOW)
+
+
+def _dump(feed: ParsedFeed) -> dict[str, Any]:
+    def entry(e: Entry) -> dict[str, Any]:
+        row = dataclasses.asdict(e)
+        row["published"] = e.published.isoformat()
+        return row
+
+    return {
+        "title": feed.title,
+        "link": feed.link,
+        "warning": feed.warning,
+        "entries": [entry(e) for e in feed.entries],
+    }
+
+
+@pytest.mark.parametrize("name", sorted(CASES))
+def test_fixture_matches_golden(name: str) -> None:
+    got = _dump(_parse_fixture(name))
+    golden = GOLDEN / (name.rsplit(".", 1)[0] + ".json")
+    if os.environ.get("UPDATE_GOLDEN"):
+        golden.parent.mkdir(parents=True, exist_ok=True)
+        golden.write_text(json.dumps(got, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+    assert golden.exists(), f"no golden file {golden}; run with UPDATE_GOLDEN=1"
+    assert got == json.loads(golden.read_text(encoding="utf-8"))
+
+
+# --------------------------------------------------------------------------- not a feed
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        b"",
+        b"  \r\n ",
+        b"\xef\xbb\xbf",
+        (FEEDS / "html_page.html").read_bytes(),
+        b"<html><body><p>hi</p></body></html>",
+        b'{"hello": "world"}',
+        b'{"version": "https://jsonfeed.org/version/1.1", "items": "nope"}',
+        b"[1, 2, 3]",
+        b"{not json",
+        b"<?xml version='1.0'?><note><to>you</to></note>",
+        b"just some words, no markup",
+        bytes(random.Random(7).randrange(256) for _ in range(3000)),
+    ],
+)
+def test_not_a_feed_raises(body: bytes) -> None:
+    with pytest.raises(ParseError, match="is not a feed"):
+        parse_feed(body, XML, "https://x.example/feed", NOW)
+
+
+def test_parser_exception_becomes_parse_error(monkeypatch: pytest.MonkeyPatch) -> None:
+    def boom(*args: Any, **kwargs: Any) -> Any:
+        raise RuntimeError("parser exploded")
+
+    monkeypatch.setattr(feedparser, "parse", boom)
+    body = (FEEDS / "malformed.xml").read_bytes()  # malformed, so it goes to feedparser
+    with pytest.raises(ParseError, match="parser exploded") as info:
+        parse_feed(body, XML, "https://sloppy.example.org/rss", NOW)
+    assert isinstance(info.value.__cause__, RuntimeError)
+
+
+def test_body_naming_a_local_file_is_not_read(tmp_path: Path) -> None:
+    # feedparser.parse(b"/some/path") would open that file; we pass a stream instead.
+    path = tmp_path / "feed.xml"
+    path.write_bytes((FEEDS / "rss20.xml").read_bytes())
+    with pytest.raises(ParseError):
+        parse_feed(str(path).encode(), XML, "https://x.example/feed", NOW)
+
+
+def test_body_that_is_a_url_is_not_fetched(monkeypatch: pytest.MonkeyPatch) -> None:
+    import fastfeedparser.main
+
+    def no_fetch(url: str) -> bytes:
+        raise AssertionError(f"tried to fetch {url}")
+
+    monkeypatch.setattr(fastfeedparser.main, "_fetch_url_content", no_fetch)
+    with pytest.raises(ParseError):
+        parse_feed(b"https://example.com/feed.xml", XML, "https://x.example/feed", NOW)
+
+
+# --------------------------------------------------------------------------- recoverable
+
+
+def test_bozo_feed_keeps_entries_with_warning() -> None:
+    feed = _parse_fixture("malformed.xml")
+    assert feed.warning and "undefined entity" in feed.warning
+    assert [e.key for e in feed.entries] == ["sloppy-1", "sloppy-2"]
+    assert feed.entries[0].title == "Undefined entity in title"
+
+
+def test_declared_utf8_but_latin1_bytes() -> None:
+    feed = _parse_fixture("bad_encoding.xml")
+    assert feed.warning and "encoding" in feed.warning.lower()
+    assert feed.entries[0].title == "Résumé of the week"
+
+
+def test_charset_from_http_header() -> None:
+    feed = _parse_fixture("cp1251.xml")
+    assert feed.title == "Московский вестник"
+    assert feed.entries[0].title == "Верховный суд приостановил запрет «Талибана»"
+    assert feed.entries[0].language == "ru"
+
+
+def test_wrong_http_charset_on_valid_utf8_document() -> None:
+    body = (FEEDS / "rss20.xml").read_bytes()
+    feed = parse_feed(body, {"content-type": "text/xml; charset=iso-8859-1"}, "https://s/", NOW)
+    assert feed.warning and "charset conflict" in feed.warning
+    assert feed.entries[0].title.startswith("Russia’s Supreme Court")
+
+
+# --------------------------------------------------------------------------- entry rules
+
+
+def test_relative_links_resolved_against_content_location_or_url() -> None:
+    feed = _parse_fixture("relative_links.xml")
+    assert [e.url for e in feed.entries] == [
+        "https://rel.example.org/news/2025/one.html",
+        "https://rel.example.org/feeds/two.html?b=2&a=1&utm_campaign=x",
+        "https://other.example.net/three",
+    ]
+    assert feed.entries[1].canonical_url == "https://rel.example.org/feeds/two.html?a=1&b=2"
+    body = (FEEDS / "relative_links.xml").read_bytes()
+    plain = parse_feed(body, {}, "https://rel.example.org/rss/index.xml", NOW)
+    assert plain.entries[1].url.startswith("https://rel.example.org/rss/two.html")
+
+
+def test_dates_missing_future_and_unparseable() -> None:
+    by_key = {e.key: e for e in _parse_fixture("dates.xml").entries}
+    assert by_key["d-none"].published == NOW and not by_key["d-none"].dated
+    assert by_key["d-future"].published == NOW and not by_key["d-future"].dated
+    assert by_key["d-soon"].published == NOW + timedelta(hours=3) and by_key["d-soon"].dated
+    assert by_key["d-garbage"].published == NOW and not by_key["d-garbage"].dated
+    assert all(e.published.tzinfo is UTC for e in by_key.values())
+
+
+def test_relative_date_phrases_do_not_read_the_clock() -> None:
+    body = _rss([("r1", "https://e.org/1", "2 hours ago"), ("r2", "https://e.org/2", "yesterday")])
+    feed = parse_feed(body, XML, "https://e.org/rss", NOW)
+    assert [(e.published, e.dated) for e in feed.entries] == [(NOW, False), (NOW, False)]
+
+
+def test_duplicate_guids_keep_latest() -> None:
+    feed = _parse_fixture("dup_guids.xml")
+    assert [e.key for e in feed.entries] == ["same-guid", "other-guid"]
+    assert feed.entries[0].title == "Story, updated version"
+    assert feed.warning and "1 entries repeat" in feed.warning
+
+
+def test_edited_entry_keeps_key_changes_hash() -> None:
+    before = _rss([("g-1", "https://e.org/1", "Mon, 07 Jul 2025 10:00:00 GMT")], text="First.")
+    after = _rss([("g-1", "https://e.org/1", "Mon, 07 Jul 2025 10:00:00 GMT")], text="Edited.")
+    (a,) = parse_feed(before, XML, "https://e.org/rss", NOW).entries
+    (b,) = parse_feed(after, XML, "https://e.org/rss", NOW).entries
+    assert a.key == b.key == "g-1"
+    assert a.content_hash != b.content_hash
+
+
+def test_key_falls_back_to_canonical_link_then_hash() -> None:
+    entries = _parse_fixture("rss20.xml").entries
+    assert entries[1].key == "https://steppe.example.com/world/2025/04/18/kabul-reacts"
+    assert entries[1].guid is None or entries[1].guid == entries[1].key
+    assert len(entries[2].key) == 32 and entries[2].url == "" and entries[2].guid is None
+
+
+def test_html_is_cleaned_and_scripts_dropped() -> None:
+    for name in ("rss20.xml", "scripts.xml"):
+        for e in _parse_fixture(name).entries:
+            for text in (e.title, e.summary, e.content):
+                assert "<script" not in text.lower()
+                assert "alert(" not in text and "document.write" not in text
+    first = _parse_fixture("rss20.xml").entries[0]
+    assert (
+        first.summary
+        == "The court granted the prosecutor’s request.\n\nThe ruling takes effect immediately."
+    )
+    assert first.title == "Russia’s Supreme Court lifts <ban> on the Taliban"  # literal text kept
+    assert first.url.endswith("#comments")  # as published
+    assert first.canonical_url == "https://steppe.example.com/World/2025/04/17/Taliban-Ban?a=1&b=2"
+
+
+def test_source_and_language() -> None:
+    feed = _parse_fixture("rss10.rdf")
+    assert {e.source for e in feed.entries} == {"RDF Monitor"}
+    assert {e.language for e in feed.entries} == {"de"}
+    body = (FEEDS / "rss10.rdf").read_bytes()
+    named = parse_feed(body, XML, "https://rdf.example.net/feed.rdf", NOW, source="My Name")
+    assert {e.source for e in named.entries} == {"My Name"}
+    atom = _parse_fixture("atom10.xml").entries
+    assert [e.language for e in atom] == ["fr", "en"]  # entry xml:lang beats the feed's
+
+
+def test_json_feed_naive_dates_are_utc() -> None:
+    body = json.dumps(
+        {
+            "version": "https://jsonfeed.org/version/1.1",
+            "title": "N",
+            "items": [
+                {"id": "1", "url": "https://n.org/1", "date_published": "2025-07-01T10:00:00"}
+            ],
+        }
+    ).encode()
+    (e,) = parse_feed(body, {}, "https://n.org/feed.json", NOW).entries
+    assert e.published == datetime(2025, 7, 1, 10, tzinfo=UTC) and e.dated
+
+
+# --------------------------------------------------------------------------- fast vs reference
+
+
+def _rss(items: list[tuple[str, str, str]], text: str = "Body text.") -> bytes:
+    rows = "".join(
+        f"<item><title>Item {guid}</title><link>{escape(link)}</link><guid>{guid}</guid>"
+        f"<pubDate>{date}</pubDate><description>{escape(text)}</description></item>"
+        for guid, link, date in items
+    )
+    return (
+        f'<?xml version="1.0" encoding="utf-8"?><rss version="2.0"><channel><title>T</title>'
+        f"<link>https://e.org/</link>{rows}</channel></rss>"
+    ).encode()
+
+
+_WORDS = (
+    "government officials said the talks would continue next week despite objections from "
+    "several regional powers including Russia China and Pakistan while analysts warned about "
+    "the economy sanctions humanitarian aid and the security situation in Kabul"
+)
+
+
+_WORD_LIST = _WORDS.split()
+
+
+def realistic_feed(n_items: int = 50, paragraphs: int = 4, seed: int = 1) -> bytes:
+    """An RSS 2.0 feed like a news site's: ~140 KB for 50 entries with full content."""
+    rnd = random.Random(seed)
+
+    def sentence(n: int) -> str:
+        return " ".join(rnd.choice(_WORD_LIST) for _ in range(n)).capitalize() + "."
+
+    start = datetime(2025, 7, 1, 12, tzinfo=UTC)
+    items = []
+    for i in range(n_items):
+        desc = f'<p>{sentence(40)} <a href="https://e.org/x?utm_source=rss">more</a></p>'
+        body = f'<figure><img src="https://cdn.e.org/{i}.jpg"/><figcaption>{sentence(8)}</figcaption></figure>'
+        body += "".join(
+            f"<p>{sentence(55)} <b>{rnd.choice(_WORD_LIST)}</b> <a href='/tag/{i}'>tag</a></p>"
+            for _ in range(paragraphs)
+        )
+        items.append(
+            f"<item><title>{escape(sentence(9))}</title>"
+            f"<link>https://news.example.org/world/{i:05d}-story?utm_source=rss&amp;utm_medium=feed</link>"
+            f'<guid isPermaLink="false">urn:example:{seed}:{i}</guid>'
+            f"<pubDate>{format_datetime(start - timedelta(minutes=i))}</pubDate>"
+            f"<dc:creator>Reporter {i % 7}</dc:creator><category>World</category>"
+            f"<description>{escape(desc)}</description>"
+            f"<content:encoded><![CDATA[{body}]]></content:encoded></item>\n"
+        )
+    return (
+        '<?xml version="1.0" encoding="UTF-8"?>\n<rss version="2.0" '
+        'xmlns:content="http://purl.org/rss/1.0/modules/content/" '
+        'xmlns:dc="http://purl.org/dc/elements/1.1/"><channel><title>Example World News</title>'
+        "<link>https://news.example.org/world</link><language>en-gb</language>\n"
+        + "".join(items)
+        + "</channel></rss>\n"
+    ).encode()
+
+
+def test_realistic_feed_takes_fast_path(monkeypatch: pytest.MonkeyPatch) -> None:
+    body = realistic_feed()
+    assert 120_000 < len(body) < 160_000
+
+    def refuse(*args: Any, **kwargs: Any) -> Any:
+        raise AssertionError("feedparser should not be needed for a well-formed feed")
+
+    monkeypatch.setattr(feedparser, "parse", refuse)
+    feed = parse_feed(body, XML, "https://news.example.org/world/rss", NOW)
+    assert len(feed.entries) == 50 and feed.warning is None
+    assert all(e.language == "en" and e.dated and e.content for e in feed.entries)
+
+
+@pytest.mark.parametrize(
+    "name", ["rss20.xml", "rss10.rdf", "dates.xml", "dup_guids.xml", "atom10.xml", "cp1251.xml"]
+)
+def test_fast_and_reference_paths_agree(name: str) -> None:
+    body, (headers, url) = (FEEDS / name).read_bytes(), CASES[name]
+    body = body.replace(b' xml:lang="en"', b"")  # entry-level xml:lang sends Atom to feedparser
+    lowered = {k.lower(): v for k, v in headers.items()}
+    fast = parse._parse_fast(body, lowered)
+    assert fast is not None, "fixture should take the fast path"
+    ref = parse._parse_reference(body, lowered, url)
+    a, b = (parse._build(doc, url, NOW, None) for doc in (fast, ref))
+    fields = ("key", "url", "canonical_url", "title", "content", "published", "dated", "author")
+    assert [[getattr(e, f) for f in fields] for e in a.entries] == [
+        [getattr(e, f) for f in fields] for e in b.entries
+    ]
+
+
+def test_ten_thousand_entries() -> None:
+    body = realistic_feed(n_items=10_000, paragraphs=1, seed=3)
+    started = time.perf_counter()
+    feed = parse_feed(body, XML, "https://news.example.org/world/rss", NOW)
+    elapsed = time.perf_counter() - started
+    assert len(feed.entries) == 10_000
+    assert len({e.key for e in feed.entries}) == 10_000
+    assert elapsed < 30, f"10,000 entries took {elapsed:.1f} s"
+
+
+# --------------------------------------------------------------------------- replay items
+
+
+def _stream() -> dict[str, dict[str, Any]]:
+    lines = (FEEDS / "stream_dev.jsonl").read_text(encoding="utf-8").splitlines()
+    return {item["id"]: item for item in map(json.loads, lines)}
+
+
+def test_entry_from_item_dev_stream() -> None:
+    items = _stream()
+    e = entry_from_item(items["d001"], NOW)
+    assert e.url == e.canonical_url == e.key == items["d001"]["url"]
+    assert e.published == datetime(2023, 1, 6, 6, 30, tzinfo=UTC) and e.dated
+    assert e.source == "Oxus Post" and e.language == "en"
+    assert e.title.startswith("Islamic Emirate signs 25-year oil extraction deal")
+    assert e.content.count("\n\n") == 3 and e.guid is None
+
+    html = entry_from_item(items["d016"], NOW)
+    assert html.summary == (
+        "Astana calls it a technical correction. Grain traders & railway planners see an opening."
+    )
+    assert "utm_source" in html.url and "utm_" not in html.canonical_url
+    assert html.key == html.canonical_url
+
+    ru = entry_from_item(items["d043"], NOW, source="fallback")
+    assert ru.language == "ru" and ru.source == "Stolichny Obozrevatel"
+    assert ru.published == datetime(2024, 10, 4, 16, 30, tzinfo=UTC)
+
+
+def test_entry_from_item_defaults_and_errors() -> None:
+    e = entry_from_item({"url": "https://e.org/a", "title": "Only a title here"}, NOW, source="S")
+    assert e.published == NOW and not e.dated and e.source == "S"
+    same = entry_from_item({"url": "https://e.org/a", "title": "Only a title here"}, NOW)
+    assert same.content_hash == e.content_hash
+    edited = entry_from_item({"url": "https://e.org/a", "title": "Only a title, edited"}, NOW)
+    assert edited.key == e.key and edited.content_hash != e.content_hash
+    naive = entry_from_item({"url": "https://e.org/b", "published": "2025-01-01T08:00:00"}, NOW)
+    assert naive.published == datetime(2025, 1, 1, 8, tzinfo=UTC)
+    with pytest.raises(ParseError):
+        entry_from_item({"id": "x", "grade": 1}, NOW)

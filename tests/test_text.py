@@ -1,0 +1,224 @@
+"""Tests for monitor.text: HTML to text, canonical URLs, hashes, language, tokens."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from monitor.text import (
+    canonical_url,
+    content_hash,
+    detect_language,
+    html_to_text,
+    shingles,
+    tokenize,
+)
+
+# --------------------------------------------------------------------------- html_to_text
+
+
+def test_html_to_text_blocks_entities_and_scripts() -> None:
+    html = (
+        "<div><p>Hello &amp; <b>world</b> caf&eacute;</p>"
+        "<script>alert('<p>x</p>')</script><style>p { color: red }</style>"
+        "<ul><li>one</li><li>two</li></ul>tail<br>next line<br><br>new para"
+        "<h2>  Heading \n with   spaces </h2><noscript><img src=x></noscript></div>"
+    )
+    assert html_to_text(html) == (
+        "Hello & world café\n\none\n\ntwo\n\ntail\nnext line\n\nnew para\n\nHeading with spaces"
+    )
+
+
+def test_html_to_text_plain_text_keeps_paragraphs() -> None:
+    assert html_to_text("  first  line\nsame para\r\n\r\n second &amp; last \n") == (
+        "first line same para\n\nsecond & last"
+    )
+    assert html_to_text("a < b and c > d") == "a < b and c > d"
+
+
+def test_html_to_text_tables_and_nbsp() -> None:
+    html = "<table><tr><td>a</td><td>b</td></tr><tr><td>c&nbsp;d</td></tr></table>"
+    assert html_to_text(html) == "a\nb\n\nc d"
+
+
+@pytest.mark.parametrize(
+    "garbage",
+    ["", "   ", "<", "<<>>", "</p></div>", "<!--", "<![CDATA[", "\x00\ud800<p>x", "&#0;&#xD800;"],
+)
+def test_html_to_text_survives_garbage(garbage: str) -> None:
+    assert isinstance(html_to_text(garbage), str)
+
+
+def test_html_to_text_escaped_script_is_not_a_tag() -> None:
+    assert "<script" not in html_to_text("&lt;script&gt;alert(1)&lt;/script&gt;").lower()
+    assert "<script" not in html_to_text("<p>&lt;&lt;script&gt;</p>").lower()
+
+
+_TAGS = ["p", "div", "script", "style", "b", "br", "li", "ul", "a href='x'", "!--", "title"]
+_html_like = st.lists(
+    st.one_of(
+        st.text(max_size=20),
+        st.sampled_from(_TAGS).map(lambda t: f"<{t}>"),
+        st.sampled_from(_TAGS).map(lambda t: f"</{t.split()[0]}>"),
+        st.sampled_from(["&lt;", "&gt;", "&amp;", "&lt;script&gt;", "<", "<script", "&"]),
+    ),
+    max_size=30,
+).map("".join)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.one_of(st.text(), _html_like))
+def test_html_to_text_never_raises_and_has_no_script(markup: str) -> None:
+    out = html_to_text(markup)
+    assert isinstance(out, str)
+    assert "<script" not in out.lower()
+    assert "\ue000" not in out and "\ue001" not in out
+    assert out == out.strip()
+
+
+# --------------------------------------------------------------------------- canonical_url
+
+
+@pytest.mark.parametrize(
+    ("url", "expected"),
+    [
+        (
+            "HTTPS://Example.COM:443/News/Story.html?utm_source=x&b=2&a=1&fbclid=y#frag",
+            "https://example.com/News/Story.html?a=1&b=2",
+        ),
+        ("http://example.com:80/a?gclid=1&mc_cid=2&mc_eid=3", "http://example.com/a"),
+        ("http://example.com:8080/a", "http://example.com:8080/a"),
+        ("https://example.com/story.php?12345", "https://example.com/story.php?12345"),
+        ("https://example.com?b=1", "https://example.com/?b=1"),
+        ("  https://example.com/a%c3%a9 ", "https://example.com/a%C3%A9"),
+        ("https://example.com//double//slash", "https://example.com/double/slash"),
+        ("tag:example.com,2025:1", "tag:example.com,2025:1"),
+        ("/relative/path", "/relative/path"),
+        ("not a url", "not a url"),
+        ("http://[::1", "http://[::1"),
+    ],
+)
+def test_canonical_url(url: str, expected: str) -> None:
+    assert canonical_url(url) == expected
+
+
+def test_canonical_url_keeps_meaningful_params_and_path_case() -> None:
+    assert canonical_url("https://e.org/Path/To?source=kabul&id=7") == (
+        "https://e.org/Path/To?id=7&source=kabul"
+    )
+
+
+_segment = st.text(alphabet="abcXYZ019-._~%!$&'()*+,;=:@ é/", max_size=8)
+_urls = st.builds(
+    lambda scheme, host, port, path, query, frag: (
+        f"{scheme}://{host}{port}/{path}{'?' + query if query else ''}{'#' + frag if frag else ''}"
+    ),
+    st.sampled_from(["http", "https", "HTTP", "HtTpS"]),
+    st.sampled_from(["example.com", "EXAMPLE.org", "xn--bcher-kva.example", "a.b.c", "127.0.0.1"]),
+    st.sampled_from(["", ":80", ":443", ":8080", ":0", ":99999"]),
+    _segment,
+    st.lists(
+        st.tuples(
+            st.sampled_from(["a", "B", "utm_source", "fbclid", "q", "", "x y", "%26"]), _segment
+        ),
+        max_size=4,
+    ).map(lambda pairs: "&".join(f"{k}={v}" if v else k for k, v in pairs)),
+    _segment,
+)
+
+
+@settings(max_examples=400, deadline=None)
+@given(st.one_of(_urls, st.text()))
+def test_canonical_url_is_idempotent_and_total(url: str) -> None:
+    once = canonical_url(url)
+    assert canonical_url(once) == once
+    assert "utm_source" not in once.split("?", 1)[-1] or not once.startswith("http")
+
+
+# --------------------------------------------------------------------------- content_hash
+
+
+def test_content_hash_is_stable_and_normalised() -> None:
+    digest = content_hash("Title", "Some  text\n")
+    assert re.fullmatch(r"[0-9a-f]{32}", digest)
+    assert digest == content_hash("title", "some text")
+    assert digest != content_hash("Title", "Some other text")
+    assert content_hash("ab", "c") != content_hash("a", "bc")
+
+
+# --------------------------------------------------------------------------- detect_language
+
+
+@pytest.mark.parametrize(
+    ("text", "lang"),
+    [
+        ("Russia removes the Taliban from its list of terrorist organisations", "en"),
+        ("Россия исключила движение «Талибан» из списка террористических организаций", "ru"),
+        ("روسیه طالبان را از فهرست گروه‌های تروریستی خارج کرد", "fa"),
+        ("रूस ने तालिबान को आतंकवादी संगठनों की सूची से हटा दिया है", "hi"),
+        ("Das Oberste Gericht in Moskau hat die Taliban von der Liste gestrichen", "de"),
+    ],
+)
+def test_detect_language(text: str, lang: str) -> None:
+    assert detect_language(text) == lang
+
+
+@pytest.mark.parametrize("text", ["", "   ", "ok", "12345 67890 !!!", "Taliban"])
+def test_detect_language_none_for_short_text(text: str) -> None:
+    assert detect_language(text) is None
+
+
+# --------------------------------------------------------------------------- tokenize
+
+
+def test_tokenize_hindi_keeps_combining_marks() -> None:
+    tokens = tokenize("आतंकवादी संगठन")
+    assert tokens == ["आतंकवादी", "संगठन"]
+    assert "\u093e" in tokens[0]  # the vowel sign AA stays inside the word
+
+
+def test_tokenize_russian_and_persian() -> None:
+    assert tokenize("Россия исключила «Талибан» из СПИСКА") == [
+        "россия",
+        "исключила",
+        "талибан",
+        "из",
+        "списка",
+    ]
+    # the half-space (ZWNJ) joins a Persian word; Arabic yeh/kaf fold to Persian letters
+    assert tokenize("گروه‌های تروریستی") == ["گروههای", "تروریستی"]
+    assert tokenize("تروريستي") == tokenize("تروریستی")
+
+
+def test_tokenize_english_rules() -> None:
+    assert tokenize("Russia's anti-terror list: 2023, 3.5% of O’Brien’s TALIBAN_list") == [
+        "russia",
+        "anti",
+        "terror",
+        "list",
+        "2023",
+        "3.5",
+        "of",
+        "o'brien",
+        "taliban",
+        "list",
+    ]
+    assert tokenize("Straße") == ["strasse"]
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.text())
+def test_tokenize_never_raises(text: str) -> None:
+    tokens = tokenize(text)
+    assert all(isinstance(t, str) and t and not t.isspace() for t in tokens)
+
+
+def test_shingles() -> None:
+    assert shingles(["a", "b", "c", "d"], 3) == ["a b c", "b c d"]
+    assert shingles(["a", "b"], 3) == ["a b"]
+    assert shingles([], 3) == []
+    with pytest.raises(ValueError):
+        shingles(["a"], 0)
