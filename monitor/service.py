@@ -1,0 +1,272 @@
+"""The optional HTTP listener of `monitor run`: ``/healthz`` and ``/metrics``.
+
+Started by the daemon when ``[service] listen = "host:port"`` is set; a stdlib
+`ThreadingHTTPServer` in a daemon thread, so a slow scrape never blocks polling.
+
+``GET /healthz`` answers 200 when all three hold, else 503, with a JSON body naming every
+check and, when unhealthy, the reasons:
+
+- **scheduler**: the daemon says its scheduler is running;
+- **last poll**: the `poll_due` job (which runs every `tick` seconds whether or not a feed
+  is due) finished within ``3 × tick + 2 × [polling].timeout`` seconds — three missed
+  ticks, plus room for a slow cycle (per-host limits can queue a fetch behind another one).
+  Before the first poll, the same allowance counts from the daemon's start;
+- **database**: a write transaction can be opened now (``BEGIN IMMEDIATE`` then rolled
+  back), on the listener's own connection with a 5 s busy timeout.
+
+``GET /metrics`` is the Prometheus text format of `monitor.metrics.REGISTRY`.
+
+``python -m monitor.service URL`` is the container's health check: exit 0 on a 200, else 1
+with the reason on stderr (no curl needed in a slim image).
+
+This module reads the daemon's state and the database; it changes neither.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import socket
+import sqlite3
+import sys
+import threading
+import urllib.error
+import urllib.request
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any, Protocol
+
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+from .config import Settings
+from .errors import MonitorError
+from .metrics import REGISTRY, DatabaseCollector
+from .storage import Storage, iso
+
+DEFAULT_TICK = 30.0  # seconds; the daemon's `TICK` unless the host says otherwise
+BUSY_TIMEOUT_MS = 5000
+
+
+class StateLike(Protocol):
+    """What the health check reads from `monitor.daemon.DaemonState`."""
+
+    @property
+    def started(self) -> datetime: ...
+    @property
+    def running(self) -> bool: ...
+    @property
+    def last_poll_finished(self) -> datetime | None: ...
+
+
+class Host(Protocol):
+    """What the listener reads from `monitor.daemon.Daemon`."""
+
+    @property
+    def state(self) -> StateLike: ...
+    @property
+    def settings(self) -> Settings: ...
+
+
+def poll_allowance(tick: float, settings: Settings) -> float:
+    """Seconds after which the last poll is no longer recent (see the module docstring)."""
+    return 3 * tick + 2 * float(settings.polling.timeout)
+
+
+@dataclass(slots=True)
+class Health:
+    healthy: bool
+    checks: dict[str, Any] = field(default_factory=dict)
+    reasons: list[str] = field(default_factory=list)
+
+    def body(self) -> dict[str, Any]:
+        return {
+            "status": "ok" if self.healthy else "unhealthy",
+            "reasons": self.reasons,
+            "checks": self.checks,
+        }
+
+
+class HealthCheck:
+    """The three checks of ``/healthz``, on a connection of their own."""
+
+    def __init__(
+        self,
+        host: Host,
+        *,
+        tick: float = DEFAULT_TICK,
+        clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+    ) -> None:
+        self.host = host
+        self.tick = tick
+        self.clock = clock
+        self._storage: Storage | None = None
+        self._lock = threading.Lock()
+
+    def __call__(self) -> Health:
+        now = self.clock()
+        state = self.host.state
+        health = Health(healthy=True)
+        health.checks["scheduler"] = "running" if state.running else "stopped"
+        if not state.running:
+            health.reasons.append("the scheduler is not running")
+
+        allowance = poll_allowance(self.tick, self.host.settings)
+        last = state.last_poll_finished
+        since = last or state.started
+        age = (now - since).total_seconds()
+        health.checks["last_poll"] = iso(last)
+        health.checks["last_poll_age_s"] = round(age, 1) if last else None
+        health.checks["last_poll_allowed_s"] = allowance
+        if age > allowance:
+            health.reasons.append(
+                f"no poll finished in the last {age:.0f} s (allowed: {allowance:.0f} s)"
+                if last
+                else f"no poll has finished {age:.0f} s after the start "
+                f"(allowed: {allowance:.0f} s)"
+            )
+
+        writable, detail = self._writable()
+        health.checks["database"] = "writable" if writable else detail
+        if not writable:
+            health.reasons.append(f"the database is not writable: {detail}")
+        health.healthy = not health.reasons
+        return health
+
+    def _writable(self) -> tuple[bool, str]:
+        path = self.host.settings.database_path
+        with self._lock:  # one check at a time on this connection
+            try:
+                if self._storage is None:
+                    storage = Storage(path)
+                    storage.db.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+                    self._storage = storage
+                if self._storage.writable():
+                    return True, "writable"
+            except (MonitorError, sqlite3.Error, OSError) as error:  # the answer, not a crash
+                self.close_locked()
+                return False, f"{path}: {error}"
+            return False, f"{path}: cannot open a write transaction (locked or read-only)"
+
+    def close_locked(self) -> None:
+        if self._storage is not None:
+            self._storage.close()
+            self._storage = None
+
+    def close(self) -> None:
+        with self._lock:
+            self.close_locked()
+
+
+def _handler(check: HealthCheck) -> type[BaseHTTPRequestHandler]:
+    class Handler(BaseHTTPRequestHandler):
+        server_version = "monitor"
+
+        def do_GET(self) -> None:
+            path = self.path.split("?", 1)[0]
+            if path == "/healthz":
+                health = check()
+                body = json.dumps(health.body(), indent=2).encode() + b"\n"
+                self._send(200 if health.healthy else 503, "application/json", body)
+            elif path == "/metrics":
+                self._send(200, CONTENT_TYPE_LATEST, generate_latest(REGISTRY))
+            elif path == "/":
+                self._send(200, "text/plain; charset=utf-8", b"monitor: /healthz /metrics\n")
+            else:
+                self._send(404, "text/plain; charset=utf-8", b"not found\n")
+
+        def _send(self, status: int, content_type: str, body: bytes) -> None:
+            self.send_response(status)
+            self.send_header("Content-Type", content_type)
+            self.send_header("Content-Length", str(len(body)))
+            self.send_header("Cache-Control", "no-store")
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, format: str, *args: Any) -> None:
+            pass  # scrapes every few seconds would drown the feed lines
+
+    return Handler
+
+
+def parse_listen(listen: str) -> tuple[str, int]:
+    """'127.0.0.1:8080', '0.0.0.0:8080' or '[::]:8080' → (host, port)."""
+    host, _, port = listen.rpartition(":")
+    return host.strip("[]"), int(port)
+
+
+class Service:
+    """A running listener; `stop()` shuts it down and releases its connection."""
+
+    def __init__(
+        self, server: ThreadingHTTPServer, check: HealthCheck, collector: DatabaseCollector
+    ) -> None:
+        self.server = server
+        self.check = check
+        self.collector = collector
+        self.thread = threading.Thread(
+            target=server.serve_forever, name="monitor-service", daemon=True
+        )
+
+    @property
+    def address(self) -> tuple[str, int]:
+        host, port = self.server.server_address[:2]
+        return str(host), int(port)
+
+    @property
+    def url(self) -> str:
+        host, port = self.address
+        return f"http://{host}:{port}"
+
+    def stop(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+        self.thread.join(timeout=5)
+        with contextlib.suppress(KeyError):  # already unregistered
+            REGISTRY.unregister(self.collector)
+        self.check.close()
+
+
+def start_service(listen: str, host: Host, *, tick: float | None = None) -> Service:
+    """Serve /healthz and /metrics on `listen` ("host:port"; port 0 picks a free one)."""
+    address, port = parse_listen(listen)
+    if tick is None:
+        tick = float(getattr(host, "tick", DEFAULT_TICK))
+    check = HealthCheck(host, tick=tick)
+    server_class = ThreadingHTTPServer
+    if ":" in address:
+
+        class V6Server(ThreadingHTTPServer):
+            address_family = socket.AF_INET6
+
+        server_class = V6Server
+    server = server_class((address, port), _handler(check))
+    server.daemon_threads = True
+    collector = DatabaseCollector(Path(host.settings.database_path))
+    REGISTRY.register(collector)
+    service = Service(server, check, collector)
+    service.thread.start()
+    return service
+
+
+def probe(url: str, timeout: float = 8.0) -> int:
+    """The container's health check: 0 when `url` answers 200, else 1 with the reason."""
+    try:
+        with urllib.request.urlopen(url, timeout=timeout) as response:
+            response.read()
+            return 0
+    except urllib.error.HTTPError as error:
+        try:
+            reasons = json.loads(error.read()).get("reasons") or [str(error)]
+        except ValueError:
+            reasons = [str(error)]
+        print(f"unhealthy: {'; '.join(reasons)}", file=sys.stderr)
+    except OSError as error:
+        print(f"unreachable: {url}: {error}", file=sys.stderr)
+    return 1
+
+
+if __name__ == "__main__":
+    sys.exit(probe(sys.argv[1] if len(sys.argv) > 1 else "http://127.0.0.1:8080/healthz"))

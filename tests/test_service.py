@@ -1,0 +1,221 @@
+"""/healthz and /metrics against the real listener on 127.0.0.1 (port 0)."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import subprocess
+import sys
+import urllib.error
+import urllib.request
+from collections import Counter
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+from prometheus_client.parser import text_string_to_metric_families
+
+from monitor import metrics, service
+from monitor.config import Settings, settings_from_dict
+from monitor.storage import Storage
+
+
+@dataclass
+class State:
+    started: datetime = field(default_factory=lambda: datetime.now(UTC))
+    running: bool = True
+    last_poll_finished: datetime | None = None
+
+
+@dataclass
+class Host:
+    settings: Settings
+    state: State = field(default_factory=State)
+
+
+@dataclass
+class Report:
+    feed: str = "Example"
+    outcome: str = "ok"
+    status: int | None = 200
+    entries: int = 5
+    new: int = 2
+    edited: int = 1
+    error: str | None = None
+    duration_ms: float = 120.0
+
+
+@dataclass
+class Summary:
+    decisions: Counter[str] = field(default_factory=Counter)
+    alerts: int = 0
+
+
+@pytest.fixture
+def host(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Host:
+    db = tmp_path / "monitor.db"
+    monkeypatch.setenv("MONITOR_DB", str(db))
+    settings = settings_from_dict({"polling": {"timeout": "30s"}}, tmp_path / "monitor.toml")
+    Storage(db).close()
+    return Host(settings)
+
+
+@pytest.fixture
+def listener(host: Host) -> Iterator[service.Service]:
+    running = service.start_service("127.0.0.1:0", host, tick=30.0)
+    try:
+        yield running
+    finally:
+        running.stop()
+
+
+def get(url: str) -> tuple[int, str]:
+    try:
+        with urllib.request.urlopen(url, timeout=10) as response:
+            return response.status, response.read().decode()
+    except urllib.error.HTTPError as error:
+        return error.code, error.read().decode()
+
+
+def samples(text: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+    found = {}
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            found[(sample.name, tuple(sorted(sample.labels.items())))] = sample.value
+    return found
+
+
+def value(text: str, name: str, **labels: str) -> float:
+    return samples(text).get((name, tuple(sorted(labels.items()))), 0.0)
+
+
+def test_healthz_ok_when_polling_and_writable(host: Host, listener: service.Service) -> None:
+    host.state.last_poll_finished = datetime.now(UTC)
+    status, body = get(listener.url + "/healthz")
+    assert status == 200
+    data = json.loads(body)
+    assert data["status"] == "ok"
+    assert data["reasons"] == []
+    assert data["checks"]["database"] == "writable"
+    assert data["checks"]["scheduler"] == "running"
+
+
+def test_healthz_names_the_stopped_scheduler(host: Host, listener: service.Service) -> None:
+    host.state.last_poll_finished = datetime.now(UTC)
+    host.state.running = False
+    status, body = get(listener.url + "/healthz")
+    assert status == 503
+    assert json.loads(body)["reasons"] == ["the scheduler is not running"]
+
+
+def test_healthz_names_a_stale_poll(host: Host, listener: service.Service) -> None:
+    allowed = service.poll_allowance(30.0, host.settings)
+    assert allowed == 3 * 30 + 2 * 30
+    host.state.last_poll_finished = datetime.now(UTC) - timedelta(seconds=allowed + 60)
+    status, body = get(listener.url + "/healthz")
+    assert status == 503
+    (reason,) = json.loads(body)["reasons"]
+    assert reason.startswith("no poll finished in the last")
+
+
+def test_healthz_names_a_first_poll_that_never_came(host: Host, listener: service.Service) -> None:
+    host.state.started = datetime.now(UTC) - timedelta(hours=1)
+    status, body = get(listener.url + "/healthz")
+    assert status == 503
+    assert "no poll has finished" in json.loads(body)["reasons"][0]
+
+
+def test_healthz_names_a_locked_database(
+    host: Host, listener: service.Service, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(service, "BUSY_TIMEOUT_MS", 50)
+    listener.check.close()  # reopen with the short busy timeout
+    host.state.last_poll_finished = datetime.now(UTC)
+    other = sqlite3.connect(str(host.settings.database_path), isolation_level=None)
+    other.execute("BEGIN IMMEDIATE")
+    try:
+        status, body = get(listener.url + "/healthz")
+    finally:
+        other.execute("ROLLBACK")
+        other.close()
+    assert status == 503
+    (reason,) = json.loads(body)["reasons"]
+    assert reason.startswith("the database is not writable")
+    assert get(listener.url + "/healthz")[0] == 200
+
+
+def test_probe_command_exit_status(host: Host, listener: service.Service) -> None:
+    host.state.last_poll_finished = datetime.now(UTC)
+    command = [sys.executable, "-m", "monitor.service", listener.url + "/healthz"]
+    assert subprocess.run(command, capture_output=True, timeout=60).returncode == 0
+    host.state.running = False
+    failed = subprocess.run(command, capture_output=True, text=True, timeout=60)
+    assert failed.returncode == 1
+    assert "scheduler is not running" in failed.stderr
+
+
+def test_metrics_move_after_a_poll(listener: service.Service) -> None:
+    before = get(listener.url + "/metrics")[1]
+    metrics.observe_feed(Report())
+    metrics.observe_feed(Report(outcome="error", status=503, entries=0, new=0, edited=0))
+    metrics.observe_poll(Summary(Counter(development=1, unrelated=3), alerts=1), 2.5)
+    status, after = get(listener.url + "/metrics")
+    assert status == 200
+
+    def moved(name: str, **labels: str) -> float:
+        return value(after, name, **labels) - value(before, name, **labels)
+
+    assert moved("monitor_polls_total") == 1
+    assert moved("monitor_feed_polls_total", outcome="ok", http_status="200") == 1
+    assert moved("monitor_feed_polls_total", outcome="error", http_status="503") == 1
+    assert moved("monitor_entries_total", kind="new") == 2
+    assert moved("monitor_entries_total", kind="edited") == 1
+    assert moved("monitor_decisions_total", status="development") == 1
+    assert moved("monitor_decisions_total", status="unrelated") == 3
+    assert moved("monitor_alerts_raised_total") == 1
+    assert moved("monitor_poll_duration_seconds_count") == 1
+    assert moved("monitor_poll_duration_seconds_sum") == pytest.approx(2.5)
+    assert moved("monitor_feed_poll_duration_seconds_count") == 2
+    assert value(after, "monitor_last_poll_timestamp_seconds") > 0
+
+
+def test_metrics_move_after_a_delivery(host: Host, listener: service.Service) -> None:
+    before = get(listener.url + "/metrics")[1]
+    metrics.observe_delivery("email", "delivered", 0.2)
+    metrics.observe_delivery("webhook:hooks.example.org", "retry", 1.0)
+    metrics.observe_delivery("webhook:hooks.example.org", "failed", 1.5)
+    after = get(listener.url + "/metrics")[1]
+
+    def moved(name: str, **labels: str) -> float:
+        return value(after, name, **labels) - value(before, name, **labels)
+
+    assert moved("monitor_delivery_attempts_total", channel="email", outcome="delivered") == 1
+    assert moved("monitor_alerts_delivered_total", channel="email") == 1
+    hook = "webhook:hooks.example.org"
+    assert moved("monitor_delivery_attempts_total", channel=hook, outcome="retry") == 1
+    assert moved("monitor_alerts_failed_total", channel=hook) == 1
+    assert moved("monitor_delivery_duration_seconds_count", channel=hook) == 2
+    with pytest.raises(ValueError):
+        metrics.observe_delivery("email", "lost", 0.1)
+
+
+def test_outbox_depth_is_read_from_the_database(host: Host, listener: service.Service) -> None:
+    assert value(get(listener.url + "/metrics")[1], "monitor_outbox_alerts", status="pending") == 0
+    storage = Storage(host.settings.database_path)
+    try:
+        with storage.atomic():
+            storage.enqueue_alert(
+                kind="test", now=datetime.now(UTC), payload={"type": "test", "topic": None}
+            )
+    finally:
+        storage.close()
+    text = get(listener.url + "/metrics")[1]
+    assert value(text, "monitor_outbox_alerts", status="pending") == 1
+    assert value(text, "monitor_outbox_oldest_pending_timestamp_seconds") > 0
+    assert value(text, "monitor_feeds", state="failing") == 0
+
+
+def test_unknown_path_is_404(listener: service.Service) -> None:
+    assert get(listener.url + "/nope")[0] == 404
