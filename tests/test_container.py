@@ -108,9 +108,7 @@ def test_compose_validates_against_the_compose_specification() -> None:
     try:
         from importlib.resources import files
 
-        schema_file = files("check_jsonschema.builtin_schemas.vendor").joinpath(
-            "compose-spec.json"
-        )
+        schema_file = files("check_jsonschema.builtin_schemas.vendor").joinpath("compose-spec.json")
         schema = json.loads(schema_file.read_text(encoding="utf-8"))
     except (ModuleNotFoundError, FileNotFoundError):
         pytest.skip(
