@@ -1,0 +1,386 @@
+"""monitor.fetch against a real HTTP server on 127.0.0.1 (tests/feedserver.py)."""
+
+from __future__ import annotations
+
+import asyncio
+import gzip
+import socket
+import time
+import tracemalloc
+import zlib
+from collections.abc import Awaitable
+from datetime import UTC, datetime, timedelta
+from email.utils import format_datetime
+from typing import TypeVar
+
+import pytest
+
+from monitor import PROJECT_URL, __version__
+from monitor.errors import FeedError, FetchError
+from monitor.fetch import Fetcher, FetchLimits, parse_retry_after
+from monitor.models import Fetched
+from monitor.schedule import next_due
+from tests.feedserver import FeedServer, Reply, Request
+
+T = TypeVar("T")
+
+FEED = b'<?xml version="1.0"?><rss version="2.0"><channel><title>t</title></channel></rss>'
+
+
+def run(coro: Awaitable[T]) -> T:
+    async def main() -> T:
+        return await coro
+
+    return asyncio.run(main())
+
+
+def fetch(url: str, limits: FetchLimits = FetchLimits(), **kwargs: object) -> Fetched:  # noqa: B008
+    async def go() -> Fetched:
+        async with Fetcher(limits) as fetcher:
+            return await fetcher.fetch(url, **kwargs)  # type: ignore[arg-type]
+
+    return run(go())
+
+
+def fetch_error(url: str, limits: FetchLimits = FetchLimits(), **kwargs: object) -> FetchError:  # noqa: B008
+    with pytest.raises(FetchError) as info:
+        fetch(url, limits, **kwargs)
+    return info.value
+
+
+# -- conditional GET ----------------------------------------------------------------------
+
+ETAG = 'W/"5e1-Ab+/c"'  # weak, with characters a careless client might normalise
+LAST_MODIFIED = "Tue, 03 Jun 2025 10:00:00 GMT"
+
+
+def conditional(request: Request) -> Reply:
+    """304 only when both validators come back exactly as they were given."""
+    if (
+        request.header("if-none-match") == ETAG
+        and request.header("if-modified-since") == LAST_MODIFIED
+    ):
+        return Reply(304)
+    return Reply(200, FEED, headers={"ETag": ETAG, "Last-Modified": LAST_MODIFIED})
+
+
+def test_conditional_get_round_trip(feed_server: FeedServer) -> None:
+    url = feed_server.route("/feed", conditional)
+
+    first = fetch(url)
+    assert first.status == 200 and not first.not_modified
+    assert first.body == FEED
+    assert (first.etag, first.last_modified) == (ETAG, LAST_MODIFIED)
+
+    second = fetch(url, etag=first.etag, last_modified=first.last_modified)
+    assert second.not_modified and second.status == 304
+    assert second.body == b""
+    # the 304 carried no validators: the ones we sent are still the feed's
+    assert (second.etag, second.last_modified) == (ETAG, LAST_MODIFIED)
+
+    sent = feed_server.requests_for("/feed")
+    assert sent[0].header("if-none-match") is None
+    assert sent[0].header("if-modified-since") is None
+    assert sent[1].header("if-none-match") == ETAG
+    assert sent[1].header("if-modified-since") == LAST_MODIFIED
+
+
+def test_changed_validators_get_a_full_response(feed_server: FeedServer) -> None:
+    url = feed_server.route("/feed", conditional)
+    fetched = fetch(url, etag='"5e1-Ab+/c"', last_modified=LAST_MODIFIED)  # not weak: differs
+    assert fetched.status == 200 and fetched.body == FEED
+
+
+def test_304_with_new_validators_reports_them(feed_server: FeedServer) -> None:
+    url = feed_server.route("/feed", Reply(304, headers={"ETag": '"v2"'}))
+    fetched = fetch(url, etag='"v1"', last_modified=LAST_MODIFIED)
+    assert fetched.not_modified
+    assert fetched.etag == '"v2"'
+    assert fetched.last_modified == LAST_MODIFIED
+
+
+def test_headers_are_lower_case_and_cache_lifetime_is_read(feed_server: FeedServer) -> None:
+    url = feed_server.route(
+        "/feed",
+        Reply(
+            200,
+            FEED,
+            headers={
+                "Content-Type": "application/rss+xml",
+                "Cache-Control": "public, max-age=3600",
+            },
+        ),
+    )
+    fetched = fetch(url)
+    assert fetched.headers["content-type"] == "application/rss+xml"
+    assert all(name == name.lower() for name in fetched.headers)
+    assert fetched.max_age == 3600.0
+    assert fetched.url == url and fetched.permanent_url is None
+
+
+def test_expires_minus_date_is_the_cache_lifetime(feed_server: FeedServer) -> None:
+    # The server adds its own Date header; Expires is set relative to the real clock.
+    expires = format_datetime(datetime.now(UTC) + timedelta(seconds=600), usegmt=True)
+    url = feed_server.route("/feed", Reply(200, FEED, headers={"Expires": expires}))
+    fetched = fetch(url)
+    assert fetched.max_age is not None and 590 <= fetched.max_age <= 601
+
+
+# -- redirects ------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("status", [301, 308])
+def test_permanent_redirect_chain_sets_permanent_url(feed_server: FeedServer, status: int) -> None:
+    feed_server.route("/new", Reply(200, FEED))
+    feed_server.redirect("/middle", "/new", status)
+    start = feed_server.redirect("/old", "/middle", 301)
+    fetched = fetch(start)
+    assert fetched.status == 200 and fetched.body == FEED
+    assert fetched.url == feed_server.url("/new")
+    assert fetched.permanent_url == feed_server.url("/new")
+
+
+@pytest.mark.parametrize("status", [302, 303, 307])
+def test_temporary_redirect_leaves_the_url_alone(feed_server: FeedServer, status: int) -> None:
+    feed_server.route("/new", Reply(200, FEED))
+    start = feed_server.redirect("/old", "/new", status)
+    fetched = fetch(start)
+    assert fetched.body == FEED and fetched.url == feed_server.url("/new")
+    assert fetched.permanent_url is None
+
+
+def test_one_temporary_hop_makes_the_whole_chain_temporary(feed_server: FeedServer) -> None:
+    feed_server.route("/c", Reply(200, FEED))
+    feed_server.redirect("/b", "/c", 302)
+    start = feed_server.redirect("/a", "/b", 301)
+    assert fetch(start).permanent_url is None
+
+
+def test_relative_location_and_validators_follow_the_redirect(feed_server: FeedServer) -> None:
+    feed_server.route("/feed", conditional)
+    start = feed_server.route("/old", Reply(301, headers={"Location": "feed"}))
+    fetched = fetch(start, etag=ETAG, last_modified=LAST_MODIFIED)
+    assert fetched.not_modified
+    assert fetched.permanent_url == feed_server.url("/feed")
+
+
+def test_redirect_loop_is_refused(feed_server: FeedServer) -> None:
+    feed_server.redirect("/b", "/a", 302)
+    start = feed_server.redirect("/a", "/b", 302)
+    error = fetch_error(start)
+    assert error.kind == "redirects" and "loop" in str(error)
+    assert len(feed_server.requests) == 2
+
+
+def test_too_many_redirects(feed_server: FeedServer) -> None:
+    for i in range(10):
+        feed_server.redirect(f"/{i}", f"/{i + 1}", 301)
+    feed_server.route("/10", Reply(200, FEED))
+    error = fetch_error(feed_server.url("/0"), FetchLimits(max_redirects=3))
+    assert error.kind == "redirects" and "more than 3 redirects" in str(error)
+    assert len(feed_server.requests) == 4  # the original request plus three hops
+
+    assert fetch(feed_server.url("/0"), FetchLimits(max_redirects=10)).body == FEED
+
+
+def test_redirect_to_another_scheme_is_refused(feed_server: FeedServer) -> None:
+    start = feed_server.redirect("/feed", "ftp://127.0.0.1/feed.xml", 301)
+    error = fetch_error(start)
+    assert error.kind == "scheme" and "ftp" in str(error)
+
+
+@pytest.mark.parametrize("url", ["ftp://127.0.0.1/feed.xml", "file:///etc/passwd", "feed.xml"])
+def test_non_http_urls_are_refused(url: str) -> None:
+    error = fetch_error(url)
+    assert error.kind == "scheme"
+    assert url in str(error)
+
+
+# -- error statuses ------------------------------------------------------------------------
+
+
+def test_410_means_gone(feed_server: FeedServer) -> None:
+    error = fetch_error(feed_server.route("/feed", Reply(410)))
+    assert (error.kind, error.status) == ("gone", 410)
+    assert isinstance(error, FeedError)
+
+
+@pytest.mark.parametrize("status", [429, 503])
+def test_rate_limited_with_retry_after_seconds(feed_server: FeedServer, status: int) -> None:
+    url = feed_server.route("/feed", Reply(status, headers={"Retry-After": "120"}))
+    error = fetch_error(url)
+    assert (error.kind, error.status, error.retry_after) == ("rate_limited", status, 120.0)
+    assert "retry after 120s" in str(error)
+
+    now = datetime(2025, 6, 3, 12, 0, tzinfo=UTC)
+    due = next_due(now, interval=60, failures=1, retry_after=error.retry_after, key=url)
+    assert due >= now + timedelta(seconds=120)
+
+
+def test_rate_limited_with_retry_after_date(feed_server: FeedServer) -> None:
+    # Measured against the response's Date header, so the test does not depend on our clock
+    # beyond the second the server stamps.
+    when = format_datetime(datetime.now(UTC) + timedelta(seconds=90), usegmt=True)
+    url = feed_server.route("/feed", Reply(429, headers={"Retry-After": when}))
+    error = fetch_error(url)
+    assert error.kind == "rate_limited"
+    assert error.retry_after is not None and 88 <= error.retry_after <= 91
+
+
+def test_rate_limited_without_retry_after(feed_server: FeedServer) -> None:
+    error = fetch_error(feed_server.route("/feed", Reply(503)))
+    assert (error.kind, error.retry_after) == ("rate_limited", None)
+
+
+def test_server_error_then_recovery(feed_server: FeedServer) -> None:
+    url = feed_server.route("/feed", Reply(500), Reply(502), Reply(200, FEED))
+    first = fetch_error(url)
+    assert (first.kind, first.status) == ("http", 500)
+    assert "HTTP 500 Internal Server Error" in str(first) and url in str(first)
+    assert fetch_error(url).status == 502
+    assert fetch(url).body == FEED
+
+
+def test_404_is_an_http_error(feed_server: FeedServer) -> None:
+    error = fetch_error(feed_server.url("/missing"))
+    assert (error.kind, error.status) == ("http", 404)
+
+
+def test_parse_retry_after_forms() -> None:
+    now = datetime(2025, 6, 3, 12, 0, tzinfo=UTC)
+    assert parse_retry_after("30", now) == 30.0
+    assert parse_retry_after("Tue, 03 Jun 2025 12:05:00 GMT", now) == 300.0
+    assert parse_retry_after("Tue, 03 Jun 2025 11:00:00 GMT", now) == 0.0
+    assert parse_retry_after("soon", now) is None
+    assert parse_retry_after("-5", now) is None
+    assert parse_retry_after(None, now) is None
+
+
+# -- network failures and limits -----------------------------------------------------------
+
+
+def test_connection_cut_without_answer(feed_server: FeedServer) -> None:
+    error = fetch_error(feed_server.route("/feed", Reply(abort=True)))
+    assert error.kind == "network"
+
+
+def test_connection_refused() -> None:
+    with socket.socket() as sock:  # a port that was free a moment ago, now closed
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    error = fetch_error(f"http://127.0.0.1:{port}/feed")
+    assert error.kind == "network"
+    assert error.__cause__ is not None
+
+
+def test_dripping_body_is_cut_at_the_deadline(feed_server: FeedServer) -> None:
+    url = feed_server.route("/feed", Reply(200, FEED, drip=0.2))  # ~17 s for the whole body
+    started = time.monotonic()
+    error = fetch_error(url, timeout=1.0)
+    elapsed = time.monotonic() - started
+    assert error.kind == "timeout"
+    assert "timed out after 1s reading body" in str(error)
+    assert elapsed < 3.0
+
+
+def test_slow_headers_hit_the_deadline(feed_server: FeedServer) -> None:
+    url = feed_server.route("/feed", Reply(200, FEED, delay=10))
+    started = time.monotonic()
+    error = fetch_error(url, FetchLimits(timeout=0.5))
+    assert error.kind == "timeout"
+    assert time.monotonic() - started < 3.0
+
+
+def test_body_over_the_cap_is_refused(feed_server: FeedServer) -> None:
+    url = feed_server.route("/feed", Reply(200, b"x" * 5000))
+    error = fetch_error(url, max_bytes=4999)
+    assert error.kind == "too_large" and "exceeds 4999 bytes" in str(error)
+    assert fetch(url, max_bytes=5000).body == b"x" * 5000
+
+
+def test_gzip_body_is_decoded(feed_server: FeedServer) -> None:
+    url = feed_server.route("/feed", Reply(200, FEED * 100, gzip=True))
+    fetched = fetch(url)
+    assert fetched.body == FEED * 100
+    assert feed_server.requests[0].header("accept-encoding") == "gzip, deflate"
+
+
+@pytest.mark.parametrize("wbits", [zlib.MAX_WBITS, -zlib.MAX_WBITS])
+def test_deflate_with_or_without_zlib_header(feed_server: FeedServer, wbits: int) -> None:
+    packer = zlib.compressobj(wbits=wbits)
+    body = packer.compress(FEED * 50) + packer.flush()
+    url = feed_server.route("/feed", Reply(200, body, headers={"Content-Encoding": "deflate"}))
+    assert fetch(url).body == FEED * 50
+
+
+def test_corrupt_gzip_is_a_decoding_error(feed_server: FeedServer) -> None:
+    body = gzip.compress(FEED * 50)[:-30] + b"garbage" * 5
+    url = feed_server.route("/feed", Reply(200, body, headers={"Content-Encoding": "gzip"}))
+    error = fetch_error(url)
+    assert error.kind == "decoding" and isinstance(error.__cause__, Exception)
+
+
+def test_gzip_bomb_is_cut_while_decoding(feed_server: FeedServer) -> None:
+    bomb = gzip.compress(b"\0" * 30_000_000, compresslevel=9, mtime=0)
+    assert len(bomb) < 40_000  # a small body on the wire...
+    url = feed_server.route(
+        "/feed", Reply(200, bomb, headers={"Content-Encoding": "gzip"})
+    )  # ...that inflates to 30 MB
+    tracemalloc.start()
+    try:
+        error = fetch_error(url, max_bytes=1_000_000)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert error.kind == "too_large"
+    assert "exceeds 1000000 bytes (after decoding)" in str(error)
+    assert peak < 5_000_000, f"peak {peak} bytes: the body was inflated far past the cap"
+
+
+def test_user_agent_and_accept(feed_server: FeedServer) -> None:
+    fetch(feed_server.route("/feed", Reply(200, FEED)))
+    sent = feed_server.requests[0]
+    assert sent.header("user-agent") == f"monitor/{__version__} (+{PROJECT_URL})"
+    accept = sent.header("accept") or ""
+    assert accept.startswith("application/rss+xml")
+
+
+def test_per_host_concurrency(feed_server: FeedServer) -> None:
+    url = feed_server.route("/feed", Reply(200, FEED, delay=0.1))
+
+    async def go() -> list[Fetched]:
+        async with Fetcher(FetchLimits(per_host=2, global_limit=32)) as fetcher:
+            return await asyncio.gather(*(fetcher.fetch(url) for _ in range(8)))
+
+    results = run(go())
+    assert all(r.body == FEED for r in results)
+    assert len(feed_server.requests) == 8
+    assert feed_server.max_in_flight == 2
+
+
+def test_global_limit_spans_hosts(feed_server: FeedServer) -> None:
+    # "127.0.0.1" and "localhost" are two hosts to the fetcher, one server to count them.
+    feed_server.route("/f", Reply(200, FEED, delay=0.1))
+    urls = [feed_server.url("/f"), feed_server.url("/f").replace("127.0.0.1", "localhost")]
+
+    async def go() -> None:
+        async with Fetcher(FetchLimits(per_host=4, global_limit=3)) as fetcher:
+            await asyncio.gather(*(fetcher.fetch(u) for u in urls * 4))
+
+    run(go())
+    assert len(feed_server.requests) == 8
+    assert {r.header("host") for r in feed_server.requests} == {
+        f"127.0.0.1:{feed_server.port}",
+        f"localhost:{feed_server.port}",
+    }
+    assert feed_server.max_in_flight == 3
+
+
+def test_deadline_does_not_include_waiting_for_a_slot(feed_server: FeedServer) -> None:
+    url = feed_server.route("/feed", Reply(200, FEED, delay=0.3))
+
+    async def go() -> list[Fetched]:
+        async with Fetcher(FetchLimits(per_host=1, timeout=1.0)) as fetcher:
+            return await asyncio.gather(*(fetcher.fetch(url) for _ in range(5)))
+
+    assert len(run(go())) == 5  # 1.5 s in all, but no single exchange took over 1 s
