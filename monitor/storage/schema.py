@@ -166,3 +166,33 @@ def m001_initial(db: Database) -> None:
     db.table("stories").enable_fts(
         ["title", "summary", "content"], fts_version="FTS5", create_triggers=True
     )
+
+
+@migrations()
+def m002_detection(db: Database) -> None:
+    """Near-duplicate index (MinHash signatures and LSH band keys) and background term
+    frequencies for relevance scoring (see monitor/dedupe.py and monitor/score.py)."""
+    db.executescript(
+        """
+        CREATE TABLE story_signatures (
+            story_id TEXT PRIMARY KEY,      -- a story ID or 'seed:<file name>'
+            kind TEXT NOT NULL CHECK (kind IN ('body', 'title')),
+            size INTEGER NOT NULL,          -- distinct shingles summarised
+            signature BLOB NOT NULL         -- MinHash values, little-endian uint64
+        );
+
+        CREATE TABLE story_bands (
+            band TEXT NOT NULL,             -- '<kind><band>:<digest of the band's rows>'
+            story_id TEXT NOT NULL
+        );
+        CREATE INDEX story_bands_band ON story_bands(band);
+        CREATE INDEX story_bands_story ON story_bands(story_id);
+
+        CREATE TABLE term_frequencies (
+            term TEXT PRIMARY KEY,          -- '' holds the number of stories counted
+            df INTEGER NOT NULL
+        );
+
+        CREATE INDEX decisions_feedback ON decisions(feedback_at);
+        """
+    )

@@ -1,0 +1,222 @@
+"""Decide one story for one topic: development, coverage, duplicate or unrelated.
+
+Pure core: maps (relevance, duplicate verdict, the topic's known developments, the story,
+now) to a `DecisionIntent`; no database, no clock. ``detect.Judge`` gathers the inputs
+and writes the intents.
+
+- Not related → ``unrelated`` (a copy of a story keeps that story's verdict, so a copy is
+  never judged apart from its original).
+- A copy of a seed or of a related stored story → ``duplicate``, in the original's
+  development.
+- Otherwise the story's *event vector* (headline and lead, weighted against the topic's
+  own vocabulary so that the words every story of the topic shares count little) is
+  compared with each known development, with the similarity decaying with the time since
+  the development was last reported: the same words a year later are more likely a new
+  step than a late report. The seeds are the first known developments; a story that
+  reports the seeds' own development restates the seed → ``duplicate`` of the seed.
+  Close enough to a development → ``coverage``; else a new ``development`` and an alert.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import Counter
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+
+from .dedupe import DuplicateVerdict
+from .models import DecisionIntent, Reason, Status
+from .score import Background, Relevance, Vector, analyse, cosine, normalise, surface, terms
+
+SAME_DEVELOPMENT = 0.12  # event similarity (after decay) at which a story covers a development
+SEED_RESTATEMENT = 0.16  # the same, for the seeds' own development (then: duplicate of seed)...
+SEED_CORE = 0.26  # ...when the whole story is also this close to the seeds
+RECENT_NEIGHBOUR_DAYS = 2.0  # a story this close in time to its nearest related story...
+RECENT_NEIGHBOUR = 0.35  # ...and this similar to it (full text) covers that story's development
+HALF_LIFE_DAYS = 3.0  # a development's pull halves every this many days after its last report
+FLOOR = 0.1  # ...but never falls below this share (a late analysis still matches)
+LEAD_WORDS = 80  # words of the body that make the lead
+
+
+@dataclass(slots=True)
+class Development:
+    """A known development of a topic: its first story (or seed), its label and its terms."""
+
+    id: str
+    label: str
+    first_story: str
+    first_seen: datetime | None  # None for a seed: its date is unknown
+    last_seen: datetime | None
+    bag: Counter[str] = field(default_factory=Counter)
+    sources: list[str] = field(default_factory=list)
+    story_count: int = 1
+    seed: str | None = None  # the seed ID when this is a seed's own development
+
+
+@dataclass(slots=True)
+class TopicVocabulary:
+    """Document frequencies over the topic's related stories: what every story of the topic
+    says anyway (its name, its actors) and is therefore no evidence of a new event."""
+
+    df: Counter[str] = field(default_factory=Counter)
+    n: int = 0
+
+    def add(self, bag: Mapping[str, float]) -> None:
+        self.n += 1
+        self.df.update(set(bag))
+
+    def share(self, term: str) -> float:
+        return self.df.get(term, 0) / (self.n + 3)
+
+
+def lead_bag(title: str, summary: str, content: str) -> Counter[str]:
+    """Headline + summary + the first words of the body: where a report states its event."""
+    body = " ".join(content.split()[:LEAD_WORDS])
+    return analyse(title, f"{summary}\n\n{body}")
+
+
+def event_vector(
+    bag: Mapping[str, float], background: Background, vocabulary: TopicVocabulary
+) -> Vector:
+    out: dict[str, float] = {}
+    for term, count in bag.items():
+        if count <= 0:
+            continue
+        weight = (1.0 + math.log(count)) * background.idf(term)
+        weight *= (1.0 - vocabulary.share(term)) ** 2
+        if weight > 0:
+            out[term] = weight
+    return normalise(out)
+
+
+def decay(development: Development, now: datetime) -> float:
+    if development.last_seen is None or development.seed:
+        return 1.0
+    days = max(0.0, (now - development.last_seen).total_seconds() / 86400.0)
+    return FLOOR + (1.0 - FLOOR) * 0.5 ** (days / HALF_LIFE_DAYS)
+
+
+def label_for(title: str, vec: Mapping[str, float], words: int = 6) -> str:
+    """A short label: the headline's most distinctive words, in headline order."""
+    picked: list[str] = []
+    seen: set[str] = set()
+    ranked = sorted(
+        {t for t in terms(title) if " " not in t}, key=lambda t: -vec.get(t, 0.0)
+    )[:words]
+    keep = set(ranked)
+    for term in terms(title):
+        if term in keep and term not in seen:
+            seen.add(term)
+            picked.append(surface(term))
+    return " ".join(picked) or title[:60]
+
+
+@dataclass(frozen=True, slots=True)
+class Match:
+    development: Development
+    similarity: float
+    raw: float
+
+
+def best_development(
+    story_vec: Vector,
+    developments: Sequence[Development],
+    background: Background,
+    vocabulary: TopicVocabulary,
+    now: datetime,
+) -> Match | None:
+    best: Match | None = None
+    for development in developments:
+        raw = cosine(story_vec, event_vector(development.bag, background, vocabulary))
+        sim = raw * decay(development, now)
+        if best is None or sim > best.similarity:
+            best = Match(development, sim, raw)
+    return best
+
+
+def decide(
+    *,
+    story_id: str,
+    topic: str,
+    relevance: Relevance,
+    duplicate: DuplicateVerdict | None,
+    duplicate_status: tuple[Status, str | None] | None,
+    match: Match | None,
+    label: str,
+    neighbour: tuple[str, float] | None = None,
+    foreign: bool = False,
+) -> DecisionIntent:
+    """The decision for one story and topic.
+
+    ``duplicate_status`` is the original's (status, development) for this topic when
+    ``duplicate`` points to a stored story; for a seed it is None and the copy is related.
+    ``match`` is the best known development (see `best_development`); ``label`` names a
+    new development if one is opened. ``neighbour`` is (development ID, similarity) of the
+    story's nearest related story when that was published within `RECENT_NEIGHBOUR_DAYS`.
+    A story in another language than the topic's (``foreign``) never opens a development:
+    only names and shared words can be compared, too little to tell a new event apart.
+    """
+    reasons = list(relevance.reasons)
+    if duplicate is not None:
+        reasons.append(Reason("duplicate", duplicate.describe(), duplicate.jaccard))
+        if duplicate.of.startswith("seed:"):
+            return DecisionIntent(
+                story_id, topic, Status.DUPLICATE, relevance.score, None, duplicate.of,
+                tuple(reasons),
+            )  # fmt: skip
+        if duplicate_status is not None:
+            status, development = duplicate_status
+            if status == Status.UNRELATED:
+                return DecisionIntent(
+                    story_id, topic, Status.UNRELATED, relevance.score, None, None,
+                    tuple(reasons),
+                )  # fmt: skip
+            return DecisionIntent(
+                story_id, topic, Status.DUPLICATE, relevance.score, development, duplicate.of,
+                tuple(reasons),
+            )  # fmt: skip
+    if not relevance.related:
+        return DecisionIntent(
+            story_id, topic, Status.UNRELATED, relevance.score, None, None, tuple(reasons)
+        )
+    if match is not None:
+        dev = match.development
+        threshold = SEED_RESTATEMENT if dev.seed else SAME_DEVELOPMENT
+        reasons.append(
+            Reason(
+                "development",
+                f"nearest development {dev.id} ({dev.label}): similarity {match.raw:.2f}, "
+                f"{match.similarity:.2f} after time decay, needs {threshold:.2f}",
+                round(match.similarity, 4),
+            )
+        )
+        if dev.seed and relevance.core < SEED_CORE and not foreign:
+            threshold = max(threshold, 1.0)
+        if match.similarity >= threshold or (foreign and match.similarity > 0.0):
+            if dev.seed:
+                reasons.append(Reason("seed", f"restates the seed {dev.seed}"))
+                return DecisionIntent(
+                    story_id, topic, Status.DUPLICATE, relevance.score, dev.id, dev.seed,
+                    tuple(reasons),
+                )  # fmt: skip
+            return DecisionIntent(
+                story_id, topic, Status.COVERAGE, relevance.score, dev.id, None, tuple(reasons)
+            )
+    if neighbour is not None and neighbour[1] >= RECENT_NEIGHBOUR:
+        reasons.append(
+            Reason(
+                "development",
+                f"nearly the same text as a recent story of development {neighbour[0]} "
+                f"({neighbour[1]:.2f})",
+                neighbour[1],
+            )
+        )
+        return DecisionIntent(
+            story_id, topic, Status.COVERAGE, relevance.score, neighbour[0], None, tuple(reasons)
+        )
+    reasons.append(Reason("new", f"reports something not known before: {label}"))
+    return DecisionIntent(
+        story_id, topic, Status.DEVELOPMENT, relevance.score, None, None, tuple(reasons),
+        new_development_label=label, alert=True,
+    )  # fmt: skip

@@ -1,0 +1,154 @@
+"""Near-duplicate detection: MinHash signatures, LSH band keys, and the verdict with evidence.
+
+Pure core: no database, no clock. The caller stores the signature and its band keys (in
+SQLite, indexed by band) and asks the store for the stories sharing a band key, so finding
+candidates costs a few index lookups however many stories are stored; only the candidates'
+signatures are compared here.
+
+What counts as a copy: the same text reprinted (wire copy under another headline, a
+trimmed or extended ending, a byline or "Read more" footer, HTML around a summary,
+tracking parameters in the link). The text compared is the body (summary + content,
+normalised word tokens, 3-word shingles); the headline is ignored because syndicators
+rewrite it. A title-only item is compared, by its title, with other title-only items only.
+Independent reports of the same event share few 3-word shingles and are not copies.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+
+import numpy as np
+from datasketch import LeanMinHash, MinHash
+
+from .text import shingles, tokenize
+
+NUM_PERM = 128
+BANDS = 32
+ROWS = NUM_PERM // BANDS  # 4 rows a band: pairs above Jaccard ~0.42 usually share a band
+SHINGLE = 3
+TITLE_SHINGLE = 2
+SEED = 1
+
+JACCARD_DUPLICATE = 0.5  # estimated Jaccard at or above which two texts are copies
+CONTAINMENT_DUPLICATE = 0.8  # or: this share of the shorter text is inside the longer one
+MIN_CONTAINMENT_JACCARD = 0.3  # ...provided they still overlap this much overall
+MIN_BODY_TOKENS = 25  # below this the body is "title-only" (a line is not enough to compare)
+
+
+@dataclass(frozen=True, slots=True)
+class Signature:
+    """A text's MinHash signature, the number of distinct shingles it summarises, and its
+    kind ("body" or "title": title-only items are only compared with each other)."""
+
+    values: np.ndarray
+    size: int
+    kind: str
+
+    def to_bytes(self) -> bytes:
+        return bytes(self.values.astype("<u8").tobytes())
+
+    @classmethod
+    def from_bytes(cls, blob: bytes, size: int, kind: str) -> Signature:
+        return cls(np.frombuffer(blob, dtype="<u8").astype(np.uint64), size, kind)
+
+
+@dataclass(frozen=True, slots=True)
+class DuplicateVerdict:
+    """A story found to be a copy of ``of`` (a story ID or ``seed:<file>``)."""
+
+    of: str
+    jaccard: float
+    containment: float
+    how: str  # "text" (MinHash) or "url" (same canonical URL)
+
+    def describe(self) -> str:
+        if self.how == "url":
+            return f"same canonical URL as {self.of}"
+        return (
+            f"copy of {self.of}: estimated word-shingle Jaccard {self.jaccard:.2f}, "
+            f"containment {self.containment:.2f}"
+        )
+
+
+def _hasher() -> MinHash:
+    return MinHash(num_perm=NUM_PERM, seed=SEED)
+
+
+_TEMPLATE = _hasher()  # permutations are built once and shared by every signature
+
+
+def signature(title: str, body: str) -> Signature | None:
+    """The signature of a story's text (its body; its title when the body is too short).
+
+    None for an empty text.
+    """
+    tokens = tokenize(body)
+    kind = "body"
+    size_n = SHINGLE
+    if len(tokens) < MIN_BODY_TOKENS:
+        tokens = tokenize(title)
+        kind = "title"
+        size_n = TITLE_SHINGLE
+    grams = set(shingles(tokens, size_n))
+    if not grams:
+        return None
+    minhash = MinHash(
+        num_perm=NUM_PERM, seed=SEED, permutations=_TEMPLATE.permutations, scheme=_TEMPLATE.scheme
+    )
+    minhash.update_batch([gram.encode("utf-8") for gram in grams])
+    return Signature(LeanMinHash(minhash).hashvalues.copy(), len(grams), kind)
+
+
+def band_keys(sig: Signature) -> list[str]:
+    """One key per LSH band: ``"<kind><band>:<digest of the band's rows>"``.
+
+    Two signatures share a key when all rows of one band agree; the probability of that
+    rises steeply with their Jaccard similarity (the S-curve 1 - (1 - J^ROWS)^BANDS).
+    """
+    values = sig.values.astype("<u8")
+    keys = []
+    for band in range(BANDS):
+        chunk = values[band * ROWS : (band + 1) * ROWS].tobytes()
+        digest = hashlib.blake2b(chunk, digest_size=8).hexdigest()
+        keys.append(f"{sig.kind[0]}{band}:{digest}")
+    return keys
+
+
+def jaccard(a: Signature, b: Signature) -> float:
+    """Estimated Jaccard similarity of the two shingle sets: symmetric, in [0, 1]."""
+    if a.values.shape != b.values.shape:
+        raise ValueError("signatures of different sizes")
+    return float(np.count_nonzero(a.values == b.values)) / float(len(a.values))
+
+
+def containment(a: Signature, b: Signature, estimate: float | None = None) -> float:
+    """Estimated share of the smaller shingle set contained in the larger one."""
+    j = jaccard(a, b) if estimate is None else estimate
+    small = min(a.size, b.size)
+    if small == 0:
+        return 0.0
+    intersection = j * (a.size + b.size) / (1.0 + j)
+    return max(0.0, min(1.0, intersection / small))
+
+
+def verdict(
+    sig: Signature, candidates: list[tuple[str, Signature]]
+) -> DuplicateVerdict | None:
+    """The best copy among candidate (id, signature) pairs, or None when none is a copy.
+
+    Candidates earlier in the list win ties, so pass them oldest first: a copy points to
+    the original, not to another copy.
+    """
+    best: DuplicateVerdict | None = None
+    for other_id, other in candidates:
+        if other.kind != sig.kind:
+            continue
+        j = jaccard(sig, other)
+        c = containment(sig, other, j)
+        copy = j >= JACCARD_DUPLICATE or (
+            c >= CONTAINMENT_DUPLICATE and j >= MIN_CONTAINMENT_JACCARD
+        )
+        if copy and (best is None or j > best.jaccard + 1e-9):
+            best = DuplicateVerdict(other_id, round(j, 4), round(c, 4), "text")
+    return best

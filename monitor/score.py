@@ -1,0 +1,543 @@
+"""Relevance of a story to a topic: term features, the topic profile, and the score.
+
+Pure core: no network, no database, no clock. The caller (``detect.Judge``) owns the
+background statistics (document frequencies over every stored story) and passes them in.
+
+How a story is scored (see docs/design.md, "Detection"):
+
+1. ``analyse`` turns title + text into a bag of terms: case-folded tokens of any script
+   (``text.tokenize``), Cyrillic/Greek transliterated to Latin so names match across
+   scripts, stop words dropped, English suffixes lightly stripped, adjacent-term bigrams
+   added; the title counts twice.
+2. Weights are sublinear tf × idf against the background (``Background``).
+3. The profile is built from the seeds, positive feedback and confidently related stories
+   (the profile grows as the story evolves), minus negative feedback.
+4. The score combines the cosine similarity to the profile centroid, the nearest seed or
+   example, and two guards against one-sided matches (a topic word alone, or the topic's
+   vocabulary about something else): the story must share the profile's *focus* (its most
+   salient terms, or the distinctive terms of a related story) and also some of the rest.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections import Counter
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+
+from .models import Reason
+from .text import tokenize
+
+TITLE_WEIGHT = 2
+BIGRAM_WEIGHT = 0.5
+DEFAULT_THRESHOLD = 0.18
+
+Vector = dict[str, float]
+
+# Function words and newsroom boilerplate: they say nothing about what a story is about.
+_STOP = frozenset(
+    """
+    a about above after again against ago all almost also although am among an and another
+    any are aren around as at be became because become been before being below between
+    both but by can cannot could couldn did didn do does doesn doing don done down during
+    each either else even ever every few for from further had hadn has hasn have haven
+    having he her here hers herself him himself his how however i if in into is isn it its
+    itself just least less let like made make many may me might more most much must my
+    myself neither no nor not now of off on once one only or other others our ours
+    ourselves out over own per perhaps put rather re same shall she should shouldn since so
+    some such than that the their theirs them themselves then there these they this those
+    though through thus to too toward towards under until up upon us very via was wasn we
+    were weren what when where whether which while who whom whose why will with within
+    without won would wouldn yet you your yours yourself
+    said says say saying told tell according added adding reported reports report
+    reporter reporters news statement statements week weeks day days year years month
+    months today yesterday tomorrow monday tuesday wednesday thursday friday saturday
+    sunday january february march april june july august september october november
+    december jan feb mar apr jun jul aug sep sept oct nov dec new first last two three
+    four five six seven eight nine ten several including include includes well still
+    already later earlier time times mr mrs ms dr read full story via updated update
+    also although
+    """.split()
+)
+
+# Russian and German function words (the languages seeds and feeds most often mix in).
+_STOP_OTHER = frozenset(
+    """
+    и в во не что он на я с со как а то все она так его но да ты к у же вы за бы по только
+    ее мне было вот от меня еще нет о из ему теперь когда даже ну вдруг ли если уже или ни
+    быть был него до вас нибудь опять уж вам ведь там потом себя ничего ей может они тут
+    где есть надо ней для мы тебя их чем была сам чтоб без будто чего раз тоже себе под
+    будет ж тогда кто этот того потому этого какой совсем ним здесь этом один почти мой
+    тем чтобы нее сейчас были куда зачем всех никогда можно при наконец два об другой хоть
+    после над больше тот через эти нас про всего них какая много разве три эту моя
+    впрочем хорошо свою этой перед иногда лучше чуть том нельзя такой им более всегда
+    конечно всю между заявил сообщил также года году
+    der die das und ist im in den von zu mit sich des auf für nicht ein eine als auch es
+    an er hat aus bei sie nach wird am einer um dem dass sind noch wie einem über einen so
+    zum war haben nur oder aber vor zur bis mehr durch man sein wurde sei ihr seine hatte
+    habe ihre hatten dieser diese dieses wurden wenn sagte
+    """.split()
+)
+
+_TRANSLIT = str.maketrans(
+    {
+        "а": "a", "б": "b", "в": "v", "г": "g", "д": "d", "е": "e", "ё": "e", "ж": "zh",
+        "з": "z", "и": "i", "й": "i", "к": "k", "л": "l", "м": "m", "н": "n", "о": "o",
+        "п": "p", "р": "r", "с": "s", "т": "t", "у": "u", "ф": "f", "х": "kh", "ц": "ts",
+        "ч": "ch", "ш": "sh", "щ": "shch", "ъ": "", "ы": "y", "ь": "", "э": "e", "ю": "iu",
+        "я": "ia", "і": "i", "ї": "i", "є": "e", "ґ": "g",
+        "α": "a", "β": "b", "γ": "g", "δ": "d", "ε": "e", "ζ": "z", "η": "i", "θ": "th",
+        "ι": "i", "κ": "k", "λ": "l", "μ": "m", "ν": "n", "ξ": "x", "ο": "o", "π": "p",
+        "ρ": "r", "σ": "s", "ς": "s", "τ": "t", "υ": "y", "φ": "f", "χ": "ch", "ψ": "ps",
+        "ω": "o",
+    }
+)  # fmt: skip
+_CYRILLIC_OR_GREEK = re.compile(r"[\u0370-\u03ff\u0400-\u04ff]")
+_LATIN = re.compile(r"^[a-z0-9']+$")
+_SUFFIXES = (
+    "isations", "izations", "isation", "ization", "ations", "ation", "ments", "ment",
+    "ively", "ings", "ing", "ness", "ists", "ist", "isms", "ism", "ies", "ied", "ers",
+    "er", "ed", "es", "ly", "al", "s", "e", "y",
+)  # fmt: skip
+
+
+_SURFACE: dict[str, str] = {}  # stem → a surface form seen, for the word-frequency lookup
+_SURFACE_MAX = 200_000
+
+
+def stem(token: str) -> str:
+    """A light, conservative English suffix stripper (Latin-script tokens only).
+
+    Enough to let "removes", "removal", "removing" and "removed" meet, and "terrorist",
+    "terrorism", "terror" meet; other scripts are returned unchanged.
+    """
+    if len(token) <= 4 or not _LATIN.match(token):
+        return token
+    for suffix in _SUFFIXES:
+        if token.endswith(suffix) and len(token) - len(suffix) >= 4:
+            base = token[: -len(suffix)]
+            if len(base) > 4 and base[-1] == base[-2] and base[-1] not in "lsz":
+                base = base[:-1]  # "banned" → "bann" → "ban"
+            return base
+    return token
+
+
+def terms(text: str) -> list[str]:
+    """Content terms of a text in reading order (stop words, numbers and 1-letter tokens out)."""
+    out: list[str] = []
+    for token in tokenize(text):
+        if _CYRILLIC_OR_GREEK.search(token):
+            if token in _STOP_OTHER:
+                continue
+            surface = token
+            token = token.translate(_TRANSLIT)
+        else:
+            surface = token
+        if len(token) < 2 or token in _STOP or token in _STOP_OTHER or token[0].isdigit():
+            continue
+        term = stem(token)
+        if term not in _SURFACE and len(_SURFACE) < _SURFACE_MAX:
+            _SURFACE[term] = surface
+        out.append(term)
+    return out
+
+
+def surface(term: str) -> str:
+    """A word form the term was made from (for word-frequency lists); the term if unseen."""
+    return _SURFACE.get(term, term)
+
+
+def analyse(title: str, text: str) -> Counter[str]:
+    """A bag of terms and bigrams for a story or seed; title terms count `TITLE_WEIGHT` times."""
+    bag: Counter[str] = Counter()
+    for part, weight in ((title, TITLE_WEIGHT), (text, 1)):
+        if not part:
+            continue
+        words = terms(part)
+        for word in words:
+            bag[word] += weight
+        for first, second in zip(words, words[1:], strict=False):
+            if first != second:
+                bag[f"{first} {second}"] += weight
+    return bag
+
+
+Prior = Callable[[str], float | None]
+"""A general-language rarity for a word form: -log10 of its frequency minus a constant, or
+None when the word is unknown to the list (names, rare words)."""
+
+MAX_IDF = 7.0
+
+
+@dataclass(slots=True)
+class Background:
+    """What ordinary text looks like, so that a topic's terms can be set against it.
+
+    Two sources: a general-language word-frequency prior (``prior``, e.g. wordfreq), and the
+    document frequencies of every story stored (``df`` over ``n`` stories). With a prior, a
+    known word's weight comes from it (it does not depend on what this monitor's feeds
+    happen to cover); unknown words (names) and every word without a prior use the stream's
+    frequencies, smoothed so that with few stories stored every term looks rare.
+    """
+
+    df: Counter[str] = field(default_factory=Counter)
+    n: int = 0
+    smoothing: int = 50
+    prior: Prior | None = None
+    _cache: dict[str, float] = field(default_factory=dict)
+
+    def idf(self, term: str) -> float:
+        if " " in term:
+            first, _, second = term.partition(" ")
+            return BIGRAM_WEIGHT * max(self.idf(first), self.idf(second))
+        stream = min(MAX_IDF, math.log((self.n + self.smoothing) / (self.df.get(term, 0) + 1)))
+        if self.prior is None:
+            return max(stream, 0.0)
+        general = self._cache.get(term)
+        if general is None:
+            known = self.prior(surface(term))
+            general = -1.0 if known is None else min(MAX_IDF, max(0.0, known))
+            if len(self._cache) < _SURFACE_MAX:
+                self._cache[term] = general
+        if general < 0.0:
+            return max(stream, 0.0)
+        return general
+
+    def add(self, bag: Iterable[str]) -> None:
+        self.n += 1
+        self.df.update({t for t in bag if " " not in t})
+
+
+def vector(bag: Mapping[str, float], background: Background) -> Vector:
+    """Unit-length sublinear tf-idf vector of a bag."""
+    out = {
+        term: (1.0 + math.log(count)) * background.idf(term)
+        for term, count in bag.items()
+        if count > 0
+    }
+    return normalise(out)
+
+
+def normalise(vec: Mapping[str, float]) -> Vector:
+    norm = math.sqrt(sum(w * w for w in vec.values()))
+    if norm == 0.0:
+        return {}
+    return {t: w / norm for t, w in vec.items() if w > 0.0}
+
+
+def cosine(a: Mapping[str, float], b: Mapping[str, float]) -> float:
+    """Cosine similarity of two vectors of non-negative weights: symmetric, in [0, 1]."""
+    if len(a) > len(b):
+        a, b = b, a
+    dot = sum(w * b.get(t, 0.0) for t, w in a.items())
+    na = math.sqrt(sum(w * w for w in a.values()))
+    nb = math.sqrt(sum(w * w for w in b.values()))
+    if na == 0.0 or nb == 0.0:
+        return 0.0
+    return min(1.0, max(0.0, dot / (na * nb)))
+
+
+def centroid(vectors: Sequence[Mapping[str, float]], weights: Sequence[float] | None = None) -> Vector:
+    out: dict[str, float] = {}
+    for index, vec in enumerate(vectors):
+        w = 1.0 if weights is None else weights[index]
+        for term, value in vec.items():
+            out[term] = out.get(term, 0.0) + w * value
+    return normalise(out)
+
+
+@dataclass(frozen=True, slots=True)
+class Example:
+    """A text the profile learns from: a seed, a feedback example or a judged story."""
+
+    id: str
+    title: str
+    bag: Counter[str]
+    kind: str  # seed | positive | negative | related | unrelated
+
+
+class _Pool:
+    """Examples of one kind with their vectors and an inverted index for nearest-neighbour
+    search: the cost of a query grows with the postings of its terms, not the pool size."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self.examples: dict[str, Example] = {}
+        self.vectors: dict[str, Vector] = {}
+        self.index: dict[str, set[str]] = {}
+        self.epoch = -1
+
+    def __len__(self) -> int:
+        return len(self.examples)
+
+    def add(self, example: Example, background: Background) -> None:
+        self.remove(example.id)
+        self.examples[example.id] = example
+        self._index(example.id, vector(example.bag, background))
+        while len(self.examples) > self.limit:
+            self.remove(next(iter(self.examples)))
+
+    def remove(self, example_id: str) -> None:
+        if self.examples.pop(example_id, None) is None:
+            return
+        for term in self.vectors.pop(example_id, {}):
+            ids = self.index.get(term)
+            if ids is not None:
+                ids.discard(example_id)
+                if not ids:
+                    del self.index[term]
+
+    def _index(self, example_id: str, vec: Vector) -> None:
+        self.vectors[example_id] = vec
+        for term in vec:
+            self.index.setdefault(term, set()).add(example_id)
+
+    def refresh(self, background: Background) -> None:
+        """Recompute the vectors when the background has moved (every ~20% more stories)."""
+        epoch = int(math.log(background.n + background.smoothing, 1.2))
+        if epoch == self.epoch:
+            return
+        self.epoch = epoch
+        self.vectors.clear()
+        self.index.clear()
+        for example in self.examples.values():
+            self._index(example.id, vector(example.bag, background))
+
+    def nearest(self, story: Mapping[str, float]) -> tuple[str | None, float]:
+        scores: dict[str, float] = {}
+        for term, weight in story.items():
+            for example_id in self.index.get(term, ()):
+                scores[example_id] = scores.get(example_id, 0.0) + weight * self.vectors[
+                    example_id
+                ].get(term, 0.0)
+        if not scores:
+            return None, 0.0
+        best = max(scores, key=lambda k: scores[k])
+        return best, min(1.0, scores[best])
+
+
+@dataclass(slots=True)
+class TopicProfile:
+    """What a topic is about, and what it is not.
+
+    - the *core*: seeds plus positive feedback, as one centroid;
+    - *related*: stories judged related whose similarity to the core was high (or that are
+      near-copies of such a story): the profile follows the story's new vocabulary through
+      nearest-neighbour matches, without letting one neighbour pull in the next (no chains);
+    - *unrelated*: stories clearly rejected, plus negative feedback: a story closer to those
+      than to the related ones is not taken on a neighbour's word.
+    """
+
+    name: str
+    seeds: list[Example]
+    keywords: tuple[str, ...] = ()
+    exclude: tuple[str, ...] = ()
+    threshold: float = DEFAULT_THRESHOLD
+    language: str | None = "en"
+    positives: list[Example] = field(default_factory=list)
+    negatives: list[Example] = field(default_factory=list)
+    related: _Pool = field(default_factory=lambda: _Pool(400))
+    unrelated: _Pool = field(default_factory=lambda: _Pool(600))
+    _core: Vector = field(default_factory=dict)
+    _core_epoch: int = -1
+
+    def learn(self, example: Example, background: Background) -> None:
+        """Add an example: feedback (positive/negative) or a judged story (related/unrelated)."""
+        if example.kind == "positive":
+            self.negatives = [e for e in self.negatives if e.id != example.id]
+            self.positives = [e for e in self.positives if e.id != example.id] + [example]
+            self.unrelated.remove(example.id)
+            self.related.add(example, background)
+            self._core_epoch = -1
+        elif example.kind == "negative":
+            self.positives = [e for e in self.positives if e.id != example.id]
+            self.negatives = [e for e in self.negatives if e.id != example.id] + [example]
+            self.related.remove(example.id)
+            self.unrelated.add(example, background)
+            self._core_epoch = -1
+        elif example.kind == "related":
+            self.related.add(example, background)
+        else:
+            self.unrelated.add(example, background)
+
+    def core(self, background: Background) -> Vector:
+        epoch = int(math.log(background.n + background.smoothing, 1.2))
+        if epoch != self._core_epoch or not self._core:
+            vecs = [vector(e.bag, background) for e in self.seeds + self.positives]
+            self._core = centroid(vecs)
+            self._core_epoch = epoch
+        return self._core
+
+    def vocabulary(self, background: Background) -> set[str]:
+        return set(self.core(background)) | set(self.related.index)
+
+
+def build_profile(
+    name: str,
+    seeds: Iterable[tuple[str, str, str]],
+    *,
+    keywords: Sequence[str] = (),
+    exclude: Sequence[str] = (),
+    threshold: float | None = None,
+    language: str | None = "en",
+) -> TopicProfile:
+    """A profile from seed documents given as (id, title, text)."""
+    examples = [Example(sid, title, analyse(title, text), "seed") for sid, title, text in seeds]
+    return TopicProfile(
+        name=name,
+        seeds=examples,
+        keywords=tuple(keywords),
+        exclude=tuple(exclude),
+        threshold=DEFAULT_THRESHOLD if threshold is None else threshold,
+        language=language,
+    )
+
+
+# How the parts of the score combine (see docs/evaluation.md for what each trades).
+NEIGHBOUR_DISCOUNT = 0.9  # a related story is weaker evidence than a seed...
+NEIGHBOUR_OFFSET = 0.12  # ...and must be much closer than a seed would need to be
+NEIGHBOUR_MARGIN = 0.05  # a rejected story must be this much closer to veto a related neighbour
+GROW_CORE = 0.2  # a related story joins the neighbours when this close to the core...
+GROW_COPY = 0.5  # ...or this close to a neighbour (a near-copy of one)
+REJECT = 0.15  # a story scoring below this joins the unrelated examples
+CROSS_LANGUAGE_TERMS = 4  # shared terms a story in another language needs for full credit
+
+
+@dataclass(frozen=True, slots=True)
+class Relevance:
+    """How much a story belongs to a topic, and why."""
+
+    score: float
+    related: bool
+    matched_terms: list[tuple[str, float]]
+    nearest: tuple[str, float] | None
+    reasons: list[Reason]
+    core: float = 0.0
+    grow: bool = False  # confidently related: the profile may learn from it
+    reject: bool = False  # clearly unrelated: a negative example for later stories
+
+
+def _phrase_in(phrase: str, haystack: str) -> bool:
+    words = " ".join(tokenize(phrase))
+    return bool(words) and f" {words} " in haystack
+
+
+def relevance(
+    profile: TopicProfile,
+    title: str,
+    text: str,
+    language: str | None = None,
+    *,
+    background: Background | None = None,
+    bag: Counter[str] | None = None,
+) -> Relevance:
+    """Score a story against a topic profile (see the module docstring)."""
+    background = background or Background()
+    bag = analyse(title, text) if bag is None else bag
+    story = vector(bag, background)
+    core = profile.core(background)
+    reasons: list[Reason] = []
+
+    foreign = bool(language and profile.language and language != profile.language)
+    if foreign:
+        # Only names and shared words can match across languages: score the story on the
+        # terms the profile knows, damped unless several distinct ones are shared.
+        known = profile.vocabulary(background)
+        shared = {t: w for t, w in story.items() if t in known and " " not in t}
+        damp = min(1.0, len(shared) / CROSS_LANGUAGE_TERMS)
+        story = {t: w * damp for t, w in normalise(shared).items()}
+        reasons.append(
+            Reason(
+                "language",
+                f"in {language}, not {profile.language}: scored on {len(shared)} shared terms",
+            )
+        )
+
+    sim_core = cosine(story, core)
+    profile.related.refresh(background)
+    profile.unrelated.refresh(background)
+    near_id, near = profile.related.nearest(story)
+    far_id, far = profile.unrelated.nearest(story)
+    seed_best: tuple[str, float] | None = None
+    for example in profile.seeds:
+        sim = cosine(story, vector(example.bag, background)) if len(profile.seeds) > 1 else sim_core
+        if seed_best is None or sim > seed_best[1]:
+            seed_best = (example.id, round(sim, 4))
+
+    via_neighbour = NEIGHBOUR_DISCOUNT * near - NEIGHBOUR_OFFSET
+    if via_neighbour > sim_core and far > near + NEIGHBOUR_MARGIN:
+        reasons.append(
+            Reason(
+                "neighbour",
+                f"as close to rejected story {far_id} ({far:.2f}) as to related story "
+                f"{near_id} ({near:.2f}): the neighbour does not count",
+                round(far, 4),
+            )
+        )
+        via_neighbour = min(via_neighbour, sim_core)
+    score = max(sim_core, via_neighbour)
+    nearest: tuple[str, float] | None = seed_best
+    if via_neighbour > sim_core and near_id is not None:
+        nearest = (near_id, round(near, 4))
+        reasons.append(
+            Reason("neighbour", f"close to related story {near_id} ({near:.2f})", round(near, 4))
+        )
+
+    contributions = sorted(
+        ((t, story[t] * core.get(t, 0.0)) for t in story if t in core),
+        key=lambda pair: -pair[1],
+    )
+    matched = [(t, round(w, 4)) for t, w in contributions[:10] if w > 0]
+
+    related = score >= profile.threshold
+    plain = f" {' '.join(tokenize(f'{title} {text}'))} "
+    if profile.exclude:
+        hits = [word for word in profile.exclude if _phrase_in(word, plain)]
+        if hits:
+            related = False
+            reasons.append(Reason("exclude", f"contains excluded term {hits[0]!r}"))
+    if related and profile.keywords:
+        if not any(_phrase_in(word, plain) for word in profile.keywords):
+            related = False
+            reasons.append(Reason("keywords", "contains none of the topic's keywords"))
+    reasons.insert(
+        0,
+        Reason(
+            "score",
+            f"relevance {score:.2f} vs threshold {profile.threshold:.2f} "
+            f"(seeds {sim_core:.2f}, nearest related story {near:.2f})",
+            round(score, 4),
+        ),
+    )
+    return Relevance(
+        score=round(min(1.0, score), 4),
+        related=related,
+        matched_terms=matched,
+        nearest=nearest,
+        reasons=reasons,
+        core=round(sim_core, 4),
+        grow=related and not foreign and (sim_core >= GROW_CORE or near >= GROW_COPY),
+        reject=not related and score < REJECT,
+    )
+
+
+def wordfreq_prior() -> Prior | None:
+    """The general-language prior from the `wordfreq` package, or None when not installed.
+
+    Rarity of a word form = 7 - its Zipf frequency (so "the" ≈ 0, "list" ≈ 1.7, "taliban" ≈
+    3.3); Cyrillic words are looked up as Russian, others as English; unknown words give None.
+    """
+    try:
+        from wordfreq import zipf_frequency
+    except ImportError:  # pragma: no cover - depends on the environment
+        return None
+
+    def rarity(word: str) -> float | None:
+        language = "ru" if _CYRILLIC_OR_GREEK.search(word) else "en"
+        zipf = float(zipf_frequency(word, language))
+        if zipf <= 0.0:
+            return None
+        return 7.0 - zipf
+
+    return rarity

@@ -1,0 +1,296 @@
+"""Use cases of relevance, dedup and decisions: topics and seeds, the near-duplicate index,
+background term frequencies, developments, decisions, development alerts and feedback.
+
+Stores and reads only, inside the caller's transaction; never scores or decides anything.
+"""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+from collections.abc import Iterable, Sequence
+from datetime import datetime
+from typing import Any
+
+from sqlite_utils import Database
+
+from ..errors import UserError
+from ..models import DecisionIntent
+from .alerts import new_alert_id
+from .base import dumps, iso, parse_iso
+
+
+class DetectionStore:
+    db: Database
+
+    # -- topics and seeds -------------------------------------------------------------------
+
+    def sync_topic(
+        self,
+        name: str,
+        *,
+        threshold: float | None,
+        keywords: Sequence[str],
+        exclude: Sequence[str],
+        now: datetime,
+    ) -> None:
+        self.db.execute(
+            """
+            INSERT INTO topics (name, threshold, keywords, exclude, created_at)
+            VALUES (?, ?, ?, ?, ?)
+            ON CONFLICT(name) DO UPDATE SET threshold = excluded.threshold,
+                keywords = excluded.keywords, exclude = excluded.exclude
+            """,
+            [name, threshold, dumps(list(keywords)), dumps(list(exclude)), iso(now)],
+        )
+
+    def sync_seed(
+        self, topic: str, *, seed_id: str, path: str, title: str, text: str,
+        content_hash: str, now: datetime,
+    ) -> bool:
+        """Insert or refresh a seed row; True when it is new or its text changed."""
+        row = self.db.execute(
+            "SELECT content_hash FROM seeds WHERE id = ?", [seed_id]
+        ).fetchone()
+        if row is not None and row[0] == content_hash:
+            return False
+        self.db.execute(
+            """
+            INSERT INTO seeds (id, topic, path, title, text, content_hash, added_at)
+            VALUES (?, ?, ?, ?, ?, ?, ?)
+            ON CONFLICT(id) DO UPDATE SET topic = excluded.topic, path = excluded.path,
+                title = excluded.title, text = excluded.text,
+                content_hash = excluded.content_hash
+            """,
+            [seed_id, topic, path, title, text, content_hash, iso(now)],
+        )
+        return True
+
+    def seed_rows(self, topic: str) -> list[dict[str, Any]]:
+        return list(self.db.query("SELECT * FROM seeds WHERE topic = ? ORDER BY id", [topic]))
+
+    # -- background term frequencies --------------------------------------------------------
+
+    def term_frequencies(self) -> tuple[Counter[str], int]:
+        df: Counter[str] = Counter()
+        n = 0
+        for term, count in self.db.execute("SELECT term, df FROM term_frequencies"):
+            if term == "":
+                n = int(count)
+            else:
+                df[term] = int(count)
+        return df, n
+
+    def count_terms(self, terms: Iterable[str]) -> None:
+        """One more story counted, containing each of ``terms`` (distinct) once."""
+        rows = [(term,) for term in terms] + [("",)]
+        self.db.conn.executemany(
+            "INSERT INTO term_frequencies (term, df) VALUES (?, 1) "
+            "ON CONFLICT(term) DO UPDATE SET df = df + 1",
+            rows,
+        )
+
+    # -- near-duplicate index ---------------------------------------------------------------
+
+    def add_signature(
+        self, story_id: str, *, kind: str, size: int, signature: bytes, bands: Sequence[str]
+    ) -> None:
+        self.db.execute(
+            "INSERT OR REPLACE INTO story_signatures (story_id, kind, size, signature) "
+            "VALUES (?, ?, ?, ?)",
+            [story_id, kind, size, signature],
+        )
+        self.db.execute("DELETE FROM story_bands WHERE story_id = ?", [story_id])
+        self.db.conn.executemany(
+            "INSERT INTO story_bands (band, story_id) VALUES (?, ?)",
+            [(band, story_id) for band in bands],
+        )
+
+    def dedupe_candidates(
+        self, bands: Sequence[str], *, exclude: str | None = None, limit: int = 50
+    ) -> list[tuple[str, str, int, bytes]]:
+        """Stored (id, kind, size, signature) sharing at least one band key, oldest first."""
+        if not bands:
+            return []
+        marks = ",".join("?" * len(bands))
+        rows = self.db.execute(
+            f"""
+            SELECT s.story_id, s.kind, s.size, s.signature, s.rowid
+            FROM story_signatures s
+            WHERE s.story_id IN (SELECT story_id FROM story_bands WHERE band IN ({marks}))
+              AND s.story_id != ?
+            ORDER BY s.rowid LIMIT ?
+            """,
+            [*bands, exclude or "", limit],
+        ).fetchall()
+        return [(row[0], row[1], int(row[2]), bytes(row[3])) for row in rows]
+
+    def story_with_url(self, canonical_url: str, *, exclude: str) -> str | None:
+        """The oldest other story with this canonical URL."""
+        row = self.db.execute(
+            "SELECT id FROM stories WHERE canonical_url = ? AND id != ? "
+            "ORDER BY seen_at, rowid LIMIT 1",
+            [canonical_url, exclude],
+        ).fetchone()
+        return None if row is None else str(row[0])
+
+    # -- developments -----------------------------------------------------------------------
+
+    def development_rows(self, topic: str) -> list[dict[str, Any]]:
+        return list(
+            self.db.query(
+                "SELECT * FROM developments WHERE topic = ? ORDER BY first_seen, id", [topic]
+            )
+        )
+
+    def save_development(
+        self, *, id: str, topic: str, label: str, first_story: str, sources: list[str],
+        story_count: int, terms: dict[str, float], first_seen: datetime, last_seen: datetime,
+    ) -> None:
+        self.db.execute(
+            """
+            INSERT INTO developments (id, topic, label, first_story, sources, story_count,
+                                      terms, first_seen, last_seen)
+            VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)
+            ON CONFLICT(id) DO UPDATE SET label = excluded.label, sources = excluded.sources,
+                story_count = excluded.story_count, terms = excluded.terms,
+                last_seen = excluded.last_seen
+            """,
+            [id, topic, label, first_story, dumps(sources), story_count, dumps(terms),
+             iso(first_seen), iso(last_seen)],
+        )  # fmt: skip
+
+    # -- decisions --------------------------------------------------------------------------
+
+    def write_decision(self, intent: DecisionIntent, development: str | None, now: datetime) -> None:
+        reasons = [
+            {"kind": r.kind, "text": r.text, "weight": r.weight} for r in intent.reasons
+        ]
+        self.db.execute(
+            """
+            INSERT INTO decisions (story_id, topic, status, score, development, duplicate_of,
+                                   reasons, decided_at)
+            VALUES (?, ?, ?, ?, ?, ?, ?, ?)
+            ON CONFLICT(story_id, topic) DO UPDATE SET status = excluded.status,
+                score = excluded.score, development = excluded.development,
+                duplicate_of = excluded.duplicate_of, reasons = excluded.reasons,
+                decided_at = excluded.decided_at
+            """,
+            [intent.story_id, intent.topic, str(intent.status), intent.score, development,
+             intent.duplicate_of, dumps(reasons), iso(now)],
+        )  # fmt: skip
+
+    def decision_of(self, story_id: str, topic: str) -> dict[str, Any] | None:
+        rows = list(
+            self.db.query(
+                "SELECT * FROM decisions WHERE story_id = ? AND topic = ?", [story_id, topic]
+            )
+        )
+        return rows[0] if rows else None
+
+    def decisions_of(self, story_id: str) -> list[dict[str, Any]]:
+        return list(
+            self.db.query("SELECT * FROM decisions WHERE story_id = ? ORDER BY topic", [story_id])
+        )
+
+    def judged_stories(
+        self, topic: str, statuses: Sequence[str], *, limit: int
+    ) -> list[dict[str, Any]]:
+        """The newest stories of ``topic`` with one of ``statuses`` (oldest first), with the
+        columns relevance needs, and their feedback."""
+        marks = ",".join("?" * len(statuses))
+        rows = list(
+            self.db.query(
+                f"""
+                SELECT s.id, s.title, s.summary, s.content, s.language, s.published,
+                       d.status, d.score, d.feedback, d.development
+                FROM decisions d JOIN stories s ON s.id = d.story_id
+                WHERE d.topic = ? AND d.status IN ({marks})
+                ORDER BY s.published DESC, s.rowid DESC LIMIT ?
+                """,
+                [topic, *statuses, limit],
+            )
+        )
+        rows.reverse()
+        return rows
+
+    def feedback_rows(self, topic: str) -> list[dict[str, Any]]:
+        return list(
+            self.db.query(
+                """
+                SELECT s.id, s.title, s.summary, s.content, d.feedback, d.feedback_at
+                FROM decisions d JOIN stories s ON s.id = d.story_id
+                WHERE d.topic = ? AND d.feedback IS NOT NULL
+                ORDER BY d.feedback_at
+                """,
+                [topic],
+            )
+        )
+
+    def latest_feedback(self) -> str | None:
+        """When feedback was last recorded (an index lookup: cheap enough for every story)."""
+        return _latest_feedback(self.db)
+
+    def set_feedback(self, story_id: str, topic: str, verdict: str, now: datetime) -> None:
+        self.db.execute(
+            "UPDATE decisions SET feedback = ?, feedback_at = ? WHERE story_id = ? AND topic = ?",
+            [verdict, iso(now), story_id, topic],
+        )
+
+    # -- alerts -----------------------------------------------------------------------------
+
+    def enqueue_development_alert(
+        self, *, topic: str, story_id: str, development: str, payload: dict[str, Any],
+        now: datetime,
+    ) -> str:
+        """An alert row in the outbox (same transaction as the decision that raised it)."""
+        alert_id = new_alert_id()
+        body = {**payload, "id": alert_id, "created_at": iso(now)}
+        self.db.execute(
+            "INSERT INTO alerts (id, kind, topic, story_id, development, payload, status, "
+            "created_at) VALUES (?, 'development', ?, ?, ?, ?, 'pending', ?)",
+            [alert_id, topic, story_id, development, dumps(body), iso(now)],
+        )
+        return alert_id
+
+    def development_alert(self, story_id: str, topic: str) -> dict[str, Any] | None:
+        rows = list(
+            self.db.query(
+                "SELECT id, status, payload FROM alerts WHERE story_id = ? AND topic = ? "
+                "AND kind = 'development'",
+                [story_id, topic],
+            )
+        )
+        if not rows:
+            return None
+        row = rows[0]
+        row["payload"] = json.loads(row["payload"])
+        return row
+
+    # -- stories ----------------------------------------------------------------------------
+
+    def story_row(self, id_or_url: str) -> dict[str, Any]:
+        for column in ("id", "url", "canonical_url"):
+            rows = list(
+                self.db.query(f"SELECT * FROM stories WHERE {column} = ? LIMIT 1", [id_or_url])
+            )
+            if rows:
+                return rows[0]
+        raise UserError(f"no story with ID or URL {id_or_url!r}")
+
+    def story_brief(self, story_id: str) -> dict[str, Any] | None:
+        rows = list(
+            self.db.query(
+                "SELECT id, title, url, source, published FROM stories WHERE id = ?", [story_id]
+            )
+        )
+        return rows[0] if rows else None
+
+
+def when(value: str | None) -> datetime | None:
+    return parse_iso(value)
+
+
+def _latest_feedback(db: Database) -> str | None:
+    row = db.execute("SELECT max(feedback_at) FROM decisions").fetchone()
+    return None if row is None else row[0]
