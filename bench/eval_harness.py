@@ -15,13 +15,15 @@ import subprocess
 import sys
 import tempfile
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from monitor.detect import Judge  # noqa: E402
-from monitor.pipeline import read_archive  # noqa: E402
+from monitor.parse import entry_from_item  # noqa: E402
 from monitor.storage import Storage  # noqa: E402
 from monitor.storage.detection import DetectionStore  # noqa: E402
 
@@ -41,15 +43,30 @@ class _Topic:
     threshold: float | None = None
 
 
+def read_items(stream: Path) -> list[tuple[Any, datetime]]:
+    """Entries with their publication time, in publication order (dates are not checked
+    against the clock: labelled streams may describe invented future events)."""
+    items = []
+    for line in stream.read_text(encoding="utf-8").splitlines():
+        if line.strip():
+            raw = json.loads(line)
+            published = datetime.fromisoformat(raw["published"].replace("Z", "+00:00"))
+            published = published.astimezone(UTC)
+            items.append((entry_from_item(raw, published, source=raw.get("source")), published))
+    items.sort(key=lambda pair: pair[1])
+    return items
+
+
 def replay(stream: Path, seeds: Path, db: Path, topic: str = "topic") -> list[dict]:
     storage = _Store(db)
-    items = read_archive(stream)
+    items = read_items(stream)
     first = items[0][1] if items else None
     judge = Judge.open(storage, [_Topic(topic, (seeds,))], first)  # type: ignore[arg-type]
     for entry, published in items:
         with storage.atomic():
-            sid = storage.insert_story(entry, origin=f"replay:{stream.name}", feed_id=None,
-                                       now=published)
+            sid = storage.insert_story(
+                entry, origin=f"replay:{stream.name}", feed_id=None, now=published
+            )
             judge.process(sid, entry, published)
     rows = list(storage.export_rows())
     storage.close()
@@ -78,10 +95,15 @@ def main() -> int:
             for row in rows:
                 item = labels.get(row["url"], {})
                 print(
-                    item.get("id"), item.get("grade"), item.get("development"),
-                    item.get("dup_group") or "-", "S" if item.get("seed_dup") else "-",
-                    f"{row['status'][:5]:5} {row['score']:.3f}", row["development"],
-                    row["duplicate_of"], row["title"][:60],
+                    item.get("id"),
+                    item.get("grade"),
+                    item.get("development"),
+                    item.get("dup_group") or "-",
+                    "S" if item.get("seed_dup") else "-",
+                    f"{row['status'][:5]:5} {row['score']:.3f}",
+                    row["development"],
+                    row["duplicate_of"],
+                    row["title"][:60],
                 )
         done = subprocess.run(
             [sys.executable, str(SHARED / "score.py"), str(args.labels), str(export), "--check"],

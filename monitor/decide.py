@@ -94,16 +94,16 @@ def decay(development: Development, now: datetime) -> float:
     if development.last_seen is None or development.seed:
         return 1.0
     days = max(0.0, (now - development.last_seen).total_seconds() / 86400.0)
-    return FLOOR + (1.0 - FLOOR) * 0.5 ** (days / HALF_LIFE_DAYS)
+    return float(FLOOR + (1.0 - FLOOR) * 0.5 ** (days / HALF_LIFE_DAYS))
 
 
 def label_for(title: str, vec: Mapping[str, float], words: int = 6) -> str:
     """A short label: the headline's most distinctive words, in headline order."""
     picked: list[str] = []
     seen: set[str] = set()
-    ranked = sorted(
-        {t for t in terms(title) if " " not in t}, key=lambda t: -vec.get(t, 0.0)
-    )[:words]
+    ranked = sorted({t for t in terms(title) if " " not in t}, key=lambda t: -vec.get(t, 0.0))[
+        :words
+    ]
     keep = set(ranked)
     for term in terms(title):
         if term in keep and term not in seen:

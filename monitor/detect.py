@@ -133,7 +133,9 @@ class Judge:
                     bands=dedupe.band_keys(sig),
                 )  # fmt: skip
             paragraphs = seed.text.split("\n")
-            bag = lead_bag(seed.title, paragraphs[0] if paragraphs else "", "\n".join(paragraphs[1:3]))
+            bag = lead_bag(
+                seed.title, paragraphs[0] if paragraphs else "", "\n".join(paragraphs[1:3])
+            )
             if seed.id not in known or changed:
                 store.save_development(
                     id=_short_id("dev", settings.name, seed.id), topic=settings.name,
@@ -256,7 +258,12 @@ class Judge:
             if original is None:
                 copy = None
             else:
-                duplicate_status = (Status(original["status"]), original["development"])
+                status = Status(original["status"])
+                if original["feedback"] == "irrelevant":
+                    status = Status.UNRELATED
+                elif original["feedback"] in ("relevant", "not-new") and status == Status.UNRELATED:
+                    status = Status.COVERAGE  # the user said the original is about the topic
+                duplicate_status = (status, original["development"])
         story_vec = event_vector(lead, self.background, topic.vocabulary)
         match = best_development(
             story_vec, topic.developments, self.background, topic.vocabulary, now
@@ -309,7 +316,11 @@ class Judge:
         return development, nearest[1]
 
     def _apply(
-        self, topic: _Topic, intent: DecisionIntent, entry: Entry, lead: Counter[str],
+        self,
+        topic: _Topic,
+        intent: DecisionIntent,
+        entry: Entry,
+        lead: Counter[str],
         now: datetime,
     ) -> DecisionIntent:
         """Open or update the development the decision names; return the intent with its ID."""
@@ -343,7 +354,7 @@ class Judge:
         return intent
 
     def _save(self, topic: _Topic, dev: Development) -> None:
-        terms = dict(dev.bag.most_common(MAX_DEV_TERMS))
+        terms = {t: float(c) for t, c in dev.bag.most_common(MAX_DEV_TERMS)}
         self.storage.save_development(
             id=dev.id, topic=topic.name, label=dev.label, first_story=dev.first_story,
             sources=dev.sources, story_count=dev.story_count, terms=terms,
@@ -352,8 +363,13 @@ class Judge:
         )  # fmt: skip
 
     def _alert(
-        self, topic: _Topic, intent: DecisionIntent, entry: Entry,
-        matched: list[tuple[str, float]], nearest: tuple[str, float] | None, summary: str,
+        self,
+        topic: _Topic,
+        intent: DecisionIntent,
+        entry: Entry,
+        matched: list[tuple[str, float]],
+        nearest: tuple[str, float] | None,
+        summary: str,
         now: datetime,
     ) -> None:
         dev = next(d for d in topic.developments if d.id == intent.development)
@@ -374,11 +390,15 @@ class Judge:
                 "summary": (entry.summary or summary)[:500],
             },
             "development": {
-                "id": dev.id, "label": dev.label, "sources": list(dev.sources),
+                "id": dev.id,
+                "label": dev.label,
+                "sources": list(dev.sources),
                 "story_count": dev.story_count,
-            },  # fmt: skip
+            },
             "score": intent.score,
-            "reasons": [{"kind": r.kind, "text": r.text, "weight": r.weight} for r in intent.reasons],
+            "reasons": [
+                {"kind": r.kind, "text": r.text, "weight": r.weight} for r in intent.reasons
+            ],
             "matched_terms": [[t, w] for t, w in matched],
             "nearest_seed": nearest_seed,
         }
@@ -412,7 +432,7 @@ def _development(row: dict[str, Any]) -> Development:
         first_story=row["first_story"],
         first_seen=first,
         last_seen=last,
-        bag=Counter({str(k): float(v) for k, v in json.loads(row["terms"]).items()}),  # type: ignore[misc]
+        bag=Counter({str(k): float(v) for k, v in json.loads(row["terms"]).items()}),
         sources=list(json.loads(row["sources"])),
         story_count=int(row["story_count"]),
         seed=seed,
@@ -454,7 +474,7 @@ def explain(storage: DetectionStore, id_or_url: str) -> str:
                 dev = rows[0]
                 sources = ", ".join(json.loads(dev["sources"])) or "none yet"
                 lines.append(
-                    f"  Development {dev['id']} \"{dev['label']}\": {dev['story_count']} "
+                    f'  Development {dev["id"]} "{dev["label"]}": {dev["story_count"]} '
                     f"stories; sources: {sources}"
                 )
         alert = storage.development_alert(story["id"], decision["topic"])
@@ -471,9 +491,7 @@ def explain(storage: DetectionStore, id_or_url: str) -> str:
     return "\n".join(lines)
 
 
-def record_feedback(
-    storage: DetectionStore, story_id: str, verdict: str, now: datetime
-) -> str:
+def record_feedback(storage: DetectionStore, story_id: str, verdict: str, now: datetime) -> str:
     """Record a user's verdict on a story for every topic that judged it; later decisions
     learn from it (relevant → a positive example, irrelevant → a negative one)."""
     if verdict not in VERDICTS:

@@ -25,6 +25,7 @@ import re
 from collections import Counter
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
+from itertools import pairwise
 
 from .models import Reason
 from .text import tokenize
@@ -58,7 +59,7 @@ _STOP = frozenset(
     four five six seven eight nine ten several including include includes well still
     already later earlier time times mr mrs ms dr read full story via updated update
     also although
-    """.split()
+    """.split()  # noqa: SIM905
 )
 
 # Russian and German function words (the languages seeds and feeds most often mix in).
@@ -77,7 +78,7 @@ _STOP_OTHER = frozenset(
     an er hat aus bei sie nach wird am einer um dem dass sind noch wie einem über einen so
     zum war haben nur oder aber vor zur bis mehr durch man sein wurde sei ihr seine hatte
     habe ihre hatten dieser diese dieses wurden wenn sagte
-    """.split()
+    """.split()  # noqa: SIM905
 )
 
 _TRANSLIT = str.maketrans(
@@ -157,7 +158,7 @@ def analyse(title: str, text: str) -> Counter[str]:
         words = terms(part)
         for word in words:
             bag[word] += weight
-        for first, second in zip(words, words[1:], strict=False):
+        for first, second in pairwise(words):
             if first != second:
                 bag[f"{first} {second}"] += weight
     return bag
@@ -238,7 +239,9 @@ def cosine(a: Mapping[str, float], b: Mapping[str, float]) -> float:
     return min(1.0, max(0.0, dot / (na * nb)))
 
 
-def centroid(vectors: Sequence[Mapping[str, float]], weights: Sequence[float] | None = None) -> Vector:
+def centroid(
+    vectors: Sequence[Mapping[str, float]], weights: Sequence[float] | None = None
+) -> Vector:
     out: dict[str, float] = {}
     for index, vec in enumerate(vectors):
         w = 1.0 if weights is None else weights[index]
@@ -497,10 +500,9 @@ def relevance(
         if hits:
             related = False
             reasons.append(Reason("exclude", f"contains excluded term {hits[0]!r}"))
-    if related and profile.keywords:
-        if not any(_phrase_in(word, plain) for word in profile.keywords):
-            related = False
-            reasons.append(Reason("keywords", "contains none of the topic's keywords"))
+    if related and profile.keywords and not any(_phrase_in(w, plain) for w in profile.keywords):
+        related = False
+        reasons.append(Reason("keywords", "contains none of the topic's keywords"))
     reasons.insert(
         0,
         Reason(

@@ -45,13 +45,18 @@ class DetectionStore:
         )
 
     def sync_seed(
-        self, topic: str, *, seed_id: str, path: str, title: str, text: str,
-        content_hash: str, now: datetime,
+        self,
+        topic: str,
+        *,
+        seed_id: str,
+        path: str,
+        title: str,
+        text: str,
+        content_hash: str,
+        now: datetime,
     ) -> bool:
         """Insert or refresh a seed row; True when it is new or its text changed."""
-        row = self.db.execute(
-            "SELECT content_hash FROM seeds WHERE id = ?", [seed_id]
-        ).fetchone()
+        row = self.db.execute("SELECT content_hash FROM seeds WHERE id = ?", [seed_id]).fetchone()
         if row is not None and row[0] == content_hash:
             return False
         self.db.execute(
@@ -144,8 +149,17 @@ class DetectionStore:
         )
 
     def save_development(
-        self, *, id: str, topic: str, label: str, first_story: str, sources: list[str],
-        story_count: int, terms: dict[str, float], first_seen: datetime, last_seen: datetime,
+        self,
+        *,
+        id: str,
+        topic: str,
+        label: str,
+        first_story: str,
+        sources: list[str],
+        story_count: int,
+        terms: dict[str, float],
+        first_seen: datetime,
+        last_seen: datetime,
     ) -> None:
         self.db.execute(
             """
@@ -162,10 +176,10 @@ class DetectionStore:
 
     # -- decisions --------------------------------------------------------------------------
 
-    def write_decision(self, intent: DecisionIntent, development: str | None, now: datetime) -> None:
-        reasons = [
-            {"kind": r.kind, "text": r.text, "weight": r.weight} for r in intent.reasons
-        ]
+    def write_decision(
+        self, intent: DecisionIntent, development: str | None, now: datetime
+    ) -> None:
+        reasons = [{"kind": r.kind, "text": r.text, "weight": r.weight} for r in intent.reasons]
         self.db.execute(
             """
             INSERT INTO decisions (story_id, topic, status, score, development, duplicate_of,
@@ -240,7 +254,12 @@ class DetectionStore:
     # -- alerts -----------------------------------------------------------------------------
 
     def enqueue_development_alert(
-        self, *, topic: str, story_id: str, development: str, payload: dict[str, Any],
+        self,
+        *,
+        topic: str,
+        story_id: str,
+        development: str,
+        payload: dict[str, Any],
         now: datetime,
     ) -> str:
         """An alert row in the outbox (same transaction as the decision that raised it)."""

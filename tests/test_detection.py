@@ -1,0 +1,321 @@
+"""Relevance, dedupe, decisions, the Judge, feedback and explain (the detection core)."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from monitor import dedupe
+from monitor.corpus import load_seeds
+from monitor.detect import Judge, explain, record_feedback
+from monitor.errors import SeedError, UserError
+from monitor.models import Entry, Status
+from monitor.score import Background, analyse, build_profile, cosine, relevance, terms, vector
+from monitor.storage import Storage
+from monitor.storage.detection import DetectionStore
+from monitor.text import canonical_url, content_hash, html_to_text
+
+GOLDEN = Path(__file__).parent / "golden" / "explain"
+T0 = datetime(2025, 3, 1, 9, 0, tzinfo=UTC)
+
+SEED = """City of Norbury to close its harbour bridge to lorries
+Norbury's council decided on Tuesday to close the Old Harbour Bridge to lorries heavier \
+than 7.5 tonnes from June, after engineers found corrosion in the bridge's steel cables.
+Mayor Ines Calder said the ban on heavy lorries would stay until the cables are replaced, \
+a repair the council expects to take two years and cost 40 million.
+Hauliers warned that the lorry ban on the harbour bridge would add an hour to deliveries \
+to the port, and asked the council to open a temporary ferry for freight.
+The bridge carries 30,000 vehicles a day, about a tenth of them lorries, engineers said.
+"""
+
+WIRE = (
+    "NORBURY, May 2 (Coast Wire) - Norbury's harbour bridge will close to heavy lorries on "
+    "June 1, the city council confirmed on Friday, as engineers prepare to replace corroded "
+    "steel cables that hold up the main span of the ninety-year-old structure.\n\n"
+    "The council said signs and weight cameras would be installed at both ends of the "
+    "bridge during May, and that drivers of lorries over 7.5 tonnes who ignore the ban "
+    "would be fined. Hauliers will be directed to the ring road, which adds about twenty "
+    "kilometres to a crossing.\n\n"
+    "Port operators said they were talking to the council about a temporary freight ferry "
+    "across the harbour, and expected a decision within weeks. The repair is expected to "
+    "last two years.\n\n"
+    "Engineers found the corrosion during a routine inspection last autumn, and the city "
+    "has since limited the bridge to one lane in each direction at night."
+)
+
+
+class Store(DetectionStore, Storage):
+    """Storage with the detection use cases (the pipeline's Storage composes them too)."""
+
+
+@dataclass(frozen=True)
+class Topic:
+    name: str
+    seeds: tuple[Path, ...]
+    keywords: tuple[str, ...] = ()
+    exclude: tuple[str, ...] = ()
+    threshold: float | None = None
+
+
+def entry(title: str, body: str = "", *, url: str, when: datetime, source: str = "Desk") -> Entry:
+    summary = html_to_text(body.split("\n\n")[0]) if body else ""
+    content = html_to_text(body)
+    return Entry(
+        key=url,
+        url=url,
+        canonical_url=canonical_url(url),
+        title=title,
+        summary=summary,
+        content=content,
+        published=when,
+        content_hash=content_hash(title, summary, content),
+        source=source,
+        language="en",
+    )
+
+
+@pytest.fixture
+def seed_dir(tmp_path: Path) -> Path:
+    folder = tmp_path / "seeds"
+    folder.mkdir()
+    (folder / "bridge.txt").write_text(SEED, encoding="utf-8")
+    return folder
+
+
+@pytest.fixture
+def store(tmp_path: Path) -> Store:
+    storage = Store(tmp_path / "monitor.db")
+    yield storage
+    storage.close()
+
+
+def judge_one(judge: Judge, store: Store, item: Entry, now: datetime) -> Status:
+    with store.atomic():
+        sid = store.insert_story(item, origin="test", feed_id=None, now=now)
+        [intent] = judge.process(sid, item, now)
+    return intent.status
+
+
+# -- corpus ----------------------------------------------------------------------------
+
+
+def test_seed_formats(tmp_path: Path) -> None:
+    (tmp_path / "a.txt").write_text("Title line\nBody text here.", encoding="utf-8")
+    (tmp_path / "b.md").write_text("Intro\n# Heading title\nMarkdown body.", encoding="utf-8")
+    (tmp_path / "c.html").write_text(
+        "<html><head><title>Page &amp; title</title></head><body><p>HTML body.</p></body></html>",
+        encoding="utf-8",
+    )
+    docs = {doc.id: doc for doc in load_seeds([tmp_path])}
+    assert docs["seed:a.txt"].title == "Title line"
+    assert docs["seed:b.md"].title == "Heading title"
+    assert docs["seed:c.html"].title == "Page & title"
+    assert "HTML body." in docs["seed:c.html"].text
+
+
+@pytest.mark.parametrize("content", ["", "   \n\n", b"\xff\xfe\x00bad"])
+def test_unusable_seed_names_the_file(tmp_path: Path, content: str | bytes) -> None:
+    path = tmp_path / "broken.txt"
+    if isinstance(content, bytes):
+        path.write_bytes(content)
+    else:
+        path.write_text(content, encoding="utf-8")
+    with pytest.raises(SeedError, match=r"broken\.txt"):
+        load_seeds([path])
+
+
+def test_missing_seed_path(tmp_path: Path) -> None:
+    with pytest.raises(SeedError, match="nowhere"):
+        load_seeds([tmp_path / "nowhere"])
+
+
+# -- similarity properties ---------------------------------------------------------------
+
+WORDS = ["bridge", "lorry", "ban", "council", "harbour", "port", "cable", "mayor"]
+words = st.lists(st.sampled_from(WORDS))
+
+
+@settings(max_examples=60, deadline=None)
+@given(words, words)
+def test_cosine_symmetric_and_bounded(a: list[str], b: list[str]) -> None:
+    bg = Background()
+    va, vb = vector(analyse(" ".join(a), ""), bg), vector(analyse(" ".join(b), ""), bg)
+    assert cosine(va, vb) == pytest.approx(cosine(vb, va))
+    assert 0.0 <= cosine(va, vb) <= 1.0
+
+
+@settings(max_examples=30, deadline=None)
+@given(st.text(min_size=1, max_size=400), st.text(min_size=1, max_size=400))
+def test_jaccard_symmetric_and_bounded(a: str, b: str) -> None:
+    sa, sb = dedupe.signature(a, a), dedupe.signature(b, b)
+    if sa is None or sb is None or sa.kind != sb.kind:
+        return
+    assert dedupe.jaccard(sa, sb) == dedupe.jaccard(sb, sa)
+    assert 0.0 <= dedupe.jaccard(sa, sb) <= 1.0
+
+
+def test_terms_in_other_scripts_never_crash() -> None:
+    for text in ("Талибан исключён из списка", "طالبان از فهرست حذف شد", "तालिबान को सूची से हटाया"):
+        assert terms(text)
+    assert "taliban" in terms("движения «Талибан»")  # transliterated: names meet across scripts
+
+
+# -- dedupe -----------------------------------------------------------------------------
+
+paragraphs = WIRE.split("\n\n")
+EDITS = {
+    "new headline": ("A different headline", WIRE),
+    "trimmed ending": ("Bridge closes", "\n\n".join(paragraphs[:-1])),
+    "extended ending": ("Bridge closes", WIRE + "\n\nThe mayor will speak on Monday."),
+    "byline": ("Bridge closes", "By Ann Lee, Staff Writer\n\n" + WIRE),
+    "read more footer": ("Bridge closes", WIRE + "\n\nRead more: www.example.com/norbury"),
+    "html wrapped": ("Bridge closes", html_to_text(f"<div><p>{WIRE}</p><img src=x></div>")),
+}
+
+
+@pytest.mark.parametrize("edit", sorted(EDITS))
+def test_dedupe_catches_edits(edit: str) -> None:
+    original = dedupe.signature("Norbury bridge to shut to lorries", WIRE)
+    title, body = EDITS[edit]
+    copy = dedupe.signature(title, body)
+    assert original is not None and copy is not None
+    assert set(dedupe.band_keys(original)) & set(dedupe.band_keys(copy)), "LSH must find it"
+    found = dedupe.verdict(copy, [("s_orig", original)])
+    assert found is not None and found.of == "s_orig"
+
+
+def test_title_only_copies_and_independent_reports() -> None:
+    a = dedupe.signature("FLASH: Norbury closes harbour bridge to lorries", "")
+    b = dedupe.signature("Flash - Norbury closes harbour bridge to lorries", "")
+    assert a is not None and b is not None and a.kind == "title"
+    assert dedupe.verdict(b, [("s_a", a)]) is not None
+    other = (
+        "Lorries will no longer be allowed across Norbury's Old Harbour Bridge from next "
+        "month. Councillors voted after a report on rusting cables; the haulage association "
+        "called the decision rushed and said firms would pass on the cost of longer routes. "
+        "A ferry for freight is under discussion with the port, officials said on Friday."
+    )
+    independent = dedupe.signature("Norbury bans lorries from bridge", other)
+    original = dedupe.signature("Norbury bridge to shut to lorries", WIRE)
+    assert independent is not None and original is not None
+    assert dedupe.verdict(independent, [("s_orig", original)]) is None
+
+
+def test_tracking_parameters_do_not_hide_a_copy(seed_dir: Path, store: Store) -> None:
+    judge = Judge.open(store, [Topic("bridge", (seed_dir,))], T0)
+    url = "https://news.example.org/norbury-bridge"
+    first = entry("Norbury bridge to shut to lorries", WIRE, url=url, when=T0)
+    again = entry(
+        "Bridge shuts", "Short teaser only.", url=url + "?utm_source=rss&utm_medium=feed",
+        when=T0 + timedelta(hours=1),
+    )  # fmt: skip
+    judge_one(judge, store, first, T0)
+    with store.atomic():
+        sid = store.insert_story(again, origin="other", feed_id=None, now=T0)
+        [intent] = judge.process(sid, again, T0 + timedelta(hours=1))
+    assert intent.status == Status.DUPLICATE
+
+
+# -- relevance, decisions, feedback --------------------------------------------------------
+
+
+def test_profile_scores_on_topic_above_off_topic(seed_dir: Path) -> None:
+    seeds = load_seeds([seed_dir])
+    profile = build_profile("bridge", [(s.id, s.title, s.text) for s in seeds])
+    on = relevance(profile, "Norbury bridge to shut to lorries", WIRE)
+    off = relevance(profile, "Norbury wins football cup", "The club beat its rivals 2-0.")
+    short = relevance(profile, "Lorry ban on Norbury harbour bridge starts", "")
+    assert on.related and short.related and not off.related
+    assert on.score > off.score
+    assert on.matched_terms and on.nearest is not None
+
+
+def test_keywords_and_exclude_guards(seed_dir: Path) -> None:
+    seeds = load_seeds([seed_dir])
+    doc = [(s.id, s.title, s.text) for s in seeds]
+    guarded = build_profile("bridge", doc, keywords=("ferry",))
+    assert not relevance(
+        guarded, "Norbury bridge to shut to lorries", WIRE.split("Port")[0]
+    ).related
+    excluded = build_profile("bridge", doc, exclude=("weight cameras",))
+    assert not relevance(excluded, "Norbury bridge to shut to lorries", WIRE).related
+
+
+def test_seed_restatement_is_a_duplicate(seed_dir: Path, store: Store) -> None:
+    judge = Judge.open(store, [Topic("bridge", (seed_dir,))], T0)
+    restated = entry(
+        "Norbury council closes Old Harbour Bridge to heavy lorries",
+        "Norbury's council on Tuesday decided to close the Old Harbour Bridge to lorries "
+        "over 7.5 tonnes from June after corrosion was found in its steel cables. Mayor Ines "
+        "Calder said the lorry ban would last until the cables are replaced, in about two "
+        "years, at a cost of 40 million. Hauliers asked for a temporary freight ferry.",
+        url="https://a.example/restated", when=T0,
+    )  # fmt: skip
+    assert judge_one(judge, store, restated, T0) == Status.DUPLICATE
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="known limitation: the seeds' own development has no date, so it never decays and "
+    "absorbs a later step that reads like the seed (docs/evaluation.md, eval2)",
+)
+def test_later_step_after_the_seed_alerts(seed_dir: Path, store: Store) -> None:
+    judge = Judge.open(store, [Topic("bridge", (seed_dir,))], T0)
+    later = T0 + timedelta(days=90)
+    step = entry(
+        "Norbury opens freight ferry as lorry ban on harbour bridge begins",
+        "A temporary freight ferry began crossing Norbury harbour on Monday, the day the "
+        "lorry ban on the Old Harbour Bridge took effect. The ferry carries twelve lorries a "
+        "trip; hauliers said queues at the port terminal reached two hours.",
+        url="https://b.example/ferry", when=later,
+    )  # fmt: skip
+    assert judge_one(judge, store, step, later) == Status.DEVELOPMENT
+    assert (
+        store.db.execute("SELECT count(*) FROM alerts WHERE kind='development'").fetchone()[0] == 1
+    )
+
+
+def test_feedback_changes_later_decisions(seed_dir: Path, store: Store) -> None:
+    topic = Topic("bridge", (seed_dir,))
+    judge = Judge.open(store, [topic], T0)
+    text = (
+        "Harbourline, a catamaran company, ordered two boats from a shipyard in Vigo to "
+        "carry tourists around the bay during the summer season, its chief executive said."
+    )
+    first = entry("Harbourline orders catamarans", text, url="https://c.example/1", when=T0)
+    assert judge_one(judge, store, first, T0) == Status.UNRELATED
+    sid = store.db.execute("SELECT id FROM stories WHERE url = ?", [first.url]).fetchone()[0]
+    message = record_feedback(store, sid, "relevant", T0 + timedelta(minutes=5))
+    assert "relevant" in message
+    later = T0 + timedelta(days=1)
+    similar = entry(
+        "Harbourline catamarans for bay tourists",
+        "Two catamarans built in Vigo for Harbourline will take tourists on bay trips this "
+        "summer season; the company expects its first boat in May.",
+        url="https://d.example/2",
+        when=later,
+    )
+    assert judge_one(judge, store, similar, later) != Status.UNRELATED
+    with pytest.raises(UserError):
+        record_feedback(store, "s_nope", "relevant", later)
+
+
+def test_explain_golden(seed_dir: Path, store: Store) -> None:
+    judge = Judge.open(store, [Topic("bridge", (seed_dir,))], T0)
+    item = entry("Norbury bridge to shut to lorries", WIRE, url="https://e.example/w", when=T0)
+    judge_one(judge, store, item, T0)
+    text = explain(store, "https://e.example/w")
+    text = "\n".join(line for line in text.splitlines() if not line.strip().startswith("Alert a_"))
+    golden = GOLDEN / "bridge_wire.txt"
+    if os.environ.get("UPDATE_GOLDEN") or not golden.exists():
+        golden.parent.mkdir(parents=True, exist_ok=True)
+        golden.write_text(text + "\n", encoding="utf-8")
+    assert text + "\n" == golden.read_text(encoding="utf-8")
+    with pytest.raises(UserError):
+        explain(store, "s_unknown")
