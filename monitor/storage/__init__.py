@@ -8,11 +8,22 @@ from __future__ import annotations
 
 from .alerts import AlertStore, new_alert_id
 from .base import StorageBase, iso, parse_iso
+from .detection import DetectionStore
 from .feeds import FeedRow, FeedStore, FeedUpdate
 from .stories import StoryStore, story_id
 
-__all__ = ["AlertStore", "FeedRow", "FeedUpdate", "Storage", "iso", "new_alert_id", "parse_iso", "story_id"]
+__all__ = [
+    "AlertStore",
+    "DetectionStore",
+    "FeedRow",
+    "FeedUpdate",
+    "Storage",
+    "iso",
+    "new_alert_id",
+    "parse_iso",
+    "story_id",
+]
 
 
-class Storage(FeedStore, StoryStore, AlertStore, StorageBase):
+class Storage(FeedStore, StoryStore, DetectionStore, AlertStore, StorageBase):
     """The one database handle of a process."""
