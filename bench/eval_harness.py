@@ -30,7 +30,7 @@ from monitor.storage.detection import DetectionStore  # noqa: E402
 SHARED = ROOT.parent / "shared" / "eval"
 
 
-class _Store(DetectionStore, Storage):
+class _Store(Storage):
     """Storage with the detection use cases (until `Storage` composes them itself)."""
 
 

@@ -50,7 +50,7 @@ WIRE = (
 )
 
 
-class Store(DetectionStore, Storage):
+class Store(Storage):
     """Storage with the detection use cases (the pipeline's Storage composes them too)."""
 
 
