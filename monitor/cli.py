@@ -27,8 +27,19 @@ from .storage import Storage
 F = TypeVar("F", bound=Callable[..., Any])
 
 EXPORT_FIELDS = (
-    "id", "topic", "url", "canonical_url", "title", "source", "published", "seen_at",
-    "status", "score", "development", "duplicate_of", "alerted",
+    "id",
+    "topic",
+    "url",
+    "canonical_url",
+    "title",
+    "source",
+    "published",
+    "seen_at",
+    "status",
+    "score",
+    "development",
+    "duplicate_of",
+    "alerted",
 )
 
 
@@ -86,16 +97,30 @@ def _json(value: Any) -> None:
 
 
 @click.group(cls=MonitorGroup)
-@click.option("--config", "config", type=click.Path(dir_okay=False), default=None,
-              help="Config file (default: config/monitor.toml, or $MONITOR_CONFIG).")
-@click.option("--log-level", type=click.Choice(["DEBUG", "INFO", "WARNING", "ERROR"]),
-              default=None, help="Overrides [logging].level.")
-@click.option("--log-format", type=click.Choice(["text", "json"]), default=None,
-              help="Overrides [logging].format; json is one object a line.")
+@click.option(
+    "--config",
+    "config",
+    type=click.Path(dir_okay=False),
+    default=None,
+    help="Config file (default: config/monitor.toml, or $MONITOR_CONFIG).",
+)
+@click.option(
+    "--log-level",
+    type=click.Choice(["DEBUG", "INFO", "WARNING", "ERROR"]),
+    default=None,
+    help="Overrides [logging].level.",
+)
+@click.option(
+    "--log-format",
+    type=click.Choice(["text", "json"]),
+    default=None,
+    help="Overrides [logging].format; json is one object a line.",
+)
 @click.version_option(__version__, prog_name="monitor")
 @click.pass_context
-def main(ctx: click.Context, config: str | None, log_level: str | None,
-         log_format: str | None) -> None:
+def main(
+    ctx: click.Context, config: str | None, log_level: str | None, log_format: str | None
+) -> None:
     """Follow a news story across many feeds; alert once per new development."""
     ctx.obj = App(config, log_level, log_format)
 
@@ -129,10 +154,18 @@ def poll(app: App, as_json: bool) -> None:
             summary = asyncio.run(pipeline.poll(only_due=False))
         delivery = deliver_pending(storage, build_channels(settings.alerts), settings, now())
     if as_json:
-        _json({"feeds": summary.feeds, "outcomes": dict(summary.outcomes),
-               "entries": summary.entries, "new": summary.new, "edited": summary.edited,
-               "decisions": dict(summary.decisions), "alerts": summary.alerts,
-               "delivery": delivery.text()})
+        _json(
+            {
+                "feeds": summary.feeds,
+                "outcomes": dict(summary.outcomes),
+                "entries": summary.entries,
+                "new": summary.new,
+                "edited": summary.edited,
+                "decisions": dict(summary.decisions),
+                "alerts": summary.alerts,
+                "delivery": delivery.text(),
+            }
+        )
     else:
         click.echo(summary.text())
         click.echo(f"delivery: {delivery.text()}")
@@ -162,8 +195,9 @@ def replay(app: App, file: Path, deliver: bool) -> None:
 
 
 @main.command()
-@click.option("--format", "fmt", type=click.Choice(["jsonl", "csv"]), default="jsonl",
-              show_default=True)
+@click.option(
+    "--format", "fmt", type=click.Choice(["jsonl", "csv"]), default="jsonl", show_default=True
+)
 @click.option("--topic", default=None, help="Only this topic.")
 @click.option("--since", default=None, help="Only stories published since this date (ISO 8601).")
 @pass_app
@@ -176,8 +210,7 @@ def export(app: App, fmt: str, topic: str | None, since: str | None) -> None:
         rows = storage.export_rows(topic=topic, since=since_at)
         if fmt == "jsonl":
             for row in rows:
-                click.echo(json.dumps({key: row[key] for key in EXPORT_FIELDS},
-                                      ensure_ascii=False))
+                click.echo(json.dumps({key: row[key] for key in EXPORT_FIELDS}, ensure_ascii=False))
         else:
             writer = csv.DictWriter(sys.stdout, fieldnames=EXPORT_FIELDS, extrasaction="ignore")
             writer.writeheader()
@@ -245,8 +278,10 @@ def check(app: App) -> None:
         seeds = load_seeds(topic.seeds)
         click.echo(f"topic {topic.name}: {len(seeds)} seed documents")
     channels = build_channels(settings.alerts)
-    click.echo(f"{len(settings.feeds)} feeds, {len(channels)} alert channels "
-               f"({', '.join(c.channel for c in channels) or 'none'})")
+    click.echo(
+        f"{len(settings.feeds)} feeds, {len(channels)} alert channels "
+        f"({', '.join(c.channel for c in channels) or 'none'})"
+    )
     click.echo(f"database: {settings.database_path}")
     click.echo(f"{settings.source}: OK")
 
@@ -336,8 +371,13 @@ def alerts() -> None:
 
 
 @alerts.command("list")
-@click.option("--status", "state", type=click.Choice(["pending", "delivered", "failed", "held"]),
-              default=None, help="Only alerts in this state.")
+@click.option(
+    "--status",
+    "state",
+    type=click.Choice(["pending", "delivered", "failed", "held"]),
+    default=None,
+    help="Only alerts in this state.",
+)
 @click.option("--limit", default=50, show_default=True)
 @click.option("--json", "as_json", is_flag=True, help="Print the alerts as JSON.")
 @pass_app
@@ -392,8 +432,12 @@ def alerts_test(app: App) -> None:
 
 @main.command()
 @click.option("--topic", required=True, help="The topic to report on.")
-@click.option("--output", type=click.Path(dir_okay=False, path_type=Path),
-              default=Path("timeline.html"), show_default=True)
+@click.option(
+    "--output",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=Path("timeline.html"),
+    show_default=True,
+)
 @pass_app
 def report(app: App, topic: str, output: Path) -> None:
     """Write a self-contained HTML timeline of the story: stories per day and developments."""

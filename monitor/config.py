@@ -80,7 +80,7 @@ def _check_timezone(value: str) -> str:
     try:
         ZoneInfo(value)
     except (ZoneInfoNotFoundError, ValueError):
-        raise ValueError(f"{_show(value)} is not a known time zone (like \"Europe/Paris\")") from None
+        raise ValueError(f'{_show(value)} is not a known time zone (like "Europe/Paris")') from None
     return value
 
 
@@ -132,9 +132,15 @@ class PollingSettings:
     per_host: int = _setting(2, check=_positive, doc="concurrent requests per host")
     concurrency: int = _setting(32, check=_positive, doc="concurrent requests in all")
     jitter: float = _setting(0.1, check=_fraction, doc="random spread of next_due, as a fraction")
-    max_backoff: Duration = _setting(Duration(6 * 3600), check=_positive, doc="longest wait after failures")
-    max_interval: Duration = _setting(Duration(86400), check=_positive, doc="longest wait for any reason")
-    full_text_timeout: Duration = _setting(Duration(20), check=_positive, doc="article fetch deadline")
+    max_backoff: Duration = _setting(
+        Duration(6 * 3600), check=_positive, doc="longest wait after failures"
+    )
+    max_interval: Duration = _setting(
+        Duration(86400), check=_positive, doc="longest wait for any reason"
+    )
+    full_text_timeout: Duration = _setting(
+        Duration(20), check=_positive, doc="article fetch deadline"
+    )
 
 
 @dataclass(frozen=True, slots=True)
@@ -144,7 +150,9 @@ class TopicSettings:
     keywords: tuple[str, ...] = _setting((), doc="a related story must contain one of these")
     exclude: tuple[str, ...] = _setting((), doc="a story containing one of these is unrelated")
     threshold: float | None = _setting(None, check=_fraction, doc="relevance threshold (0-1)")
-    alert_budget: int = _setting(20, doc="immediate alerts per topic per day; the rest wait for the digest")
+    alert_budget: int = _setting(
+        20, doc="immediate alerts per topic per day; the rest wait for the digest"
+    )
     digest: str = _setting("0 8 * * *", check=_check_cron, doc="cron schedule of the digest")
     timezone: str = _setting("UTC", check=_check_timezone, doc="time zone of the digest schedule")
 
@@ -181,12 +189,16 @@ class WebhookSettings:
 @dataclass(frozen=True, slots=True)
 class AppriseSettings:
     urls: tuple[str, ...] = _setting(doc="Apprise URLs (slack://, tgram://, ntfy://, ...)")
-    urls_env: str | None = _setting(None, doc="environment variable holding more URLs, space-separated")
+    urls_env: str | None = _setting(
+        None, doc="environment variable holding more URLs, space-separated"
+    )
 
 
 @dataclass(frozen=True, slots=True)
 class AlertSettings:
-    deliver_every: Duration = _setting(Duration(60), check=_positive, doc="how often the outbox is drained")
+    deliver_every: Duration = _setting(
+        Duration(60), check=_positive, doc="how often the outbox is drained"
+    )
     max_attempts: int = _setting(8, check=_positive, doc="attempts per channel before 'failed'")
     retry_base: Duration = _setting(Duration(60), check=_positive, doc="first retry delay")
     retry_max: Duration = _setting(Duration(3600), check=_positive, doc="longest retry delay")
@@ -203,7 +215,9 @@ class AlertSettings:
 
 @dataclass(frozen=True, slots=True)
 class ServiceSettings:
-    listen: str | None = _setting(None, check=_check_listen, doc='health and metrics listener, "host:port"')
+    listen: str | None = _setting(
+        None, check=_check_listen, doc='health and metrics listener, "host:port"'
+    )
 
 
 @dataclass(frozen=True, slots=True)
@@ -246,8 +260,14 @@ class _Invalid(Exception):
 
 
 def _describe(kind: Any) -> str:
-    names = {str: "a string", int: "an integer", float: "a number", bool: "true or false",
-             Duration: "a duration", Path: "a path"}
+    names = {
+        str: "a string",
+        int: "an integer",
+        float: "a number",
+        bool: "true or false",
+        Duration: "a duration",
+        Path: "a path",
+    }
     if kind in names:
         return names[kind]
     if get_origin(kind) in (typing.Union, types.UnionType):

@@ -25,12 +25,14 @@ from datetime import UTC, datetime
 
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 
+from . import metrics
 from .channels import build_channels
 from .config import Settings
 from .deliver import deliver_pending
 from .digest import digest_trigger, enqueue_digest
 from .fetch import Fetcher
 from .pipeline import Pipeline, PollSummary, utcnow
+from .service import Service, start_service
 from .storage import Storage
 
 log = logging.getLogger("monitor.daemon")
@@ -58,16 +60,20 @@ class Daemon:
         self.storage.acquire_run_lock()
         self.storage.sync_feeds(settings.feeds, utcnow())
         self.pipeline = Pipeline(settings, self.storage)
+        self.pipeline.observers.append(metrics.observe_feed)
+        self.tick = TICK
         self.channels = build_channels(settings.alerts)
         self._stop = asyncio.Event()
         self._fetcher: Fetcher | None = None
         self._delivery_storage: Storage | None = None
         self._deliver_lock = threading.Lock()
-        self.service = None
+        self.service: Service | None = None
 
     async def poll_due(self) -> None:
         assert self._fetcher is not None
+        started = time.monotonic()
         summary = await self.pipeline.poll(only_due=True, fetcher=self._fetcher)
+        metrics.observe_poll(summary, time.monotonic() - started)
         self.state.polls += 1
         self.state.last_poll_finished = utcnow()
         if summary.feeds:
@@ -89,7 +95,7 @@ class Daemon:
             self._delivery_storage, self.channels, self.settings, datetime.now(UTC)
         )
         self.state.last_delivery = utcnow()
-        if summary.attempts:
+        if summary.delivered or summary.retried or summary.failed or summary.held:
             log.info("delivery: %s", summary.text())
 
     def digest(self, topic_name: str) -> None:
@@ -105,23 +111,40 @@ class Daemon:
         self._fetcher = Fetcher(self.pipeline.limits)
         scheduler = AsyncIOScheduler(event_loop=loop, timezone=UTC)
         common = {"max_instances": 1, "coalesce": True, "misfire_grace_time": None}
-        scheduler.add_job(self.poll_due, "interval", seconds=TICK, id="poll_due",
-                          next_run_time=datetime.now(UTC), **common)
-        scheduler.add_job(self.deliver, "interval", seconds=self.settings.alerts.deliver_every,
-                          id="deliver_pending", next_run_time=datetime.now(UTC), **common)
+        scheduler.add_job(
+            self.poll_due,
+            "interval",
+            seconds=TICK,
+            id="poll_due",
+            next_run_time=datetime.now(UTC),
+            **common,
+        )
+        scheduler.add_job(
+            self.deliver,
+            "interval",
+            seconds=self.settings.alerts.deliver_every,
+            id="deliver_pending",
+            next_run_time=datetime.now(UTC),
+            **common,
+        )
         for topic in self.settings.topics:
-            scheduler.add_job(self.digest, digest_trigger(topic), args=[topic.name],
-                              id=f"digest:{topic.name}", **common)
+            scheduler.add_job(
+                self.digest,
+                digest_trigger(topic),
+                args=[topic.name],
+                id=f"digest:{topic.name}",
+                **common,
+            )
         if self.settings.service.listen:
-            from .service import start_service
-
             self.service = start_service(self.settings.service.listen, self)
         scheduler.start()
         self.state.running = True
         log.info(
             "monitor running: %d feeds, %d topics, %d alert channels, database %s",
-            len(self.storage.feeds(enabled_only=True)), len(self.settings.topics),
-            len(self.channels), self.settings.database_path,
+            len(self.storage.feeds(enabled_only=True)),
+            len(self.settings.topics),
+            len(self.channels),
+            self.settings.database_path,
         )
         started = time.monotonic()
         await self._stop.wait()

@@ -39,6 +39,7 @@ from typing import Any, cast
 
 from tenacity import RetryCallState, Retrying, wait_exponential_jitter
 
+from . import metrics
 from .budget import apply_budget
 from .config import AlertSettings, Settings
 from .errors import ConfigError, DeliveryError
@@ -237,6 +238,7 @@ def _attempt(
         )
         log.info("alert %s delivered via %s: %s", due.alert_id, due.channel, record.status_code)
     storage.record_attempt(record)
+    metrics.observe_delivery(due.channel, record.outcome, (record.duration_ms or 0.0) / 1000)
     return outcome
 
 

@@ -4,7 +4,7 @@
     ├── ConfigError          a bad config file, key or value (user error, exit 2)
     ├── SeedError            a seed file that cannot be read or is empty (user error, exit 2)
     ├── UserError            any other mistake a user can make: unknown ID, bad argument (exit 2)
-    ├── FeedError            something wrong with one feed; recorded on the feed, never raised past it
+    ├── FeedError            one feed failed; recorded on the feed, never raised past it
     │   ├── FetchError       the request failed: network, timeout, HTTP status, size cap
     │   └── ParseError       the body is not a feed, or the parser failed
     ├── StorageError         the database cannot be opened, migrated or locked

@@ -33,7 +33,7 @@ from .config import Settings
 from .detect import Judge
 from .errors import FetchError, ParseError, UserError
 from .fetch import Fetcher, FetchLimits
-from .models import Entry, Fetched, FeedOutcome
+from .models import Entry, FeedOutcome, Fetched
 from .parse import entry_from_item, parse_feed
 from .schedule import next_due
 from .storage import FeedRow, FeedUpdate, Storage
@@ -113,9 +113,7 @@ class Pipeline:
     async def poll(self, *, only_due: bool, fetcher: Fetcher | None = None) -> PollSummary:
         """Poll the due feeds (or all enabled ones), process each as its response arrives."""
         now = self.clock()
-        feeds = (
-            self.storage.due_feeds(now) if only_due else self.storage.feeds(enabled_only=True)
-        )
+        feeds = self.storage.due_feeds(now) if only_due else self.storage.feeds(enabled_only=True)
         summary = PollSummary()
         if not feeds:
             return summary
@@ -164,9 +162,7 @@ class Pipeline:
                 self._write_feed_state(feed, outcome, report, now, started, summary)
             return report
         try:
-            parsed = parse_feed(
-                outcome.body, outcome.headers, outcome.url, now, source=feed.name
-            )
+            parsed = parse_feed(outcome.body, outcome.headers, outcome.url, now, source=feed.name)
         except ParseError as error:
             return self._record_failure(feed, error, now, started, summary)
         origin = feed.url
@@ -175,8 +171,7 @@ class Pipeline:
         fresh = [entry for entry in entries if entry.key not in known]
         if feed.full_text and fresh:
             fresh = await self._enrich(client, fresh)
-        report = FeedReport(feed.label, FeedOutcome.OK, status=outcome.status,
-                            entries=len(entries))
+        report = FeedReport(feed.label, FeedOutcome.OK, status=outcome.status, entries=len(entries))
         with self.storage.atomic():
             for entry in entries:
                 seen = known.get(entry.key)
@@ -195,7 +190,8 @@ class Pipeline:
     async def _enrich(self, client: Fetcher, entries: list[Entry]) -> list[Entry]:
         """Fetch the linked article of short, likely-related entries (at most once a story)."""
         wanted = [
-            index for index, entry in enumerate(entries)
+            index
+            for index, entry in enumerate(entries)
             if article.needs_full_text(entry) and self.judge.first_gate(entry)
         ]
         if not wanted:
@@ -250,9 +246,8 @@ class Pipeline:
             duration_ms=(time.perf_counter() - started) * 1000,
         )
         alerts = self.settings.alerts
-        failing_long = (
-            failures >= alerts.feed_failing_polls
-            or now - since >= timedelta(seconds=alerts.feed_failing_after)
+        failing_long = failures >= alerts.feed_failing_polls or now - since >= timedelta(
+            seconds=alerts.feed_failing_after
         )
         raise_alert = failing_long and not feed.health_alerted
         with self.storage.atomic():
@@ -264,8 +259,13 @@ class Pipeline:
                     payload={
                         "type": "feed.failing",
                         "topic": None,
-                        "feed": {"url": feed.url, "name": feed.label, "error": report.error,
-                                 "since": since.isoformat(), "failures": failures},
+                        "feed": {
+                            "url": feed.url,
+                            "name": feed.label,
+                            "error": report.error,
+                            "since": since.isoformat(),
+                            "failures": failures,
+                        },
                     },
                 )
                 summary.alerts += 1
@@ -281,7 +281,7 @@ class Pipeline:
                     error_kind=error.kind,
                     error_message=str(error),
                     error_since=since,
-                    disable_reason=f"the server said the feed is gone (HTTP 410)" if gone else None,
+                    disable_reason="the server said the feed is gone (HTTP 410)" if gone else None,
                     health_alerted=True if raise_alert else None,
                 )
             )
@@ -317,8 +317,12 @@ class Pipeline:
                 payload={
                     "type": "feed.recovered",
                     "topic": None,
-                    "feed": {"url": feed.url, "name": feed.label, "error": feed.error_message,
-                             "since": feed.error_since.isoformat() if feed.error_since else None},
+                    "feed": {
+                        "url": feed.url,
+                        "name": feed.label,
+                        "error": feed.error_message,
+                        "since": feed.error_since.isoformat() if feed.error_since else None,
+                    },
                 },
             )
             summary.alerts += 1
@@ -359,13 +363,18 @@ class Pipeline:
             summary.alerts += int(intent.alert)
             log.debug(
                 "%s %s: %s (score %.2f) %s",
-                intent.topic, sid, intent.status, intent.score,
+                intent.topic,
+                sid,
+                intent.status,
+                intent.score,
                 "; ".join(reason.text for reason in intent.reasons[:3]),
             )
 
     # -- replay ------------------------------------------------------------------------------
 
-    def replay(self, path: Path, *, progress: Callable[[int, int], None] | None = None) -> PollSummary:
+    def replay(
+        self, path: Path, *, progress: Callable[[int, int], None] | None = None
+    ) -> PollSummary:
         """Process archived items (DESIGN.md §3.4) in publication order; return a summary."""
         items = read_archive(path)
         origin = f"replay:{path.name}"
@@ -386,20 +395,38 @@ class Pipeline:
         if report.error:
             log.warning(
                 "feed %s: %s%s, %s (%.0f ms)",
-                report.feed, report.outcome,
-                f" {report.status}" if report.status else "", report.error, report.duration_ms,
-                extra={"feed": report.feed, "outcome": report.outcome, "status": report.status,
-                       "error": report.error, "duration_ms": round(report.duration_ms, 1)},
+                report.feed,
+                report.outcome,
+                f" {report.status}" if report.status else "",
+                report.error,
+                report.duration_ms,
+                extra={
+                    "feed": report.feed,
+                    "outcome": report.outcome,
+                    "status": report.status,
+                    "error": report.error,
+                    "duration_ms": round(report.duration_ms, 1),
+                },
             )
         else:
             log.info(
                 "feed %s: %s%s, %d entries, %d new, %d edited (%.0f ms)",
-                report.feed, report.outcome,
+                report.feed,
+                report.outcome,
                 f" {report.status}" if report.status else "",
-                report.entries, report.new, report.edited, report.duration_ms,
-                extra={"feed": report.feed, "outcome": report.outcome, "status": report.status,
-                       "entries": report.entries, "new": report.new, "edited": report.edited,
-                       "duration_ms": round(report.duration_ms, 1)},
+                report.entries,
+                report.new,
+                report.edited,
+                report.duration_ms,
+                extra={
+                    "feed": report.feed,
+                    "outcome": report.outcome,
+                    "status": report.status,
+                    "entries": report.entries,
+                    "new": report.new,
+                    "edited": report.edited,
+                    "duration_ms": round(report.duration_ms, 1),
+                },
             )
 
 

@@ -30,8 +30,9 @@ def feed_rows(storage: Storage) -> list[dict[str, Any]]:
                 "last_status": row["last_status"],
                 "entries": row["entries_total"],
                 "failures": row["failures"],
-                "error": (f"{row['error_kind']}: {row['error_message']}"
-                          if row["error_kind"] else None),
+                "error": (
+                    f"{row['error_kind']}: {row['error_message']}" if row["error_kind"] else None
+                ),
                 "error_since": row["error_since"],
                 "next_due": row["next_due"],
                 "disabled_reason": row["disabled_reason"],
@@ -69,8 +70,9 @@ def _when(value: str | None, now: datetime | None = None) -> str:
     return moment.strftime("%Y-%m-%d %H:%M")
 
 
-def render_feeds(rows: list[dict[str, Any]], now: datetime | None = None,
-                 console: Console | None = None) -> None:
+def render_feeds(
+    rows: list[dict[str, Any]], now: datetime | None = None, console: Console | None = None
+) -> None:
     console = console or Console()
     table = Table(title="Feeds", title_justify="left")
     for column in ("id", "feed", "on", "last poll", "outcome", "entries", "next due", "error"):
@@ -80,8 +82,12 @@ def render_feeds(rows: list[dict[str, Any]], now: datetime | None = None,
         if row["last_status"]:
             outcome += f" {row['last_status']}"
         table.add_row(
-            str(row["id"]), row["name"] or row["url"], "yes" if row["enabled"] else "no",
-            _when(row["last_polled"], now), outcome, str(row["entries"]),
+            str(row["id"]),
+            row["name"] or row["url"],
+            "yes" if row["enabled"] else "no",
+            _when(row["last_polled"], now),
+            outcome,
+            str(row["entries"]),
             _when(row["next_due"], now) if row["enabled"] else row["disabled_reason"] or "-",
             row["error"] or "",
         )
@@ -105,8 +111,9 @@ def render_status(data: dict[str, Any], console: Console | None = None) -> None:
     for column in ("pending", "held", "delivered", "failed"):
         outbox.add_column(column, justify="right")
     counts = data["alerts"]
-    outbox.add_row(*(str(counts.get(column, 0)) for column in ("pending", "held", "delivered",
-                                                               "failed")))
+    outbox.add_row(
+        *(str(counts.get(column, 0)) for column in ("pending", "held", "delivered", "failed"))
+    )
     console.print(outbox)
     if data["feeds_failing"]:
         console.print(f"{data['feeds_failing']} feeds failing")
@@ -119,10 +126,21 @@ def render_alerts(rows: list[dict[str, Any]], console: Console | None = None) ->
         table.add_column(column, overflow="fold")
     for row in rows:
         channels = ", ".join(
-            f"{d['channel']}: {d['status']}" + (f" ({d['last_error']})" if d.get("last_error")
-                                                 and d["status"] != "delivered" else "")
+            f"{d['channel']}: {d['status']}"
+            + (
+                f" ({d['last_error']})"
+                if d.get("last_error") and d["status"] != "delivered"
+                else ""
+            )
             for d in row.get("deliveries", [])
         )
-        table.add_row(row["id"], _when(row["created_at"]), row["kind"], row.get("topic") or "",
-                      row["status"], row.get("title") or "", channels or "-")
+        table.add_row(
+            row["id"],
+            _when(row["created_at"]),
+            row["kind"],
+            row.get("topic") or "",
+            row["status"],
+            row.get("title") or "",
+            channels or "-",
+        )
     console.print(table)

@@ -32,18 +32,40 @@ def test_default_config_is_complete() -> None:
 @pytest.mark.parametrize(
     ("raw", "message"),
     [
-        ({"feeds": [{"url": "https://a.example/"}, {"url": "https://b.example/", "interval": "15x"}]},
-         'feeds[1].interval: "15x" is not a duration'),
-        ({"feeds": [{"url": "ftp://a.example/"}]}, 'feeds[0].url: "ftp://a.example/" is not an http(s) URL'),
+        (
+            {
+                "feeds": [
+                    {"url": "https://a.example/"},
+                    {"url": "https://b.example/", "interval": "15x"},
+                ]
+            },
+            'feeds[1].interval: "15x" is not a duration',
+        ),
+        (
+            {"feeds": [{"url": "ftp://a.example/"}]},
+            'feeds[0].url: "ftp://a.example/" is not an http(s) URL',
+        ),
         ({"polling": {"timeout": -3}}, "polling.timeout: -3 is not a duration"),
         ({"polling": {"tiemout": "3s"}}, "polling.tiemout: unknown key"),
         ({"topics": [{"seeds": ["x"]}]}, "topics[0].name: missing"),
-        ({"topics": [{"name": "a", "seeds": ["x"], "threshold": 2}]}, "topics[0].threshold: 2.0 is not between 0 and 1"),
+        (
+            {"topics": [{"name": "a", "seeds": ["x"], "threshold": 2}]},
+            "topics[0].threshold: 2.0 is not between 0 and 1",
+        ),
         ({"topics": [{"name": "a", "seeds": ["x"], "digest": "every day"}]}, "topics[0].digest:"),
-        ({"topics": [{"name": "a", "seeds": ["x"], "timezone": "Mars/Base"}]}, "is not a known time zone"),
-        ({"alerts": {"email": {"security": "ssl"}}}, 'alerts.email.security: "ssl" is not one of "none", "starttls", "tls"'),
+        (
+            {"topics": [{"name": "a", "seeds": ["x"], "timezone": "Mars/Base"}]},
+            "is not a known time zone",
+        ),
+        (
+            {"alerts": {"email": {"security": "ssl"}}},
+            'alerts.email.security: "ssl" is not one of "none", "starttls", "tls"',
+        ),
         ({"alerts": {"email": {"port": "25"}}}, 'alerts.email.port: "25" is not an integer'),
-        ({"feeds": [{"url": "https://a.example/"}, {"url": "https://a.example/"}]}, "feeds[1].url: \"https://a.example/\" is listed twice"),
+        (
+            {"feeds": [{"url": "https://a.example/"}, {"url": "https://a.example/"}]},
+            'feeds[1].url: "https://a.example/" is listed twice',
+        ),
         ({"service": {"listen": "8080"}}, 'service.listen: "8080" is not "host:port"'),
     ],
 )
@@ -86,8 +108,10 @@ def test_readme_lists_every_setting() -> None:
 @pytest.mark.parametrize(
     ("text", "expected"),
     [
-        ('[[feeds]]\nurl = "https://a.example/"\ninterval = "15x"\n',
-         'feeds[0].interval: "15x" is not a duration'),
+        (
+            '[[feeds]]\nurl = "https://a.example/"\ninterval = "15x"\n',
+            'feeds[0].interval: "15x" is not a duration',
+        ),
         ("[polling\n", "not valid TOML"),
     ],
 )
@@ -96,7 +120,10 @@ def test_check_exits_2_with_one_line(tmp_path: Path, text: str, expected: str) -
     config.write_text(text)
     done = subprocess.run(
         [sys.executable, "-m", "monitor", "--config", str(config), "check"],
-        capture_output=True, text=True, timeout=60, check=False,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
     )
     assert done.returncode == 2
     assert expected in done.stderr
@@ -108,7 +135,10 @@ def test_check_exits_2_with_one_line(tmp_path: Path, text: str, expected: str) -
 def test_missing_config_file(tmp_path: Path) -> None:
     done = subprocess.run(
         [sys.executable, "-m", "monitor", "--config", str(tmp_path / "nope.toml"), "status"],
-        capture_output=True, text=True, timeout=60, check=False,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
     )
     assert done.returncode == 2
     assert "config file not found" in done.stderr

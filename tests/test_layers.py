@@ -9,11 +9,28 @@ PACKAGE = Path(__file__).resolve().parents[1] / "monitor"
 
 LAYERS = {
     "entry": {"cli", "daemon", "service", "__main__", "status", "progress", "report"},
-    "orchestration": {"pipeline", "detect", "deliver", "digest", "channels", "budget",
-                      "alerts_cli"},
+    "orchestration": {
+        "pipeline",
+        "detect",
+        "deliver",
+        "digest",
+        "channels",
+        "budget",
+        "alerts_cli",
+    },
     "adapter": {"fetch", "storage", "notify"},
-    "core": {"config", "corpus", "text", "parse", "article", "score", "dedupe", "decide",
-             "schedule", "render"},
+    "core": {
+        "config",
+        "corpus",
+        "text",
+        "parse",
+        "article",
+        "score",
+        "dedupe",
+        "decide",
+        "schedule",
+        "render",
+    },
     "bottom": {"errors", "models", "log", "metrics", "__init__"},
 }
 RANK = {"entry": 4, "orchestration": 3, "adapter": 2, "core": 1, "bottom": 0}

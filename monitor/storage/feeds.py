@@ -111,8 +111,12 @@ class FeedStore:
                 }
                 if row is None:
                     self.db.table("feeds").insert(
-                        {**values, "url": feed.url, "enabled": int(feed.enabled),
-                         "created_at": iso(now)}
+                        {
+                            **values,
+                            "url": feed.url,
+                            "enabled": int(feed.enabled),
+                            "created_at": iso(now),
+                        }
                     )
                 else:
                     if not feed.enabled:
@@ -166,8 +170,13 @@ class FeedStore:
         with self.db.atomic():
             table = self.db.table("feeds")
             table.insert(
-                {"url": url, "name": name, "interval_s": interval, "enabled": 1,
-                 "created_at": iso(now)}
+                {
+                    "url": url,
+                    "name": name,
+                    "interval_s": interval,
+                    "enabled": 1,
+                    "created_at": iso(now),
+                }
             )
             return int(table.last_pk or 0)
 
@@ -179,8 +188,11 @@ class FeedStore:
         with self.db.atomic():
             self.db.table("feeds").update(
                 feed.id,
-                {"enabled": int(enabled), "disabled_reason": None if enabled else "disabled by user",
-                 "next_due": None if enabled else iso(feed.next_due)},
+                {
+                    "enabled": int(enabled),
+                    "disabled_reason": None if enabled else "disabled by user",
+                    "next_due": None if enabled else iso(feed.next_due),
+                },
             )
 
     def update_feed(self, update: FeedUpdate) -> None:

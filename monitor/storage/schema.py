@@ -121,7 +121,7 @@ def m001_initial(db: Database) -> None:
 
         CREATE TABLE alerts (
             id TEXT PRIMARY KEY,
-            kind TEXT NOT NULL,            -- development, digest, feed_failing, feed_recovered, test
+            kind TEXT NOT NULL,  -- development, digest, feed_failing, feed_recovered, test
             topic TEXT,
             story_id TEXT REFERENCES stories(id) ON DELETE SET NULL,
             development TEXT REFERENCES developments(id),

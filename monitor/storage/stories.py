@@ -37,9 +37,7 @@ class StoryStore:
                 found[key] = (sid, content_hash)
         return found
 
-    def insert_story(
-        self, entry: Entry, *, origin: str, feed_id: int | None, now: datetime
-    ) -> str:
+    def insert_story(self, entry: Entry, *, origin: str, feed_id: int | None, now: datetime) -> str:
         sid = story_id(origin, entry.key)
         self.db.table("stories").insert(
             {
