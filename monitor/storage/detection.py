@@ -114,19 +114,33 @@ class DetectionStore:
     def dedupe_candidates(
         self, bands: Sequence[str], *, exclude: str | None = None, limit: int = 50
     ) -> list[tuple[str, str, int, bytes]]:
-        """Stored (id, kind, size, signature) sharing at least one band key, oldest first."""
+        """Stored (id, kind, size, signature) sharing at least one band key, oldest first.
+
+        Each band contributes at most its few oldest members (an index range scan), so a
+        lookup costs the same whether a band holds ten stories or a hundred thousand
+        near-identical ones; the oldest are the originals a copy should point at.
+        """
         if not bands:
             return []
-        marks = ",".join("?" * len(bands))
+        per_band = max(2, limit // 8)
+        found: set[str] = set()
+        for band in bands:
+            found.update(
+                row[0]
+                for row in self.db.execute(
+                    "SELECT story_id FROM story_bands WHERE band = ? ORDER BY rowid LIMIT ?",
+                    [band, per_band],
+                )
+            )
+        found.discard(exclude or "")
+        if not found:
+            return []
+        ids = sorted(found)
+        marks = ",".join("?" * len(ids))
         rows = self.db.execute(
-            f"""
-            SELECT s.story_id, s.kind, s.size, s.signature, s.rowid
-            FROM story_signatures s
-            WHERE s.story_id IN (SELECT story_id FROM story_bands WHERE band IN ({marks}))
-              AND s.story_id != ?
-            ORDER BY s.rowid LIMIT ?
-            """,
-            [*bands, exclude or "", limit],
+            f"SELECT story_id, kind, size, signature FROM story_signatures "
+            f"WHERE story_id IN ({marks}) ORDER BY rowid LIMIT ?",
+            [*ids, limit],
         ).fetchall()
         return [(row[0], row[1], int(row[2]), bytes(row[3])) for row in rows]
 

@@ -1,0 +1,314 @@
+"""The polling pipeline end to end against a real local HTTP server and a real SQLite file."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+from email.utils import format_datetime
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from monitor.config import Settings, load_settings
+from monitor.pipeline import Pipeline, PollSummary
+from monitor.storage import Storage
+from tests.feedserver import FeedServer, Reply, Request
+
+ROOT = Path(__file__).resolve().parents[1]
+T0 = datetime(2026, 11, 1, 12, 0, tzinfo=UTC)
+
+
+def rss(items: list[tuple[str, str, str]], *, title: str = "Test feed") -> bytes:
+    """An RSS 2.0 document of (guid, title, description) items."""
+    parts = [
+        f'<?xml version="1.0" encoding="utf-8"?><rss version="2.0"><channel><title>{title}</title>'
+        "<link>https://news.example/</link><description>d</description>"
+    ]
+    for number, (guid, headline, text) in enumerate(items):
+        stamp = format_datetime(T0 - timedelta(minutes=number))
+        parts.append(
+            f"<item><guid>{guid}</guid><title>{headline}</title>"
+            f"<link>https://news.example/{guid}</link><pubDate>{stamp}</pubDate>"
+            f"<description>{text}</description></item>"
+        )
+    parts.append("</channel></rss>")
+    return "".join(parts).encode()
+
+
+def items(prefix: str, count: int) -> list[tuple[str, str, str]]:
+    return [
+        (
+            f"{prefix}-{n}",
+            f"Harbour report {prefix} number {n}",
+            f"Fishing boats returned to port {n} with a modest catch, officials said.",
+        )
+        for n in range(count)
+    ]
+
+
+def write_config(tmp_path: Path, urls: list[str], **polling: Any) -> Path:
+    lines = [f'[database]\npath = "{tmp_path / "monitor.db"}"\n', "[polling]"]
+    lines += [f"{key} = {value!r}".replace("'", '"') for key, value in polling.items()]
+    lines.append(f'\n[[topics]]\nname = "taliban-delisting"\nseeds = ["{ROOT / "seeds"}"]\n')
+    lines.append("[alerts]\nfeed_failing_polls = 3\n")
+    for number, url in enumerate(urls):
+        lines.append(f'[[feeds]]\nurl = "{url}"\nname = "feed {number}"\n')
+    path = tmp_path / "monitor.toml"
+    path.write_text("\n".join(lines))
+    return path
+
+
+class Clock:
+    def __init__(self, start: datetime = T0) -> None:
+        self.now = start
+
+    def __call__(self) -> datetime:
+        return self.now
+
+
+def poll(settings: Settings, storage: Storage, clock: Clock) -> PollSummary:
+    storage.sync_feeds(settings.feeds, clock())
+    pipeline = Pipeline(settings, storage, clock=clock)
+    return asyncio.run(pipeline.poll(only_due=False))
+
+
+def feed_row(storage: Storage, url: str) -> dict[str, Any]:
+    rows = list(storage.db.query("SELECT * FROM feeds WHERE config_url = ?", [url]))
+    assert rows, url
+    return rows[0]
+
+
+def count(storage: Storage, sql: str, *params: Any) -> int:
+    return int(storage.db.execute(sql, params).fetchone()[0])
+
+
+@pytest.fixture
+def setup(tmp_path: Path, feed_server: FeedServer) -> Callable[..., tuple[Settings, Storage]]:
+    opened: list[Storage] = []
+
+    def make(urls: list[str], **polling: Any) -> tuple[Settings, Storage]:
+        settings = load_settings(write_config(tmp_path, urls, timeout="5s", **polling))
+        storage = Storage(settings.database_path)
+        opened.append(storage)
+        return settings, storage
+
+    yield make
+    for storage in opened:
+        storage.close()
+
+
+def conditional(etag: str, last_modified: str, body: bytes) -> Callable[[Request], Reply]:
+    """Answer 304 only when both validators come back exactly as sent."""
+
+    def answer(request: Request) -> Reply:
+        if (
+            request.header("if-none-match") == etag
+            and request.header("if-modified-since") == last_modified
+        ):
+            return Reply(304, headers={"ETag": etag})
+        return Reply(
+            200,
+            body,
+            {"ETag": etag, "Last-Modified": last_modified, "Content-Type": "application/rss+xml"},
+        )
+
+    return answer
+
+
+def test_conditional_get_round_trip(feed_server: FeedServer, setup: Any) -> None:
+    etag, modified = 'W/"v1-abc"', "Sat, 31 Oct 2026 10:00:00 GMT"
+    url = feed_server.route("/feed.xml", conditional(etag, modified, rss(items("a", 5))))
+    settings, storage = setup([url])
+    clock = Clock()
+    first = poll(settings, storage, clock)
+    assert first.new == 5 and first.outcomes == {"ok": 1}
+    row = feed_row(storage, url)
+    assert (row["etag"], row["last_modified"]) == (etag, modified)
+    clock.now += timedelta(hours=1)
+    second = poll(settings, storage, clock)
+    assert second.outcomes == {"not_modified": 1} and second.new == 0
+    sent = feed_server.requests_for("/feed.xml")[-1]
+    assert sent.header("if-none-match") == etag
+    assert sent.header("if-modified-since") == modified
+    row = feed_row(storage, url)
+    assert row["last_outcome"] == "not_modified" and row["etag"] == etag
+    assert row["next_due"] > (clock.now + timedelta(minutes=10)).isoformat()
+    assert count(storage, "SELECT count(*) FROM stories") == 5
+    assert count(storage, "SELECT count(*) FROM decisions") == 5
+
+
+def test_edited_entry_is_updated_not_new(feed_server: FeedServer, setup: Any) -> None:
+    before = rss([("g1", "Port opens", "The port opened on Monday.")])
+    after = rss([("g1", "Port opens early", "The port opened on Monday, a day early.")])
+    url = feed_server.route("/edit.xml", Reply(200, before), Reply(200, after))
+    settings, storage = setup([url])
+    clock = Clock()
+    poll(settings, storage, clock)
+    clock.now += timedelta(hours=1)
+    summary = poll(settings, storage, clock)
+    assert (summary.new, summary.edited) == (0, 1)
+    story = storage.db.execute("SELECT title, summary, updated_at FROM stories").fetchall()
+    assert story == [
+        ("Port opens early", "The port opened on Monday, a day early.", clock.now.isoformat())
+    ]
+    assert count(storage, "SELECT count(*) FROM decisions") == 1
+
+
+def test_one_failing_feed_never_stops_the_others(feed_server: FeedServer, setup: Any) -> None:
+    good = feed_server.route("/good.xml", Reply(200, rss(items("g", 3))))
+    broken = feed_server.route("/broken.xml", Reply(500, b"oops"))
+    html = feed_server.route(
+        "/page.html",
+        Reply(
+            200,
+            b"<!doctype html><html><body><p>Hi</p></body></html>",
+            {"Content-Type": "text/html"},
+        ),
+    )
+    gone = feed_server.route("/gone.xml", Reply(410, b""))
+    bozo = feed_server.route(
+        "/bozo.xml",
+        Reply(200, rss(items("b", 2)).replace(b"modest catch", b"modest &nbsp; catch &bogus;")),
+    )
+    settings, storage = setup([good, broken, html, gone, bozo])
+    summary = poll(settings, storage, Clock())
+    assert summary.new == 5
+    assert feed_row(storage, good)["last_outcome"] == "ok"
+    row = feed_row(storage, broken)
+    assert (row["error_kind"], row["failures"], row["last_status"]) == ("http", 1, 500)
+    row = feed_row(storage, html)
+    assert row["error_kind"] == "parse" and "not a feed" in row["error_message"]
+    row = feed_row(storage, gone)
+    assert row["enabled"] == 0 and "410" in row["disabled_reason"]
+    assert count(storage, "SELECT count(*) FROM stories WHERE origin = ?", bozo) == 2
+
+
+def test_backoff_then_recovery_with_one_health_alert_each_way(
+    feed_server: FeedServer, setup: Any
+) -> None:
+    url = feed_server.route(
+        "/flaky.xml", *([Reply(503, b"busy")] * 4), Reply(200, rss(items("f", 2)))
+    )
+    settings, storage = setup([url])
+    clock = Clock()
+    dues = []
+    for _ in range(4):
+        poll(settings, storage, clock)
+        row = feed_row(storage, url)
+        dues.append(datetime.fromisoformat(row["next_due"]) - clock.now)
+        clock.now += timedelta(hours=7)
+    assert row["failures"] == 4
+    assert dues[0] < dues[1] < dues[2]  # exponential backoff (jitter is ±10%)
+    kinds = [r[0] for r in storage.db.execute("SELECT kind FROM alerts ORDER BY created_at")]
+    assert kinds == ["feed_failing"]  # one alert, not one per poll
+    poll(settings, storage, clock)
+    row = feed_row(storage, url)
+    assert (row["failures"], row["error_kind"], row["last_outcome"]) == (0, None, "ok")
+    kinds = [r[0] for r in storage.db.execute("SELECT kind FROM alerts ORDER BY created_at")]
+    assert kinds == ["feed_failing", "feed_recovered"]
+
+
+def test_retry_after_moves_next_due(feed_server: FeedServer, setup: Any) -> None:
+    url = feed_server.route("/busy.xml", Reply(429, b"", {"Retry-After": "7200"}))
+    settings, storage = setup([url], interval="5m")
+    clock = Clock()
+    poll(settings, storage, clock)
+    row = feed_row(storage, url)
+    assert row["error_kind"] == "rate_limited"
+    assert datetime.fromisoformat(row["next_due"]) >= clock.now + timedelta(seconds=7200)
+
+
+def test_permanent_redirect_moves_the_feed_temporary_does_not(
+    feed_server: FeedServer, setup: Any
+) -> None:
+    feed_server.route("/new.xml", Reply(200, rss(items("n", 1))))
+    feed_server.route("/tmp-target.xml", Reply(200, rss(items("t", 1))))
+    moved = feed_server.redirect("/old.xml", "/new.xml", 301)
+    temporary = feed_server.redirect("/tmp.xml", "/tmp-target.xml", 302)
+    settings, storage = setup([moved, temporary])
+    clock = Clock()
+    poll(settings, storage, clock)
+    assert feed_row(storage, moved)["url"] == feed_server.url("/new.xml")
+    assert feed_row(storage, temporary)["url"] == temporary
+    clock.now += timedelta(hours=1)
+    poll(settings, storage, clock)  # the config still names the old URL: no second feed
+    assert count(storage, "SELECT count(*) FROM feeds") == 2
+    assert feed_server.requests_for("/new.xml")[-1].header("if-none-match") is None
+    assert len(feed_server.requests_for("/old.xml")) == 1
+
+
+def test_ten_thousand_entries(feed_server: FeedServer, setup: Any) -> None:
+    url = feed_server.route("/big.xml", Reply(200, rss(items("big", 10_000)), gzip=True))
+    settings, storage = setup([url], max_bytes=50_000_000)
+    summary = poll(settings, storage, Clock())
+    assert summary.new == 10_000
+    assert count(storage, "SELECT count(*) FROM stories") == 10_000
+    assert count(storage, "SELECT count(*) FROM decisions") == 10_000
+
+
+def _kill_mid_poll(config: Path, db: Path) -> None:
+    env = {**os.environ, "MONITOR_DB": str(db)}
+    process = subprocess.Popen(
+        [sys.executable, "-m", "monitor", "--config", str(config), "poll"],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    deadline = time.monotonic() + 60
+    try:
+        while time.monotonic() < deadline and process.poll() is None:
+            try:
+                with sqlite3.connect(db, timeout=1) as conn:
+                    if conn.execute("SELECT count(*) FROM stories").fetchone()[0] > 0:
+                        break
+            except sqlite3.Error:
+                pass
+            time.sleep(0.02)
+        assert process.poll() is None, "the poll finished before it could be killed"
+        process.send_signal(signal.SIGKILL)
+    finally:
+        process.wait(timeout=30)
+
+
+def test_killed_poll_then_new_poll_stores_every_entry_once(
+    feed_server: FeedServer, tmp_path: Path
+) -> None:
+    urls = [
+        feed_server.route(f"/f{n}.xml", Reply(200, rss(items(f"k{n}", 40)), delay=0.3 * (n % 4)))
+        for n in range(12)
+    ]
+    config = write_config(tmp_path, urls, per_host=1)
+    db = tmp_path / "killed.db"
+    _kill_mid_poll(config, db)
+    with sqlite3.connect(db) as conn:
+        partial = conn.execute("SELECT count(*) FROM stories").fetchone()[0]
+        orphans = conn.execute(
+            "SELECT count(*) FROM stories s WHERE NOT EXISTS "
+            "(SELECT 1 FROM decisions d WHERE d.story_id = s.id)"
+        ).fetchone()[0]
+    assert 0 < partial < 12 * 40 and partial % 40 == 0  # whole feeds only
+    assert orphans == 0
+    done = subprocess.run(
+        [sys.executable, "-m", "monitor", "--config", str(config), "poll"],
+        env={**os.environ, "MONITOR_DB": str(db)},
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    with sqlite3.connect(db) as conn:
+        stories = conn.execute(
+            "SELECT count(*), count(DISTINCT origin || entry_key) FROM stories"
+        ).fetchone()
+        decisions = conn.execute("SELECT count(*) FROM decisions").fetchone()[0]
+    assert stories == (12 * 40, 12 * 40)
+    assert decisions == 12 * 40
