@@ -25,7 +25,6 @@ sys.path.insert(0, str(ROOT))
 from monitor.detect import Judge  # noqa: E402
 from monitor.parse import entry_from_item  # noqa: E402
 from monitor.storage import Storage  # noqa: E402
-from monitor.storage.detection import DetectionStore  # noqa: E402
 
 SHARED = ROOT.parent / "shared" / "eval"
 

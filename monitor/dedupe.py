@@ -132,9 +132,7 @@ def containment(a: Signature, b: Signature, estimate: float | None = None) -> fl
     return max(0.0, min(1.0, intersection / small))
 
 
-def verdict(
-    sig: Signature, candidates: list[tuple[str, Signature]]
-) -> DuplicateVerdict | None:
+def verdict(sig: Signature, candidates: list[tuple[str, Signature]]) -> DuplicateVerdict | None:
     """The best copy among candidate (id, signature) pairs, or None when none is a copy.
 
     Candidates earlier in the list win ties, so pass them oldest first: a copy points to

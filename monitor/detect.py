@@ -265,9 +265,11 @@ class Judge:
                     status = Status.COVERAGE  # the user said the original is about the topic
                 duplicate_status = (status, original["development"])
         story_vec = event_vector(lead, self.background, topic.vocabulary)
-        match = best_development(
-            story_vec, topic.developments, self.background, topic.vocabulary, now
-        )
+        match = None
+        if rel.related and copy is None:  # only a related, original story needs its event
+            match = best_development(
+                story_vec, topic.developments, self.background, topic.vocabulary, now
+            )
         intent = decide(
             story_id=story_id,
             topic=topic.name,

@@ -20,6 +20,7 @@ How a story is scored (see docs/design.md, "Detection"):
 
 from __future__ import annotations
 
+import functools
 import math
 import re
 from collections import Counter
@@ -107,6 +108,7 @@ _SURFACE: dict[str, str] = {}  # stem → a surface form seen, for the word-freq
 _SURFACE_MAX = 200_000
 
 
+@functools.lru_cache(maxsize=200_000)
 def stem(token: str) -> str:
     """A light, conservative English suffix stripper (Latin-script tokens only).
 
@@ -187,8 +189,23 @@ class Background:
     smoothing: int = 50
     prior: Prior | None = None
     _cache: dict[str, float] = field(default_factory=dict)
+    _idf: dict[str, float] = field(default_factory=dict)
+    _epoch: int = -1
 
     def idf(self, term: str) -> float:
+        """The term's weight; cached until the background has grown by a fifth."""
+        epoch = int(math.log(self.n + self.smoothing, 1.2))
+        if epoch != self._epoch:
+            self._epoch = epoch
+            self._idf.clear()
+        cached = self._idf.get(term)
+        if cached is None:
+            cached = self._compute_idf(term)
+            if len(self._idf) < _SURFACE_MAX:
+                self._idf[term] = cached
+        return cached
+
+    def _compute_idf(self, term: str) -> float:
         if " " in term:
             first, _, second = term.partition(" ")
             return BIGRAM_WEIGHT * max(self.idf(first), self.idf(second))
@@ -274,10 +291,10 @@ class _Pool:
     def __len__(self) -> int:
         return len(self.examples)
 
-    def add(self, example: Example, background: Background) -> None:
+    def add(self, example: Example, background: Background, vec: Vector | None = None) -> None:
         self.remove(example.id)
         self.examples[example.id] = example
-        self._index(example.id, vector(example.bag, background))
+        self._index(example.id, vector(example.bag, background) if vec is None else vec)
         while len(self.examples) > self.limit:
             self.remove(next(iter(self.examples)))
 
@@ -307,9 +324,12 @@ class _Pool:
         for example in self.examples.values():
             self._index(example.id, vector(example.bag, background))
 
-    def nearest(self, story: Mapping[str, float]) -> tuple[str | None, float]:
+    def nearest(self, story: Mapping[str, float], top: int = 80) -> tuple[str | None, float]:
+        """The most similar example, searched through the story's ``top`` heaviest terms
+        (the rest carry little of the cosine and would visit long posting lists)."""
         scores: dict[str, float] = {}
-        for term, weight in story.items():
+        heavy = sorted(story.items(), key=lambda pair: -pair[1])[:top]
+        for term, weight in heavy:
             for example_id in self.index.get(term, ()):
                 scores[example_id] = scores.get(example_id, 0.0) + weight * self.vectors[
                     example_id
@@ -345,8 +365,10 @@ class TopicProfile:
     _core: Vector = field(default_factory=dict)
     _core_epoch: int = -1
 
-    def learn(self, example: Example, background: Background) -> None:
-        """Add an example: feedback (positive/negative) or a judged story (related/unrelated)."""
+    def learn(self, example: Example, background: Background, vec: Vector | None = None) -> None:
+        """Add an example: feedback (positive/negative) or a judged story (related/unrelated).
+
+        ``vec`` is the example's vector when the caller already has it."""
         if example.kind == "positive":
             self.negatives = [e for e in self.negatives if e.id != example.id]
             self.positives = [e for e in self.positives if e.id != example.id] + [example]
@@ -360,9 +382,9 @@ class TopicProfile:
             self.unrelated.add(example, background)
             self._core_epoch = -1
         elif example.kind == "related":
-            self.related.add(example, background)
+            self.related.add(example, background, vec)
         else:
-            self.unrelated.add(example, background)
+            self.unrelated.add(example, background, vec)
 
     def core(self, background: Background) -> Vector:
         epoch = int(math.log(background.n + background.smoothing, 1.2))
@@ -401,6 +423,7 @@ def build_profile(
 NEIGHBOUR_DISCOUNT = 0.9  # a related story is weaker evidence than a seed...
 NEIGHBOUR_OFFSET = 0.12  # ...and must be much closer than a seed would need to be
 NEIGHBOUR_MARGIN = 0.05  # a rejected story must be this much closer to veto a related neighbour
+NEIGHBOUR_GATE = 0.03  # below this similarity to the seeds, neighbours are not searched
 GROW_CORE = 0.2  # a related story joins the neighbours when this close to the core...
 GROW_COPY = 0.5  # ...or this close to a neighbour (a near-copy of one)
 REJECT = 0.15  # a story scoring below this joins the unrelated examples
@@ -460,8 +483,13 @@ def relevance(
     sim_core = cosine(story, core)
     profile.related.refresh(background)
     profile.unrelated.refresh(background)
-    near_id, near = profile.related.nearest(story)
-    far_id, far = profile.unrelated.nearest(story)
+    near_id: str | None = None
+    far_id: str | None = None
+    near = far = 0.0
+    if sim_core >= NEIGHBOUR_GATE:
+        near_id, near = profile.related.nearest(story)
+        if near_id is not None:
+            far_id, far = profile.unrelated.nearest(story)
     seed_best: tuple[str, float] | None = None
     for example in profile.seeds:
         sim = cosine(story, vector(example.bag, background)) if len(profile.seeds) > 1 else sim_core

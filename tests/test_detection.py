@@ -18,7 +18,6 @@ from monitor.errors import SeedError, UserError
 from monitor.models import Entry, Status
 from monitor.score import Background, analyse, build_profile, cosine, relevance, terms, vector
 from monitor.storage import Storage
-from monitor.storage.detection import DetectionStore
 from monitor.text import canonical_url, content_hash, html_to_text
 
 GOLDEN = Path(__file__).parent / "golden" / "explain"

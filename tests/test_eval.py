@@ -2,8 +2,8 @@
 
 The dev stream lives beside the checkout (``../shared/eval/dev``, as in CI); the second
 stream, with its own seed and config, in ``tests/data/eval2``. ``score.py --check`` must
-pass. Until `monitor.storage.Storage` composes the detection use cases, the replay runs
-through ``bench/eval_harness.py`` (the same reader, storage and Judge) instead of the CLI.
+pass. The replay runs through the CLI (``monitor replay`` then ``monitor export``); the
+dev stream gets a small config naming the repository's seeds.
 """
 
 from __future__ import annotations
@@ -52,6 +52,13 @@ def test_stream_meets_targets(
         pytest.skip(f"{labels}: labelled stream not present")
     export = tmp_path / "export.jsonl"
     env = {**os.environ, "MONITOR_DB": str(tmp_path / "replay.db")}
+    if _cli_ready() and config is None:
+        config = tmp_path / "monitor.toml"
+        config.write_text(
+            f'[database]\npath = "replay.db"\n\n[[topics]]\nname = "dev"\n'
+            f"seeds = [{json.dumps(str(seeds))}]\n",
+            encoding="utf-8",
+        )
     if _cli_ready() and config is not None:
         monitor = [sys.executable, "-m", "monitor", "--config", str(config)]
         subprocess.run([*monitor, "replay", str(labels / "stream.jsonl")], env=env, check=True)
