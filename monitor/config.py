@@ -138,6 +138,9 @@ class PollingSettings:
     max_interval: Duration = _setting(
         Duration(86400), check=_positive, doc="longest wait for any reason"
     )
+    tick: Duration = _setting(
+        Duration(30), check=_positive, doc="how often the daemon looks for due feeds"
+    )
     full_text_timeout: Duration = _setting(
         Duration(20), check=_positive, doc="article fetch deadline"
     )

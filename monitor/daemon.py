@@ -1,8 +1,8 @@
 """`monitor run`: the long-running service.
 
 APScheduler (3.x) is only the clock. The schedule itself is data: every feed row carries
-`next_due`, so the `poll_due` job (every `TICK` seconds) polls whichever feeds are due, and a
-restart loses nothing. Jobs, each with ``max_instances=1, coalesce=True``:
+`next_due`, so the `poll_due` job (every `[polling].tick`, 30 s) polls the feeds that are
+due, and a restart loses nothing. Jobs, each with ``max_instances=1, coalesce=True``:
 
 - ``poll_due``        coroutine on the event loop: fetch due feeds, judge, write
 - ``deliver_pending`` in a worker thread with its own database connection (SMTP blocks)
@@ -37,8 +37,6 @@ from .storage import Storage
 
 log = logging.getLogger("monitor.daemon")
 
-TICK = 30.0  # seconds between looks at `next_due`
-
 
 @dataclass(slots=True)
 class DaemonState:
@@ -61,7 +59,7 @@ class Daemon:
         self.storage.sync_feeds(settings.feeds, utcnow())
         self.pipeline = Pipeline(settings, self.storage)
         self.pipeline.observers.append(metrics.observe_feed)
-        self.tick = TICK
+        self.tick = settings.polling.tick  # seconds between looks at `next_due`
         self.channels = build_channels(settings.alerts)
         self._stop = asyncio.Event()
         self._fetcher: Fetcher | None = None
@@ -114,7 +112,7 @@ class Daemon:
         scheduler.add_job(
             self.poll_due,
             "interval",
-            seconds=TICK,
+            seconds=self.tick,
             id="poll_due",
             next_run_time=datetime.now(UTC),
             **common,
@@ -170,8 +168,16 @@ class Daemon:
 
 
 def run_daemon(settings: Settings) -> int:
-    daemon = Daemon(settings)
+    # Until the event loop takes the signals over, SIGTERM and SIGINT interrupt start-up
+    # (nothing is in progress then) and the process still exits 0.
+    signal.signal(signal.SIGTERM, signal.default_int_handler)
+    daemon: Daemon | None = None
     try:
+        daemon = Daemon(settings)
         return asyncio.run(daemon.run())
+    except KeyboardInterrupt:
+        log.info("stopped during start-up")
+        return 0
     finally:
-        daemon.storage.release_run_lock()
+        if daemon is not None:
+            daemon.storage.release_run_lock()

@@ -1,0 +1,200 @@
+"""`monitor run` as a real process: signals, the run lock, crashes and hung peers."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from monitor.storage import Storage
+from tests.feedserver import FeedServer
+from tests.feedserver import Reply as FeedReply
+from tests.peers import Reply, WebhookReceiver
+from tests.test_pipeline import items, rss
+
+ROOT = Path(__file__).resolve().parents[1]
+SECRET = "whsec_" + "c2VjcmV0LWZvci10ZXN0cy1vbmx5LTEyMzQ1Ng=="
+
+
+def wait_for(condition: Callable[[], bool], what: str, timeout: float = 30.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if condition():
+            return
+        time.sleep(0.05)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+def query(db: Path, sql: str) -> list[tuple[Any, ...]]:
+    try:
+        with sqlite3.connect(db, timeout=5) as conn:
+            return conn.execute(sql).fetchall()
+    except sqlite3.OperationalError:
+        return []
+
+
+class Daemons:
+    """Start `monitor run` processes and make sure none outlives the test."""
+
+    def __init__(self, tmp_path: Path) -> None:
+        self.tmp_path = tmp_path
+        self.db = tmp_path / "daemon.db"
+        self.processes: list[subprocess.Popen[str]] = []
+
+    def config(self, text: str) -> Path:
+        path = self.tmp_path / "monitor.toml"
+        path.write_text(
+            f'[[topics]]\nname = "taliban-delisting"\nseeds = ["{ROOT / "seeds"}"]\n' + text
+        )
+        return path
+
+    def start(self, config: Path) -> subprocess.Popen[str]:
+        env = {**os.environ, "MONITOR_DB": str(self.db), "MONITOR_WEBHOOK_SECRET": SECRET}
+        process = subprocess.Popen(
+            [sys.executable, "-m", "monitor", "--config", str(config), "run"],
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        self.processes.append(process)
+        return process
+
+    def close(self) -> None:
+        for process in self.processes:
+            if process.poll() is None:
+                process.kill()
+            process.communicate(timeout=30)
+
+
+@pytest.fixture
+def daemons(tmp_path: Path) -> Iterator[Daemons]:
+    manager = Daemons(tmp_path)
+    yield manager
+    manager.close()
+
+
+def test_run_polls_stops_on_sigterm_and_refuses_a_second_daemon(
+    daemons: Daemons, feed_server: FeedServer
+) -> None:
+    url = feed_server.route("/feed.xml", FeedReply(200, rss(items("d", 4))))
+    config = daemons.config(f'[polling]\ntick = "1s"\n[[feeds]]\nurl = "{url}"\ninterval = "2s"\n')
+    first = daemons.start(config)
+    wait_for(lambda: query(daemons.db, "SELECT count(*) FROM decisions") == [(4,)], "the poll")
+    second = daemons.start(config)
+    _, err = second.communicate(timeout=60)
+    assert second.returncode == 2
+    assert "already" in err and "Traceback" not in err
+    first.send_signal(signal.SIGTERM)
+    _, err = first.communicate(timeout=30)
+    assert first.returncode == 0, err
+    # the lock went with the process: a new daemon starts, and SIGINT stops it too
+    polled = len(feed_server.requests_for("/feed.xml"))
+    third = daemons.start(config)
+    wait_for(lambda: len(feed_server.requests_for("/feed.xml")) > polled, "the third daemon's poll")
+    third.send_signal(signal.SIGINT)
+    third.communicate(timeout=30)
+    assert third.returncode == 0
+
+
+def _pending_alert(db: Path) -> str:
+    storage = Storage(db)
+    try:
+        with storage.atomic():
+            return storage.enqueue_alert(
+                kind="development",
+                topic="taliban-delisting",
+                now=datetime.now(UTC),
+                payload={
+                    "type": "development.new",
+                    "topic": "taliban-delisting",
+                    "story": {
+                        "id": "s_x",
+                        "url": "https://news.example/x",
+                        "title": "A step",
+                        "source": "Example",
+                        "published": "2026-11-01T00:00:00+00:00",
+                        "summary": "Something happened.",
+                    },
+                    "development": {
+                        "id": "dev_x",
+                        "label": "step",
+                        "sources": ["Example"],
+                        "story_count": 1,
+                    },
+                    "score": 0.9,
+                    "reasons": [],
+                },
+            )
+    finally:
+        storage.close()
+
+
+def test_killed_after_sending_before_recording_resends_the_same_id(
+    daemons: Daemons, webhook_receiver: WebhookReceiver
+) -> None:
+    config = daemons.config(
+        f'[alerts]\ndeliver_every = "1s"\n[[alerts.webhooks]]\nurl = "{webhook_receiver.url}"\n'
+        'secret_env = "MONITOR_WEBHOOK_SECRET"\ntimeout = "20s"\n'
+    )
+    alert_id = _pending_alert(daemons.db)
+    webhook_receiver.program(Reply(hang=True))
+    first = daemons.start(config)
+    wait_for(lambda: len(webhook_receiver.requests) == 1, "the first send")
+    first.send_signal(signal.SIGKILL)
+    first.communicate(timeout=30)
+    assert query(daemons.db, f"SELECT status FROM alerts WHERE id = '{alert_id}'") == [("pending",)]
+    second = daemons.start(config)
+    wait_for(
+        lambda: (
+            query(daemons.db, f"SELECT status FROM alerts WHERE id = '{alert_id}'")
+            == [("delivered",)]
+        ),
+        "the resend",
+    )
+    second.send_signal(signal.SIGTERM)
+    second.communicate(timeout=30)
+    ids = [request.headers["webhook-id"] for request in webhook_receiver.requests]
+    assert ids == [alert_id, alert_id]
+    bodies = [json.loads(request.body) for request in webhook_receiver.requests]
+    assert bodies[0] == bodies[1]
+
+
+def test_hung_smtp_server_does_not_stop_polling(
+    daemons: Daemons, feed_server: FeedServer, smtp_blackhole: int
+) -> None:
+    url = feed_server.route("/feed.xml", FeedReply(200, rss(items("h", 2))))
+    config = daemons.config(
+        f'[polling]\ntick = "1s"\n[[feeds]]\nurl = "{url}"\ninterval = "1s"\n'
+        f'[alerts]\ndeliver_every = "1s"\n[alerts.email]\nhost = "127.0.0.1"\n'
+        f'port = {smtp_blackhole}\nrecipients = ["me@example.org"]\ntimeout = "2s"\n'
+    )
+    _pending_alert(daemons.db)
+    process = daemons.start(config)
+    wait_for(
+        lambda: (
+            query(daemons.db, "SELECT count(*) FROM delivery_attempts WHERE outcome = 'retry'")
+            >= [(1,)]
+        ),
+        "a timed-out delivery attempt",
+    )
+    polls_before = len(feed_server.requests_for("/feed.xml"))
+    wait_for(
+        lambda: len(feed_server.requests_for("/feed.xml")) >= polls_before + 2,
+        "polls while SMTP hangs",
+    )
+    process.send_signal(signal.SIGTERM)
+    _, err = process.communicate(timeout=30)
+    assert process.returncode == 0, err
+    error = query(daemons.db, "SELECT error FROM delivery_attempts WHERE outcome = 'retry'")[0][0]
+    assert "timed out" in error or "timeout" in error.lower()
