@@ -447,7 +447,6 @@ def read_archive(path: Path) -> list[tuple[Entry, datetime]]:
         lines = path.read_text(encoding="utf-8").splitlines()
     except (OSError, UnicodeDecodeError) as error:
         raise UserError(f"{path}: cannot read the replay file: {error}") from None
-    read_at = utcnow()
     items: list[tuple[Entry, datetime]] = []
     for number, line in enumerate(lines, 1):
         if not line.strip():
@@ -466,8 +465,6 @@ def read_archive(path: Path) -> list[tuple[Entry, datetime]]:
             entry = entry_from_item(raw, published, source=raw.get("source"))
         except (ValueError, TypeError) as error:
             raise UserError(f"{path}:{number}: not a replay item: {error}") from None
-        if entry.published > read_at + timedelta(days=1):
-            raise UserError(f"{path}:{number}: published {raw['published']} is in the future")
         items.append((entry, published))
     items.sort(key=lambda pair: pair[1])
     return items

@@ -1,0 +1,154 @@
+"""The command line: every command documented, user errors exit 2 in one line, list --json."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import click
+import pytest
+
+from monitor.cli import EXPORT_FIELDS, main
+
+ROOT = Path(__file__).resolve().parents[1]
+REPLAY = ROOT / "tests/data/eval2/stream.jsonl"
+
+
+def commands(group: click.Group, prefix: str = "") -> list[str]:
+    found = []
+    for name, command in group.commands.items():
+        if isinstance(command, click.Group):
+            found += commands(command, f"{prefix}{name} ")
+        else:
+            found.append(f"{prefix}{name}")
+    return found
+
+
+def test_every_command_is_documented_in_the_readme() -> None:
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    table = readme[readme.index("| command | does |") : readme.index("### Export format")]
+    for name in commands(main):
+        group, _, sub = name.partition(" ")
+        assert f"`{group}" in table, f"`monitor {name}` is not in the README's command table"
+        if sub:
+            assert sub in table, f"`monitor {name}` is not in the README's command table"
+    for name in commands(main):
+        assert main.get_command(click.Context(main), name.split()[0]).help, name
+
+
+def run(tmp_path: Path, *args: str, config: Path | None = None) -> subprocess.CompletedProcess[str]:
+    config = config or tmp_path / "monitor.toml"
+    if not config.exists():
+        config.write_text(
+            f'[[topics]]\nname = "valdoria"\nseeds = ["{ROOT / "tests/data/eval2/seeds"}"]\n'
+        )
+    return subprocess.run(
+        [sys.executable, "-m", "monitor", "--config", str(config), *args],
+        env={**os.environ, "MONITOR_DB": str(tmp_path / "cli.db")},
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+
+
+@pytest.fixture(scope="module")
+def replayed(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    tmp_path = tmp_path_factory.mktemp("cli")
+    done = run(tmp_path, "replay", str(REPLAY))
+    assert done.returncode == 0, done.stderr
+    assert "replayed" in done.stdout
+    return tmp_path
+
+
+def test_export_jsonl_and_csv(replayed: Path) -> None:
+    lines = run(replayed, "export", "--format", "jsonl").stdout.splitlines()
+    rows = [json.loads(line) for line in lines]
+    items = REPLAY.read_text().splitlines()
+    assert len(rows) == len(items)
+    assert all(tuple(row) == EXPORT_FIELDS for row in rows)
+    assert {row["status"] for row in rows} <= {"development", "coverage", "duplicate", "unrelated"}
+    assert {row["url"] for row in rows} == {json.loads(item)["url"] for item in items}
+    table = list(csv.DictReader(io.StringIO(run(replayed, "export", "--format", "csv").stdout)))
+    assert [row["id"] for row in table] == [row["id"] for row in rows]
+    since = run(replayed, "export", "--since", "2026-01-01").stdout.splitlines()
+    assert 0 < len(since) < len(rows)
+    assert all(json.loads(line)["published"] >= "2026-01-01" for line in since)
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (("explain", "s_nope"), "no story with ID or URL 's_nope'"),
+        (("feedback", "s_nope", "irrelevant"), "s_nope"),
+        (("export", "--topic", "nope"), "no topic named 'nope'"),
+        (("export", "--since", "yesterday"), "--since: 'yesterday' is not an ISO 8601 date"),
+        (("feeds", "remove", "99"), "no feed with ID or URL '99'"),
+        (("feeds", "add", "ftp://x.example/"), "is not an http(s) URL"),
+        (("alerts", "show", "a_nope"), "a_nope"),
+        (("replay", "/nonexistent.jsonl"), "cannot read the replay file"),
+    ],
+)
+def test_user_errors_exit_2_with_one_line(
+    replayed: Path, args: tuple[str, ...], message: str
+) -> None:
+    done = run(replayed, *args)
+    assert done.returncode == 2, (done.stdout, done.stderr)
+    assert message in done.stderr
+    assert "Traceback" not in done.stderr
+    assert len(done.stderr.strip().splitlines()) == 1
+
+
+def test_bad_replay_line_names_file_and_line(tmp_path: Path) -> None:
+    archive = tmp_path / "bad.jsonl"
+    archive.write_text(
+        '{"url": "https://a.example/1", "title": "A", "published": "2026-01-01T00:00:00Z"}\n'
+        '{"url": "https://a.example/2", "title": "B"}\n'
+    )
+    done = run(tmp_path, "replay", str(archive))
+    assert done.returncode == 2
+    assert f"{archive}:2:" in done.stderr and '"published" is missing' in done.stderr
+
+
+def test_feeds_commands(replayed: Path) -> None:
+    assert (
+        run(
+            replayed,
+            "feeds",
+            "add",
+            "https://news.example/rss",
+            "--name",
+            "Example",
+            "--interval",
+            "30m",
+        ).returncode
+        == 0
+    )
+    feeds = json.loads(run(replayed, "feeds", "list", "--json").stdout)
+    assert [(f["name"], f["url"], f["enabled"]) for f in feeds] == [
+        ("Example", "https://news.example/rss", True)
+    ]
+    assert run(replayed, "feeds", "disable", "https://news.example/rss").returncode == 0
+    assert json.loads(run(replayed, "feeds", "list", "--json").stdout)[0]["enabled"] is False
+    assert run(replayed, "feeds", "enable", str(feeds[0]["id"])).returncode == 0
+    assert json.loads(run(replayed, "feeds", "list", "--json").stdout)[0]["enabled"] is True
+    again = run(replayed, "feeds", "add", "https://news.example/rss")
+    assert again.returncode == 2 and "already" in again.stderr
+    assert run(replayed, "feeds", "remove", str(feeds[0]["id"])).returncode == 0
+    assert json.loads(run(replayed, "feeds", "list", "--json").stdout) == []
+
+
+def test_status_and_alerts_list(replayed: Path) -> None:
+    status = json.loads(run(replayed, "status", "--json").stdout)
+    decisions = status["decisions"]["valdoria"]
+    assert sum(decisions.values()) == len(REPLAY.read_text().splitlines())
+    assert status["alerts"]["pending"] == decisions.get("development", 0)
+    alerts = json.loads(run(replayed, "alerts", "list", "--json").stdout)
+    assert len(alerts) == decisions.get("development", 0)
+    text = run(replayed, "status").stdout
+    assert "Decisions" in text and "valdoria" in text
