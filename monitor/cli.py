@@ -395,11 +395,18 @@ def alerts_list(app: App, state: str | None, limit: int, as_json: bool) -> None:
 
 @alerts.command("show")
 @click.argument("alert_id")
+@click.option("--json", "as_json", is_flag=True, help="Print the alert as JSON.")
 @pass_app
-def alerts_show(app: App, alert_id: str) -> None:
-    """One alert: its payload, deliveries and every attempt."""
+def alerts_show(app: App, alert_id: str, as_json: bool) -> None:
+    """One alert: what it says, its deliveries and every attempt."""
+    from .alerts_cli import show_alert
+
     with app.storage() as storage:
-        _json(storage.alert_detail(alert_id))
+        data, text = show_alert(storage, alert_id)
+    if as_json:
+        _json(data)
+    else:
+        click.echo(text)
 
 
 @alerts.command("retry")

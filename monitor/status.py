@@ -6,6 +6,7 @@ which prints plain aligned text when the output is not a terminal.
 
 from __future__ import annotations
 
+import sys
 from datetime import datetime
 from typing import Any
 
@@ -14,6 +15,11 @@ from rich.table import Table
 
 from .config import Settings
 from .storage import Storage, iso, parse_iso
+
+
+def _console() -> Console:
+    """A terminal console, or a wide one when the output goes to a pipe or a file."""
+    return Console() if sys.stdout.isatty() else Console(width=200)
 
 
 def feed_rows(storage: Storage) -> list[dict[str, Any]]:
@@ -73,7 +79,7 @@ def _when(value: str | None, now: datetime | None = None) -> str:
 def render_feeds(
     rows: list[dict[str, Any]], now: datetime | None = None, console: Console | None = None
 ) -> None:
-    console = console or Console()
+    console = console or _console()
     table = Table(title="Feeds", title_justify="left")
     for column in ("id", "feed", "on", "last poll", "outcome", "entries", "next due", "error"):
         table.add_column(column, overflow="fold")
@@ -95,7 +101,7 @@ def render_feeds(
 
 
 def render_status(data: dict[str, Any], console: Console | None = None) -> None:
-    console = console or Console()
+    console = console or _console()
     now = parse_iso(data["now"])
     console.print(f"database {data['database']}")
     render_feeds(data["feeds"], now, console)
@@ -120,7 +126,7 @@ def render_status(data: dict[str, Any], console: Console | None = None) -> None:
 
 
 def render_alerts(rows: list[dict[str, Any]], console: Console | None = None) -> None:
-    console = console or Console()
+    console = console or _console()
     table = Table(title="Alerts", title_justify="left")
     for column in ("id", "created", "kind", "topic", "status", "title", "channels"):
         table.add_column(column, overflow="fold")
