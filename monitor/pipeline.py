@@ -169,8 +169,7 @@ class Pipeline:
         entries = _unique(parsed.entries)
         known = self.storage.known_entries(origin, [entry.key for entry in entries])
         fresh = [entry for entry in entries if entry.key not in known]
-        if feed.full_text and fresh:
-            fresh = await self._enrich(client, fresh)
+        articles = await self._enrich(client, fresh) if feed.full_text and fresh else {}
         report = FeedReport(feed.label, FeedOutcome.OK, status=outcome.status, entries=len(entries))
         with self.storage.atomic():
             for entry in entries:
@@ -181,38 +180,41 @@ class Pipeline:
                     self.storage.update_story(seen[0], entry, now)
                     report.edited += 1
             for entry in fresh:
-                self._judge_new(entry, origin, feed.id, now, summary, feed.topics)
+                self._judge_new(
+                    entry, origin, feed.id, now, summary, feed.topics, articles.get(entry.key)
+                )
                 report.new += 1
             title = parsed.title
             self._write_feed_state(feed, outcome, report, now, started, summary, title=title)
         return report
 
-    async def _enrich(self, client: Fetcher, entries: list[Entry]) -> list[Entry]:
-        """Fetch the linked article of short, likely-related entries (at most once a story)."""
+    async def _enrich(
+        self, client: Fetcher, entries: list[Entry]
+    ) -> dict[str, tuple[str | None, str]]:
+        """Fetch the linked article of short, likely-related new entries.
+
+        Returns entry key → (article text or None, status). Only new entries come here, so
+        an article is fetched at most once per story, with the feeds' own politeness limits.
+        """
         wanted = [
-            index
-            for index, entry in enumerate(entries)
+            entry
+            for entry in entries
             if article.needs_full_text(entry) and self.judge.first_gate(entry)
         ]
-        if not wanted:
-            return entries
         timeout = self.settings.polling.full_text_timeout
-        texts = await asyncio.gather(
-            *(self._article(client, entries[i].url, timeout) for i in wanted)
+        results = await asyncio.gather(
+            *(self._article(client, entry.url, timeout) for entry in wanted)
         )
-        enriched = list(entries)
-        for index, text in zip(wanted, texts, strict=True):
-            if text:
-                enriched[index] = replace(entries[index], content=text)
-        return enriched
+        return {entry.key: result for entry, result in zip(wanted, results, strict=True)}
 
-    async def _article(self, client: Fetcher, url: str, timeout: float) -> str | None:
+    async def _article(self, client: Fetcher, url: str, timeout: float) -> tuple[str | None, str]:
         try:
             fetched = await client.fetch(url, timeout=timeout)
         except FetchError as error:
             log.info("article %s not fetched: %s", url, error)
-            return None
-        return article.extract_text(fetched.body, fetched.headers, fetched.url)
+            return None, f"error: {error.kind}: {error}"[:300]
+        text = article.extract_text(fetched.body, fetched.headers, fetched.url)
+        return text, "ok" if text else "no text found"
 
     def _record_failure(
         self,
@@ -355,8 +357,14 @@ class Pipeline:
         now: datetime,
         summary: PollSummary,
         topics: Sequence[str] = (),
+        full_text: tuple[str | None, str] | None = None,
     ) -> None:
         sid = self.storage.insert_story(entry, origin=origin, feed_id=feed_id, now=now)
+        if full_text is not None:
+            text, status = full_text
+            self.storage.set_full_text(sid, text, status)
+            if text:
+                entry = replace(entry, content=text)  # judged on the article itself
         intents = self.judge.process(sid, entry, now, topics=topics or None)
         for intent in intents:
             summary.decisions[intent.status] += 1

@@ -312,3 +312,54 @@ def test_killed_poll_then_new_poll_stores_every_entry_once(
         decisions = conn.execute("SELECT count(*) FROM decisions").fetchone()[0]
     assert stories == (12 * 40, 12 * 40)
     assert decisions == 12 * 40
+
+
+ARTICLE = (
+    "<html><head><title>Moscow moves</title></head><body><nav>Home | World | Sport</nav>"
+    "<article><h1>Russia to take the Taliban off its terrorist list</h1>"
+    + "".join(
+        f"<p>Paragraph {n}: Russia's Supreme Court was asked to suspend the ban on the Taliban, "
+        "which has been on the country's list of terrorist organisations since 2003, the "
+        "Prosecutor General's office said in a statement on Tuesday.</p>"
+        for n in range(6)
+    )
+    + "</article><footer>Copyright Example News</footer></body></html>"
+)
+
+
+def test_full_text_is_fetched_once_for_short_likely_related_items(
+    feed_server: FeedServer, tmp_path: Path
+) -> None:
+    page = feed_server.route("/article/1", Reply(200, ARTICLE, {"Content-Type": "text/html"}))
+    other = feed_server.route("/article/2", Reply(200, ARTICLE, {"Content-Type": "text/html"}))
+    stamp = format_datetime(T0)
+    body = (
+        '<?xml version="1.0"?><rss version="2.0"><channel><title>Search</title>'
+        f"<item><guid>1</guid><title>Russia moves to take Taliban off terrorist list</title>"
+        f"<link>{page}</link><pubDate>{stamp}</pubDate><description>Moscow acts.</description></item>"
+        f"<item><guid>2</guid><title>Harbour report: modest catch</title>"
+        f"<link>{other}</link><pubDate>{stamp}</pubDate><description>Boats return.</description></item>"
+        "</channel></rss>"
+    ).encode()
+    url = feed_server.route("/search.xml", Reply(200, body))
+    config = write_config(tmp_path, [url], timeout="5s")
+    config.write_text(
+        config.read_text().replace(f'url = "{url}"', f'url = "{url}"\nfull_text = true')
+    )
+    settings = load_settings(config)
+    storage = Storage(settings.database_path)
+    try:
+        clock = Clock()
+        poll(settings, storage, clock)
+        clock.now += timedelta(hours=1)
+        poll(settings, storage, clock)
+        rows = dict(storage.db.execute("SELECT url, full_text_status FROM stories").fetchall())
+        text = storage.db.execute("SELECT full_text FROM stories WHERE url = ?", [page]).fetchone()[
+            0
+        ]
+    finally:
+        storage.close()
+    assert rows == {page: "ok", other: None}
+    assert "Prosecutor General" in text and "Copyright" not in text and "Home |" not in text
+    assert len(feed_server.requests_for("/article/1")) == 1
+    assert feed_server.requests_for("/article/2") == []

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
@@ -11,7 +12,7 @@ from sqlite_utils import Database
 
 from ..config import FeedSettings
 from ..errors import UserError
-from .base import iso, parse_iso
+from .base import dumps, iso, parse_iso
 
 
 @dataclass(frozen=True, slots=True)
@@ -57,6 +58,7 @@ class FeedRow:
             error_kind=row["error_kind"],
             error_message=row["error_message"],
             health_alerted=bool(row["health_alerted"]),
+            topics=tuple(json.loads(row["topics"] or "[]")),
         )
 
 
@@ -106,6 +108,7 @@ class FeedStore:
                     "name": feed.name,
                     "interval_s": feed.interval,
                     "fetch_full_text": int(feed.full_text),
+                    "topics": dumps(list(feed.topics)),
                     "from_config": 1,
                     "config_url": feed.url,
                 }

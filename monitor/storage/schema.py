@@ -26,6 +26,7 @@ def m001_initial(db: Database) -> None:
             from_config INTEGER NOT NULL DEFAULT 0 CHECK (from_config IN (0, 1)),
             interval_s REAL,
             fetch_full_text INTEGER NOT NULL DEFAULT 0,
+            topics TEXT NOT NULL DEFAULT '[]',   -- topics this feed serves; [] means all
             etag TEXT,
             last_modified TEXT,
             next_due TEXT,
