@@ -336,9 +336,11 @@ def test_full_text_is_fetched_once_for_short_likely_related_items(
     body = (
         '<?xml version="1.0"?><rss version="2.0"><channel><title>Search</title>'
         f"<item><guid>1</guid><title>Russia moves to take Taliban off terrorist list</title>"
-        f"<link>{page}</link><pubDate>{stamp}</pubDate><description>Moscow acts.</description></item>"
+        f"<link>{page}</link><pubDate>{stamp}</pubDate>"
+        "<description>Moscow acts.</description></item>"
         f"<item><guid>2</guid><title>Harbour report: modest catch</title>"
-        f"<link>{other}</link><pubDate>{stamp}</pubDate><description>Boats return.</description></item>"
+        f"<link>{other}</link><pubDate>{stamp}</pubDate>"
+        "<description>Boats return.</description></item>"
         "</channel></rss>"
     ).encode()
     url = feed_server.route("/search.xml", Reply(200, body))
