@@ -151,7 +151,10 @@ def poll(app: App, as_json: bool) -> None:
         total = len(storage.feeds(enabled_only=True))
         with poll_progress(total) as advance:
             pipeline.observers.append(lambda report: advance())
-            summary = asyncio.run(pipeline.poll(only_due=False))
+            try:
+                summary = asyncio.run(pipeline.poll(only_due=False))
+            finally:
+                pipeline.close()
         delivery = deliver_pending(storage, build_channels(settings.alerts), settings, now())
     if as_json:
         _json(

@@ -162,6 +162,7 @@ class Daemon:
         return 0
 
     def close(self) -> None:
+        self.pipeline.close()
         if self._delivery_storage is not None:
             self._delivery_storage.close()
         self.storage.close()

@@ -23,10 +23,12 @@ import logging
 import time
 from collections import Counter
 from collections.abc import Callable, Iterable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
+from functools import partial
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from . import article
 from .config import Settings
@@ -39,6 +41,8 @@ from .schedule import next_due
 from .storage import FeedRow, FeedUpdate, Storage
 
 log = logging.getLogger("monitor.pipeline")
+
+_T = TypeVar("_T")
 
 Clock = Callable[[], datetime]
 
@@ -107,6 +111,7 @@ class Pipeline:
             global_limit=polling.concurrency,
         )
         self.observers: list[Callable[[FeedReport], None]] = []
+        self._worker = ThreadPoolExecutor(max_workers=1, thread_name_prefix="monitor-pipeline")
 
     # -- polling ---------------------------------------------------------------------------
 
@@ -153,39 +158,81 @@ class Pipeline:
         started: float,
         summary: PollSummary,
     ) -> FeedReport:
+        """One feed's response, from bytes to written rows.
+
+        Parsing, judging and writing run on the pipeline's one worker thread, so the event
+        loop keeps serving the other downloads meanwhile (their deadlines keep running).
+        """
         now = self.clock()
         if isinstance(outcome, FetchError):
-            return self._record_failure(feed, outcome, now, started, summary)
+            return await self._work(self._record_failure, feed, outcome, now, started, summary)
         if outcome.not_modified:
-            report = FeedReport(feed.label, FeedOutcome.NOT_MODIFIED, status=304)
-            with self.storage.atomic():
-                self._write_feed_state(feed, outcome, report, now, started, summary)
-            return report
+            return await self._work(self._not_modified, feed, outcome, now, started, summary)
+        prepared = await self._work(self._prepare, feed, outcome, now, started, summary)
+        if isinstance(prepared, FeedReport):
+            return prepared
+        articles = {}
+        if feed.full_text and prepared.fresh:
+            articles = await self._enrich(client, prepared.fresh)
+        return await self._work(
+            self._write, feed, outcome, prepared, articles, now, started, summary
+        )
+
+    async def _work(self, function: Callable[..., _T], *args: Any) -> _T:
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._worker, partial(function, *args))
+
+    def close(self) -> None:
+        """Wait for the worker to finish its transaction; then the storage may close."""
+        self._worker.shutdown(wait=True)
+
+    def _not_modified(
+        self, feed: FeedRow, outcome: Fetched, now: datetime, started: float, summary: PollSummary
+    ) -> FeedReport:
+        report = FeedReport(feed.label, FeedOutcome.NOT_MODIFIED, status=304)
+        with self.storage.atomic():
+            self._write_feed_state(feed, outcome, report, now, started, summary)
+        return report
+
+    def _prepare(
+        self, feed: FeedRow, outcome: Fetched, now: datetime, started: float, summary: PollSummary
+    ) -> _Prepared | FeedReport:
         try:
             parsed = parse_feed(outcome.body, outcome.headers, outcome.url, now, source=feed.name)
         except ParseError as error:
             return self._record_failure(feed, error, now, started, summary)
-        origin = feed.url
         entries = _unique(parsed.entries)
-        known = self.storage.known_entries(origin, [entry.key for entry in entries])
+        known = self.storage.known_entries(feed.url, [entry.key for entry in entries])
         fresh = [entry for entry in entries if entry.key not in known]
-        articles = await self._enrich(client, fresh) if feed.full_text and fresh else {}
-        report = FeedReport(feed.label, FeedOutcome.OK, status=outcome.status, entries=len(entries))
+        return _Prepared(parsed.title, entries, known, fresh)
+
+    def _write(
+        self,
+        feed: FeedRow,
+        outcome: Fetched,
+        prepared: _Prepared,
+        articles: dict[str, tuple[str | None, str]],
+        now: datetime,
+        started: float,
+        summary: PollSummary,
+    ) -> FeedReport:
+        report = FeedReport(
+            feed.label, FeedOutcome.OK, status=outcome.status, entries=len(prepared.entries)
+        )
         with self.storage.atomic():
-            for entry in entries:
-                seen = known.get(entry.key)
-                if seen is None:
-                    continue
-                if seen[1] != entry.content_hash:
+            for entry in prepared.entries:
+                seen = prepared.known.get(entry.key)
+                if seen is not None and seen[1] != entry.content_hash:
                     self.storage.update_story(seen[0], entry, now)
                     report.edited += 1
-            for entry in fresh:
+            for entry in prepared.fresh:
                 self._judge_new(
-                    entry, origin, feed.id, now, summary, feed.topics, articles.get(entry.key)
+                    entry, feed.url, feed.id, now, summary, feed.topics, articles.get(entry.key)
                 )
                 report.new += 1
-            title = parsed.title
-            self._write_feed_state(feed, outcome, report, now, started, summary, title=title)
+            self._write_feed_state(
+                feed, outcome, report, now, started, summary, title=prepared.title
+            )
         return report
 
     async def _enrich(
@@ -436,6 +483,16 @@ class Pipeline:
                     "duration_ms": round(report.duration_ms, 1),
                 },
             )
+
+
+@dataclass(frozen=True, slots=True)
+class _Prepared:
+    """A parsed feed split into entries seen before and new ones."""
+
+    title: str | None
+    entries: list[Entry]
+    known: dict[str, tuple[str, str]]
+    fresh: list[Entry]
 
 
 def _unique(entries: Iterable[Entry]) -> list[Entry]:
