@@ -9,8 +9,6 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
-import trafilatura
-
 from .models import Entry
 
 SHORT_TEXT = 400  # characters: below this an entry is "a line" and worth enriching
@@ -27,6 +25,8 @@ def extract_text(body: bytes, headers: Mapping[str, str], url: str) -> str | Non
     content_type = headers.get("content-type", "")
     if content_type and "html" not in content_type and "xml" not in content_type:
         return None
+    import trafilatura  # imported here: it is slow to import and most polls never need it
+
     try:
         text = trafilatura.extract(
             body, url=url, include_comments=False, include_tables=False, favor_precision=True

@@ -101,7 +101,7 @@ class Pipeline:
         self.settings = settings
         self.storage = storage
         self.clock = clock
-        self.judge = Judge.open(storage, settings.topics, clock())
+        self._judge: Judge | None = None
         polling = settings.polling
         self.limits = FetchLimits(
             timeout=polling.timeout,
@@ -112,6 +112,13 @@ class Pipeline:
         )
         self.observers: list[Callable[[FeedReport], None]] = []
         self._worker = ThreadPoolExecutor(max_workers=1, thread_name_prefix="monitor-pipeline")
+
+    @property
+    def judge(self) -> Judge:
+        """Built on first use: a poll where every feed answers 304 never pays for it."""
+        if self._judge is None:
+            self._judge = Judge.open(self.storage, self.settings.topics, self.clock())
+        return self._judge
 
     # -- polling ---------------------------------------------------------------------------
 
