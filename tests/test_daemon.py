@@ -198,3 +198,63 @@ def test_hung_smtp_server_does_not_stop_polling(
     assert process.returncode == 0, err
     error = query(daemons.db, "SELECT error FROM delivery_attempts WHERE outcome = 'retry'")[0][0]
     assert "timed out" in error or "timeout" in error.lower()
+
+
+def _metric(text: str, name: str, **labels: str) -> float:
+    total = 0.0
+    for line in text.splitlines():
+        if not line.startswith(name + "{") and not line.startswith(name + " "):
+            continue
+        head, _, value = line.rpartition(" ")
+        if all(f'{key}="{val}"' in head for key, val in labels.items()):
+            total += float(value)
+    return total
+
+
+def test_health_and_metrics_of_a_running_daemon(
+    daemons: Daemons, feed_server: FeedServer, webhook_receiver: WebhookReceiver
+) -> None:
+    import urllib.error
+    import urllib.request
+
+    from tests.peers import free_port
+
+    port = free_port()
+    url = feed_server.route("/feed.xml", FeedReply(200, rss(items("m", 3))))
+    config = daemons.config(
+        f'[polling]\ntick = "1s"\n[[feeds]]\nurl = "{url}"\ninterval = "1s"\n'
+        f'[service]\nlisten = "127.0.0.1:{port}"\n'
+        f'[alerts]\ndeliver_every = "1s"\n[[alerts.webhooks]]\nurl = "{webhook_receiver.url}"\n'
+        'secret_env = "MONITOR_WEBHOOK_SECRET"\n'
+    )
+    _pending_alert(daemons.db)
+    process = daemons.start(config)
+
+    def get(path: str) -> tuple[int, str]:
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=5) as answer:
+                return answer.status, answer.read().decode()
+        except urllib.error.HTTPError as error:
+            return error.code, error.read().decode()
+        except OSError:
+            return 0, ""
+
+    wait_for(lambda: get("/healthz")[0] == 200, "a healthy daemon")
+    wait_for(lambda: len(webhook_receiver.requests) >= 1, "the delivery")
+    first = get("/metrics")[1]
+    wait_for(
+        lambda: (
+            _metric(get("/metrics")[1], "monitor_feed_polls_total")
+            > _metric(first, "monitor_feed_polls_total")
+        ),
+        "polls counted",
+    )
+    text = get("/metrics")[1]
+    assert _metric(text, "monitor_feed_polls_total", outcome="ok") >= 1
+    channel = f"webhook:127.0.0.1:{webhook_receiver.port}"
+    assert (
+        _metric(text, "monitor_delivery_attempts_total", channel=channel, outcome="delivered") == 1
+    )
+    process.send_signal(signal.SIGTERM)
+    _, err = process.communicate(timeout=30)
+    assert process.returncode == 0, err
