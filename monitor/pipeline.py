@@ -308,23 +308,7 @@ class Pipeline:
         raise_alert = failing_long and not feed.health_alerted
         with self.storage.atomic():
             if raise_alert:
-                self.storage.enqueue_alert(
-                    kind="feed_failing",
-                    feed_id=feed.id,
-                    now=now,
-                    payload={
-                        "type": "feed.failing",
-                        "topic": None,
-                        "feed": {
-                            "url": feed.url,
-                            "name": feed.label,
-                            "error": report.error,
-                            "since": since.isoformat(),
-                            "failures": failures,
-                        },
-                    },
-                )
-                summary.alerts += 1
+                self._health_alert("feed_failing", feed, report.error, since, now, summary)
             self.storage.update_feed(
                 FeedUpdate(
                     feed_id=feed.id,
@@ -366,22 +350,9 @@ class Pipeline:
         )
         recovered = feed.health_alerted
         if recovered:
-            self.storage.enqueue_alert(
-                kind="feed_recovered",
-                feed_id=feed.id,
-                now=now,
-                payload={
-                    "type": "feed.recovered",
-                    "topic": None,
-                    "feed": {
-                        "url": feed.url,
-                        "name": feed.label,
-                        "error": feed.error_message,
-                        "since": feed.error_since.isoformat() if feed.error_since else None,
-                    },
-                },
+            self._health_alert(
+                "feed_recovered", feed, feed.error_message, feed.error_since, now, summary
             )
-            summary.alerts += 1
         report.duration_ms = (time.perf_counter() - started) * 1000
         self.storage.update_feed(
             FeedUpdate(
@@ -400,6 +371,34 @@ class Pipeline:
                 health_alerted=False if recovered else None,
             )
         )
+
+    def _health_alert(
+        self,
+        kind: str,
+        feed: FeedRow,
+        error: str | None,
+        since: datetime | None,
+        now: datetime,
+        summary: PollSummary,
+    ) -> None:
+        """One "feed failing" or "feed recovered" alert, in the feed's transaction."""
+        self.storage.enqueue_alert(
+            kind=kind,
+            feed_id=feed.id,
+            now=now,
+            payload={
+                "type": kind.replace("_", "."),
+                "topic": None,
+                "feed": {
+                    "url": feed.url,
+                    "name": feed.label,
+                    "error": error,
+                    "since": since.isoformat() if since else None,
+                    "failures": feed.failures + (kind == "feed_failing"),
+                },
+            },
+        )
+        summary.alerts += 1
 
     # -- judging (shared by polling and replay) --------------------------------------------
 
