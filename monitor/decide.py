@@ -32,6 +32,9 @@ from .score import Background, Relevance, Vector, analyse, cosine, normalise, su
 SAME_DEVELOPMENT = 0.12  # event similarity (after decay) at which a story covers a development
 SEED_RESTATEMENT = 0.16  # the same, for the seeds' own development (then: duplicate of seed)...
 SEED_CORE = 0.26  # ...when the whole story is also this close to the seeds
+SEED_PHRASES = 0.17  # share of a story's word pairs found in a seed: it repeats the seed's
+SEED_PHRASES_MIN = 4  # ...quotes, names and figures (and at least this many pairs)
+SEED_EVENT = 0.5  # or: event similarity to an undated seed at which a story restates it
 RECENT_NEIGHBOUR_DAYS = 2.0  # a story this close in time to its nearest related story...
 RECENT_NEIGHBOUR = 0.35  # ...and this similar to it (full text) covers that story's development
 HALF_LIFE_DAYS = 3.0  # a development's pull halves every this many days after its last report
@@ -91,7 +94,7 @@ def event_vector(
 
 
 def decay(development: Development, now: datetime) -> float:
-    if development.last_seen is None or development.seed:
+    if development.last_seen is None:
         return 1.0
     days = max(0.0, (now - development.last_seen).total_seconds() / 86400.0)
     return float(FLOOR + (1.0 - FLOOR) * 0.5 ** (days / HALF_LIFE_DAYS))
@@ -128,11 +131,38 @@ def best_development(
 ) -> Match | None:
     best: Match | None = None
     for development in developments:
+        if development.seed and development.last_seen is None:
+            continue  # a seed's development is matched on its phrasing until a story dates it
         raw = cosine(story_vec, event_vector(development.bag, background, vocabulary))
         sim = raw * decay(development, now)
         if best is None or sim > best.similarity:
             best = Match(development, sim, raw)
     return best
+
+
+def phrase_share(bag: Mapping[str, float], seed_bag: Mapping[str, float]) -> tuple[float, int]:
+    """(share, count) of the story's distinct word pairs that also occur in the seed.
+
+    Independent reports of one event repeat its quotes, names with titles and figures in
+    the same word pairs; an earlier or later step of the story reuses the topic's words
+    but seldom the seed's phrases."""
+    pairs = [t for t in bag if " " in t]
+    if not pairs:
+        return 0.0, 0
+    shared = sum(1 for t in pairs if t in seed_bag)
+    return shared / len(pairs), shared
+
+
+def restates_seed(share: tuple[float, int], event: float, core: float) -> str | None:
+    """Whether a story restates a seed while the seed is undated: it repeats the seed's
+    phrasing, or its lead reports the seed's event in nearly the same terms. Returns why."""
+    if core < SEED_CORE:
+        return None
+    if share[0] >= SEED_PHRASES and share[1] >= SEED_PHRASES_MIN:
+        return f"{share[0]:.0%} of its word pairs are the seed's"
+    if event >= SEED_EVENT:
+        return f"its lead reports the seed's event (similarity {event:.2f})"
+    return None
 
 
 def decide(
@@ -146,6 +176,7 @@ def decide(
     label: str,
     neighbour: tuple[str, float] | None = None,
     foreign: bool = False,
+    restates: tuple[Development, str] | None = None,
 ) -> DecisionIntent:
     """The decision for one story and topic.
 
@@ -156,6 +187,8 @@ def decide(
     story's nearest related story when that was published within `RECENT_NEIGHBOUR_DAYS`.
     A story in another language than the topic's (``foreign``) never opens a development:
     only names and shared words can be compared, too little to tell a new event apart.
+    ``restates`` is (a seed's undated development, why) when the story restates that seed
+    (see `restates_seed`): a duplicate of the seed, and it dates the seed.
     """
     reasons = list(relevance.reasons)
     if duplicate is not None:
@@ -180,9 +213,16 @@ def decide(
         return DecisionIntent(
             story_id, topic, Status.UNRELATED, relevance.score, None, None, tuple(reasons)
         )
+    if restates is not None and restates[0].seed:
+        seed_dev, why = restates
+        reasons.append(Reason("seed", f"restates the seed {seed_dev.seed}: {why}"))
+        return DecisionIntent(
+            story_id, topic, Status.DUPLICATE, relevance.score, seed_dev.id, seed_dev.seed,
+            tuple(reasons),
+        )  # fmt: skip
     if match is not None:
         dev = match.development
-        threshold = SEED_RESTATEMENT if dev.seed else SAME_DEVELOPMENT
+        threshold = SAME_DEVELOPMENT
         reasons.append(
             Reason(
                 "development",

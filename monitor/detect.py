@@ -31,6 +31,8 @@ from .decide import (
     event_vector,
     label_for,
     lead_bag,
+    phrase_share,
+    restates_seed,
 )
 from .errors import UserError
 from .models import DecisionIntent, Entry, Reason, Status
@@ -41,6 +43,7 @@ from .score import (
     TopicProfile,
     analyse,
     build_profile,
+    cosine,
     relevance,
     wordfreq_prior,
 )
@@ -266,10 +269,12 @@ class Judge:
                 duplicate_status = (status, original["development"])
         story_vec = event_vector(lead, self.background, topic.vocabulary)
         match = None
+        restates: tuple[Development, str] | None = None
         if rel.related and copy is None:  # only a related, original story needs its event
             match = best_development(
                 story_vec, topic.developments, self.background, topic.vocabulary, now
             )
+            restates = self._restated_seed(topic, bag, story_vec, rel.core)
         intent = decide(
             story_id=story_id,
             topic=topic.name,
@@ -280,6 +285,7 @@ class Judge:
             label=label_for(entry.title, story_vec),
             neighbour=self._recent_neighbour(topic, rel.nearest, entry.published),
             foreign=any(r.kind == "language" for r in rel.reasons),
+            restates=restates,
         )
         intent = self._apply(topic, intent, entry, lead, now)
         body = _body(entry.summary, entry.content)
@@ -301,6 +307,21 @@ class Judge:
         if intent.alert and intent.development is not None:
             self._alert(topic, intent, entry, rel.matched_terms, rel.nearest, body, now)
         return intent
+
+    def _restated_seed(
+        self, topic: _Topic, bag: Counter[str], story_vec: dict[str, float], core: float
+    ) -> tuple[Development, str] | None:
+        """(the undated seed development this story restates, why), if any."""
+        seeds = {e.id: e for e in topic.profile.seeds}
+        for dev in topic.developments:
+            seed = seeds.get(dev.seed or "")
+            if seed is None or dev.last_seen is not None:
+                continue
+            event = cosine(story_vec, event_vector(dev.bag, self.background, topic.vocabulary))
+            why = restates_seed(phrase_share(bag, seed.bag), event, core)
+            if why is not None:
+                return dev, why
+        return None
 
     def _recent_neighbour(
         self, topic: _Topic, nearest: tuple[str, float] | None, published: datetime
@@ -347,6 +368,8 @@ class Judge:
             return intent
         dev = dev_or_none
         dev.story_count += 1
+        if dev.first_seen is None:
+            dev.first_seen = now  # a seed's development is dated by its first report
         dev.last_seen = now if dev.last_seen is None else max(dev.last_seen, now)
         if source and source not in dev.sources:
             dev.sources.append(source)

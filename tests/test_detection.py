@@ -259,13 +259,19 @@ def test_seed_restatement_is_a_duplicate(seed_dir: Path, store: Store) -> None:
     assert judge_one(judge, store, restated, T0) == Status.DUPLICATE
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="known limitation: the seeds' own development has no date, so it never decays and "
-    "absorbs a later step that reads like the seed (docs/evaluation.md, eval2)",
-)
 def test_later_step_after_the_seed_alerts(seed_dir: Path, store: Store) -> None:
+    """The seed's development is dated by its first restatement, then decays like any other:
+    a later step that reads like the seed is a new development."""
     judge = Judge.open(store, [Topic("bridge", (seed_dir,))], T0)
+    restated = entry(
+        "Norbury council closes Old Harbour Bridge to heavy lorries",
+        "Norbury's council on Tuesday decided to close the Old Harbour Bridge to lorries "
+        "over 7.5 tonnes from June after corrosion was found in its steel cables. Mayor Ines "
+        "Calder said the lorry ban would last until the cables are replaced, in about two "
+        "years, at a cost of 40 million. Hauliers asked for a temporary freight ferry.",
+        url="https://a.example/restated", when=T0,
+    )  # fmt: skip
+    assert judge_one(judge, store, restated, T0) == Status.DUPLICATE
     later = T0 + timedelta(days=90)
     step = entry(
         "Norbury opens freight ferry as lorry ban on harbour bridge begins",
