@@ -27,7 +27,7 @@ from datetime import datetime
 
 from .dedupe import DuplicateVerdict
 from .models import DecisionIntent, Reason, Status
-from .score import Background, Relevance, Vector, analyse, cosine, normalise, surface, terms
+from .score import Background, Relevance, Vector, analyse, cosine, normalise, terms
 
 SAME_DEVELOPMENT = 0.12  # event similarity (after decay) at which a story covers a development
 SEED_RESTATEMENT = 0.16  # the same, for the seeds' own development (then: duplicate of seed)...
@@ -73,10 +73,12 @@ class TopicVocabulary:
         return self.df.get(term, 0) / (self.n + 3)
 
 
-def lead_bag(title: str, summary: str, content: str) -> Counter[str]:
+def lead_bag(
+    title: str, summary: str, content: str, surfaces: dict[str, str] | None = None
+) -> Counter[str]:
     """Headline + summary + the first words of the body: where a report states its event."""
     body = " ".join(content.split()[:LEAD_WORDS])
-    return analyse(title, f"{summary}\n\n{body}")
+    return analyse(title, f"{summary}\n\n{body}", surfaces)
 
 
 def event_vector(
@@ -100,8 +102,11 @@ def decay(development: Development, now: datetime) -> float:
     return float(FLOOR + (1.0 - FLOOR) * 0.5 ** (days / HALF_LIFE_DAYS))
 
 
-def label_for(title: str, vec: Mapping[str, float], words: int = 6) -> str:
-    """A short label: the headline's most distinctive words, in headline order."""
+def label_for(
+    title: str, vec: Mapping[str, float], words: int = 6, surfaces: Mapping[str, str] | None = None
+) -> str:
+    """A short label: the headline's most distinctive words, in headline order (as the word
+    forms in ``surfaces``, a `Background`'s, when given)."""
     picked: list[str] = []
     seen: set[str] = set()
     ranked = sorted({t for t in terms(title) if " " not in t}, key=lambda t: -vec.get(t, 0.0))[
@@ -111,7 +116,7 @@ def label_for(title: str, vec: Mapping[str, float], words: int = 6) -> str:
     for term in terms(title):
         if term in keep and term not in seen:
             seen.add(term)
-            picked.append(surface(term))
+            picked.append((surfaces or {}).get(term, term))
     return " ".join(picked) or title[:60]
 
 

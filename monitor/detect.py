@@ -121,6 +121,7 @@ class Judge:
             exclude=settings.exclude,
             threshold=settings.threshold,
             language=languages.most_common(1)[0][0] if languages else "en",
+            surfaces=self.background.surfaces,
         )
         topic = _Topic(settings.name, profile, {seed.id: seed.title for seed in seeds})
         known = {row["first_story"]: row for row in store.development_rows(settings.name)}
@@ -137,7 +138,10 @@ class Judge:
                 )  # fmt: skip
             paragraphs = seed.text.split("\n")
             bag = lead_bag(
-                seed.title, paragraphs[0] if paragraphs else "", "\n".join(paragraphs[1:3])
+                seed.title,
+                paragraphs[0] if paragraphs else "",
+                "\n".join(paragraphs[1:3]),
+                self.background.surfaces,
             )
             if seed.id not in known or changed:
                 store.save_development(
@@ -148,18 +152,22 @@ class Judge:
         for row in store.development_rows(settings.name):
             topic.developments.append(_development(row))
         for row in store.judged_stories(settings.name, RELATED, limit=2000):
-            lead = lead_bag(row["title"], row["summary"], row["content"])
+            lead = lead_bag(row["title"], row["summary"], row["content"], self.background.surfaces)
             topic.vocabulary.add(lead)
             published = parse_iso(row["published"])
             if published is not None:
                 topic.recent[row["id"]] = (row["development"], published)
         for row in store.judged_stories(settings.name, RELATED, limit=400):
             if row["status"] != "duplicate" or row["feedback"] == "relevant":
-                bag = analyse(row["title"], _body(row["summary"], row["content"]))
+                bag = analyse(
+                    row["title"], _body(row["summary"], row["content"]), self.background.surfaces
+                )
                 profile.learn(Example(row["id"], row["title"], bag, "related"), self.background)
         for row in store.judged_stories(settings.name, ("unrelated",), limit=600):
             if row["score"] < REJECT:
-                bag = analyse(row["title"], _body(row["summary"], row["content"]))
+                bag = analyse(
+                    row["title"], _body(row["summary"], row["content"]), self.background.surfaces
+                )
                 profile.learn(Example(row["id"], row["title"], bag, "unrelated"), self.background)
         self._load_feedback(topic)
         return topic
@@ -167,7 +175,9 @@ class Judge:
     def _load_feedback(self, topic: _Topic) -> None:
         for row in self.storage.feedback_rows(topic.name):
             kind = "negative" if row["feedback"] == "irrelevant" else "positive"
-            bag = analyse(row["title"], _body(row["summary"], row["content"]))
+            bag = analyse(
+                row["title"], _body(row["summary"], row["content"]), self.background.surfaces
+            )
             topic.profile.learn(Example(row["id"], row["title"], bag, kind), self.background)
 
     def _refresh_feedback(self) -> None:
@@ -181,7 +191,7 @@ class Judge:
 
     def first_gate(self, entry: Entry) -> bool:
         """A cheap early look: might this entry be related to some topic? (for enrichment)"""
-        bag = analyse(entry.title, _body(entry.summary, entry.content))
+        bag = analyse(entry.title, _body(entry.summary, entry.content), self.background.surfaces)
         for topic in self.topics.values():
             rel = relevance(
                 topic.profile, entry.title, "", entry.language,
@@ -202,10 +212,10 @@ class Judge:
         self._refresh_feedback()
         store = self.storage
         body = _body(entry.summary, entry.content)
-        bag = analyse(entry.title, body)
+        bag = analyse(entry.title, body, self.background.surfaces)
         self.background.add(bag)
         store.count_terms(t for t in set(bag) if " " not in t)
-        lead = lead_bag(entry.title, entry.summary, entry.content)
+        lead = lead_bag(entry.title, entry.summary, entry.content, self.background.surfaces)
 
         copy = self._find_copy(story_id, entry, body)
         intents = []
@@ -282,7 +292,7 @@ class Judge:
             duplicate=copy,
             duplicate_status=duplicate_status,
             match=match,
-            label=label_for(entry.title, story_vec),
+            label=label_for(entry.title, story_vec, surfaces=self.background.surfaces),
             neighbour=self._recent_neighbour(topic, rel.nearest, entry.published),
             foreign=any(r.kind == "language" for r in rel.reasons),
             restates=restates,

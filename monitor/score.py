@@ -104,8 +104,7 @@ _SUFFIXES = (
 )  # fmt: skip
 
 
-_SURFACE: dict[str, str] = {}  # stem → a surface form seen, for the word-frequency lookup
-_SURFACE_MAX = 200_000
+_SURFACE_MAX = 200_000  # bound on the per-background caches (surface forms, idf)
 
 
 @functools.lru_cache(maxsize=200_000)
@@ -126,8 +125,12 @@ def stem(token: str) -> str:
     return token
 
 
-def terms(text: str) -> list[str]:
-    """Content terms of a text in reading order (stop words, numbers and 1-letter tokens out)."""
+def terms(text: str, surfaces: dict[str, str] | None = None) -> list[str]:
+    """Content terms of a text in reading order (stop words, numbers and 1-letter tokens out).
+
+    ``surfaces`` (a `Background`'s) records the first word form seen for each new term, for
+    the word-frequency lookup: kept per background, so that a term's weight depends only on
+    the texts that background's judge has read, not on what else ran in the process."""
     out: list[str] = []
     for token in tokenize(text):
         if _CYRILLIC_OR_GREEK.search(token):
@@ -140,24 +143,19 @@ def terms(text: str) -> list[str]:
         if len(token) < 2 or token in _STOP or token in _STOP_OTHER or token[0].isdigit():
             continue
         term = stem(token)
-        if term not in _SURFACE and len(_SURFACE) < _SURFACE_MAX:
-            _SURFACE[term] = surface
+        if surfaces is not None and term not in surfaces and len(surfaces) < _SURFACE_MAX:
+            surfaces[term] = surface
         out.append(term)
     return out
 
 
-def surface(term: str) -> str:
-    """A word form the term was made from (for word-frequency lists); the term if unseen."""
-    return _SURFACE.get(term, term)
-
-
-def analyse(title: str, text: str) -> Counter[str]:
+def analyse(title: str, text: str, surfaces: dict[str, str] | None = None) -> Counter[str]:
     """A bag of terms and bigrams for a story or seed; title terms count `TITLE_WEIGHT` times."""
     bag: Counter[str] = Counter()
     for part, weight in ((title, TITLE_WEIGHT), (text, 1)):
         if not part:
             continue
-        words = terms(part)
+        words = terms(part, surfaces)
         for word in words:
             bag[word] += weight
         for first, second in pairwise(words):
@@ -188,6 +186,7 @@ class Background:
     n: int = 0
     smoothing: int = 50
     prior: Prior | None = None
+    surfaces: dict[str, str] = field(default_factory=dict)  # term → a word form seen (`terms`)
     _cache: dict[str, float] = field(default_factory=dict)
     _idf: dict[str, float] = field(default_factory=dict)
     _epoch: int = -1
@@ -214,13 +213,17 @@ class Background:
             return max(stream, 0.0)
         general = self._cache.get(term)
         if general is None:
-            known = self.prior(surface(term))
+            known = self.prior(self.surface(term))
             general = -1.0 if known is None else min(MAX_IDF, max(0.0, known))
             if len(self._cache) < _SURFACE_MAX:
                 self._cache[term] = general
         if general < 0.0:
             return max(stream, 0.0)
         return general
+
+    def surface(self, term: str) -> str:
+        """A word form the term was made from (for word-frequency lists); the term if unseen."""
+        return self.surfaces.get(term, term)
 
     def add(self, bag: Iterable[str]) -> None:
         self.n += 1
@@ -406,9 +409,12 @@ def build_profile(
     exclude: Sequence[str] = (),
     threshold: float | None = None,
     language: str | None = "en",
+    surfaces: dict[str, str] | None = None,
 ) -> TopicProfile:
-    """A profile from seed documents given as (id, title, text)."""
-    examples = [Example(sid, title, analyse(title, text), "seed") for sid, title, text in seeds]
+    """A profile from seed documents given as (id, title, text); ``surfaces`` as in `terms`."""
+    examples = [
+        Example(sid, title, analyse(title, text, surfaces), "seed") for sid, title, text in seeds
+    ]
     return TopicProfile(
         name=name,
         seeds=examples,
@@ -460,7 +466,7 @@ def relevance(
 ) -> Relevance:
     """Score a story against a topic profile (see the module docstring)."""
     background = background or Background()
-    bag = analyse(title, text) if bag is None else bag
+    bag = analyse(title, text, background.surfaces) if bag is None else bag
     story = vector(bag, background)
     core = profile.core(background)
     reasons: list[Reason] = []
