@@ -312,12 +312,8 @@ def detect_language(text: str) -> str | None:
 # --------------------------------------------------------------------------- tokens
 
 
-def _mark_class() -> str:
-    """A character-class body listing every combining mark (Mn, Mc, Me) as ranges.
-
-    Python's ``\\w`` excludes marks, which would split Devanagari, Bengali or Thai words at
-    every vowel sign; the stdlib ``re`` has no ``\\p{M}``, so the class is built once here.
-    """
+@functools.cache
+def _mark_ranges() -> tuple[tuple[int, int], ...]:
     ranges: list[tuple[int, int]] = []
     # Planes 0 and 1 plus the variation selectors of plane 14 hold every mark; scanning only
     # them keeps the import fast (planes 2-3 are CJK ideographs, 15-16 private use).
@@ -327,6 +323,17 @@ def _mark_class() -> str:
                 ranges[-1] = (ranges[-1][0], cp)
             else:
                 ranges.append((cp, cp))
+    return tuple(ranges)
+
+
+def _mark_class(astral: bool = True) -> str:
+    """A character-class body listing every combining mark (Mn, Mc, Me) as ranges (those
+    of the Basic Multilingual Plane only, unless ``astral``).
+
+    Python's ``\\w`` excludes marks, which would split Devanagari, Bengali or Thai words at
+    every vowel sign; the stdlib ``re`` has no ``\\p{M}``, so the class is built once here.
+    """
+    ranges = [r for r in _mark_ranges() if astral or r[1] <= 0xFFFF]
     return "".join(
         re.escape(chr(a)) if a == b else f"{re.escape(chr(a))}-{re.escape(chr(b))}"
         for a, b in ranges
@@ -335,10 +342,20 @@ def _mark_class() -> str:
 
 # Word characters: letters, digits, combining marks, and the zero-width (non-)joiners that
 # Persian and Indic scripts use inside words. Apostrophes join word parts (o'brien); a
-# decimal number stays whole. Underscores and hyphens split words.
-_WORD_CHARS = rf"[^\W_]|[{_mark_class()}\u200c\u200d]"
-_TOKEN = re.compile(rf"\d+(?:[.,]\d+)+|(?:{_WORD_CHARS})+(?:'(?:{_WORD_CHARS})+)*")
+# decimal number stays whole. Underscores and hyphens split words (underscores are turned
+# into spaces by `_TOKEN_FOLD` first, so ``\\w`` needs no exception for them).
+# One character class, not an alternation per character; a class holding only code points
+# of the Basic Multilingual Plane compiles to a bitmap, one with astral marks to a list of
+# ranges tried one by one (3x slower), so text without astral characters uses the former.
+def _token_pattern(marks: str) -> re.Pattern[str]:
+    word = rf"[\w{marks}\u200c\u200d]"
+    return re.compile(rf"\d+(?:[.,]\d+)+|{word}+(?:'{word}+)*")
+
+
+_TOKEN = _token_pattern(_mark_class())
+_TOKEN_BMP = _token_pattern(_mark_class(astral=False))
 _FOLDS: dict[int, str | None] = {
+    0x005F: " ",  # underscore: a word separator
     0x2019: "'",  # right single quotation mark, the usual typographic apostrophe
     0x02BC: "'",  # modifier letter apostrophe
     0x0640: None,  # Arabic tatweel (elongation)
@@ -361,15 +378,20 @@ def tokenize(text: str) -> list[str]:
     variants, tatweel, harakat and zero-width joiners are folded so spellings match.
     Never raises.
     """
-    norm = unicodedata.normalize("NFKC", _safe_str(text)).casefold().translate(_TOKEN_FOLD)
-    tokens: list[str] = []
-    for match in _TOKEN.finditer(norm):
-        token = match.group(0)
-        if token.endswith("'s"):
-            token = token[:-2]
-        if token:
-            tokens.append(token)
-    return tokens
+    return list(_tokens(_safe_str(text)))
+
+
+@functools.lru_cache(maxsize=16)
+def _tokens(text: str) -> tuple[str, ...]:
+    # Cached for the few most recent texts: one story's body is tokenised for its terms,
+    # its lead and its near-duplicate signature.
+    norm = unicodedata.normalize("NFKC", text).casefold().translate(_TOKEN_FOLD)
+    pattern = _TOKEN_BMP if not norm or max(norm) <= "\uffff" else _TOKEN
+    tokens = pattern.findall(norm)
+    if "'s" in norm:
+        tokens = [t[:-2] if t.endswith("'s") else t for t in tokens]
+        return tuple(t for t in tokens if t)
+    return tuple(tokens)
 
 
 def shingles(tokens: Sequence[str], n: int = 3) -> list[str]:

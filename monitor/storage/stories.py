@@ -20,6 +20,13 @@ def story_id(origin: str, key: str) -> str:
     return f"s_{digest}"
 
 
+_INSERT_STORY = (
+    "INSERT INTO stories (id, feed_id, origin, entry_key, guid, url, canonical_url, title, "
+    "summary, content, source, author, language, published, dated, seen_at, content_hash) "
+    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+)
+
+
 class StoryStore:
     db: Database
 
@@ -39,27 +46,12 @@ class StoryStore:
 
     def insert_story(self, entry: Entry, *, origin: str, feed_id: int | None, now: datetime) -> str:
         sid = story_id(origin, entry.key)
-        self.db.table("stories").insert(
-            {
-                "id": sid,
-                "feed_id": feed_id,
-                "origin": origin,
-                "entry_key": entry.key,
-                "guid": entry.guid,
-                "url": entry.url,
-                "canonical_url": entry.canonical_url,
-                "title": entry.title,
-                "summary": entry.summary,
-                "content": entry.content,
-                "source": entry.source,
-                "author": entry.author,
-                "language": entry.language,
-                "published": iso(entry.published),
-                "dated": int(entry.dated),
-                "seen_at": iso(now),
-                "content_hash": entry.content_hash,
-            }
-        )
+        self.db.conn.execute(_INSERT_STORY, [
+            sid, feed_id, origin, entry.key, entry.guid, entry.url, entry.canonical_url,
+            entry.title, entry.summary, entry.content, entry.source, entry.author,
+            entry.language, iso(entry.published), int(entry.dated), iso(now),
+            entry.content_hash,
+        ])  # fmt: skip
         return sid
 
     def update_story(self, sid: str, entry: Entry, now: datetime) -> None:
