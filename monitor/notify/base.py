@@ -28,7 +28,6 @@ class Notifier(Protocol):
 
     def send(self, payload: AlertPayload) -> str:
         """Deliver ``payload``; return the peer's confirmation or raise ``DeliveryError``."""
-        ...
 
 
 def parse_retry_after(value: str | None, now: datetime) -> float | None:
