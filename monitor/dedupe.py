@@ -19,7 +19,6 @@ import hashlib
 from dataclasses import dataclass
 
 import numpy as np
-from datasketch import LeanMinHash, MinHash
 
 from .text import shingles, tokenize
 
@@ -71,14 +70,22 @@ class DuplicateVerdict:
         )
 
 
-def _hasher() -> MinHash:
-    return MinHash(num_perm=NUM_PERM, seed=SEED)
+SCHEME = "affine32"  # datasketch's MinHash permutation scheme that `_minhash` reproduces
 
 
-_TEMPLATE = _hasher()  # permutations are built once and shared by every signature
-if _TEMPLATE.scheme != "affine32":  # pragma: no cover - guards a datasketch upgrade
-    raise ImportError(f"datasketch MinHash scheme {_TEMPLATE.scheme!r}, expected 'affine32'")
-_PERM_A, _PERM_B = (np.asarray(p, dtype=np.uint32) for p in _TEMPLATE.permutations)
+def _permutations() -> tuple[np.ndarray, np.ndarray]:
+    """The (a, b) of datasketch's ``MinHash(num_perm=NUM_PERM, seed=SEED)`` permutations in
+    the "affine32" scheme: odd ``a`` and any ``b`` below 2^32, drawn from
+    ``RandomState(SEED)`` as datasketch draws them. Built here so that importing this module
+    does not import datasketch (and scipy); `tests/test_dedupe_signature.py` checks that
+    they stay datasketch's (scheme and values)."""
+    gen = np.random.RandomState(SEED)
+    a = gen.randint(0, 1 << 31, NUM_PERM, dtype=np.uint32) * np.uint32(2) + np.uint32(1)
+    b = gen.randint(0, 1 << 32, NUM_PERM, dtype=np.uint32)
+    return a, b
+
+
+_PERM_A, _PERM_B = _permutations()  # built once and shared by every signature
 
 
 def _minhash(grams: set[str]) -> np.ndarray:
@@ -124,9 +131,11 @@ def signature_reference(title: str, body: str) -> Signature | None:
     grams = set(shingles(tokens, size_n))
     if not grams:
         return None
-    minhash = MinHash(
-        num_perm=NUM_PERM, seed=SEED, permutations=_TEMPLATE.permutations, scheme=_TEMPLATE.scheme
-    )
+    from datasketch import LeanMinHash, MinHash  # tests only: it imports scipy (~0.4 s)
+
+    minhash = MinHash(num_perm=NUM_PERM, seed=SEED)  # datasketch's own permutations
+    if minhash.scheme != SCHEME:  # guards a datasketch upgrade (see `_permutations`)
+        raise ValueError(f"datasketch MinHash scheme {minhash.scheme!r}, expected {SCHEME!r}")
     minhash.update_batch([gram.encode("utf-8") for gram in grams])
     return Signature(LeanMinHash(minhash).hashvalues.copy(), len(grams), kind)
 

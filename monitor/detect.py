@@ -14,7 +14,7 @@ from __future__ import annotations
 import hashlib
 import json
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 from pathlib import Path
@@ -45,6 +45,7 @@ from .score import (
     build_profile,
     cosine,
     relevance,
+    terms,
     wordfreq_prior,
 )
 from .storage.base import parse_iso
@@ -215,7 +216,15 @@ class Judge:
         bag = analyse(entry.title, body, self.background.surfaces)
         self.background.add(bag)
         store.count_terms(t for t in set(bag) if " " not in t)
-        lead = lead_bag(entry.title, entry.summary, entry.content, self.background.surfaces)
+        leads: list[Counter[str]] = []
+
+        def lead() -> Counter[str]:
+            """The story's lead bag, built the first time a topic needs it."""
+            if not leads:
+                leads.append(
+                    lead_bag(entry.title, entry.summary, entry.content, self.background.surfaces)
+                )
+            return leads[0]
 
         copy = self._find_copy(story_id, entry, body)
         intents = []
@@ -224,6 +233,12 @@ class Judge:
             if topic is None:
                 continue
             intents.append(self._judge(topic, story_id, entry, bag, lead, copy, now))
+        if not leads and entry.summary and entry.content.startswith(entry.summary[:80]):
+            # No topic needed the lead, but building it records the word forms of its
+            # terms (`terms`), which later stories' weights depend on. Its title and body
+            # terms were recorded with ``bag`` just now; only a summary that the body left
+            # out (`_body`) can hold new ones: record those as the lead would have.
+            terms(entry.summary, self.background.surfaces)
         return intents
 
     def _find_copy(self, story_id: str, entry: Entry, body: str) -> dedupe.DuplicateVerdict | None:
@@ -253,7 +268,7 @@ class Judge:
         story_id: str,
         entry: Entry,
         bag: Counter[str],
-        lead: Counter[str],
+        lead: Callable[[], Counter[str]],
         copy: dedupe.DuplicateVerdict | None,
         now: datetime,
     ) -> DecisionIntent:
@@ -277,14 +292,18 @@ class Judge:
                 elif original["feedback"] in ("relevant", "not-new") and status == Status.UNRELATED:
                     status = Status.COVERAGE  # the user said the original is about the topic
                 duplicate_status = (status, original["development"])
-        story_vec = event_vector(lead, self.background, topic.vocabulary)
         match = None
         restates: tuple[Development, str] | None = None
-        if rel.related and copy is None:  # only a related, original story needs its event
+        label = ""
+        if rel.related and copy is None:
+            # Only a related, original story needs its event (and a label): `decide` opens
+            # or joins a development only for such a story, and returns earlier otherwise.
+            story_vec = event_vector(lead(), self.background, topic.vocabulary)
             match = best_development(
                 story_vec, topic.developments, self.background, topic.vocabulary, now
             )
             restates = self._restated_seed(topic, bag, story_vec, rel.core)
+            label = label_for(entry.title, story_vec, surfaces=self.background.surfaces)
         intent = decide(
             story_id=story_id,
             topic=topic.name,
@@ -292,7 +311,7 @@ class Judge:
             duplicate=copy,
             duplicate_status=duplicate_status,
             match=match,
-            label=label_for(entry.title, story_vec, surfaces=self.background.surfaces),
+            label=label,
             neighbour=self._recent_neighbour(topic, rel.nearest, entry.published),
             foreign=any(r.kind == "language" for r in rel.reasons),
             restates=restates,
@@ -300,15 +319,17 @@ class Judge:
         intent = self._apply(topic, intent, entry, lead, now)
         body = _body(entry.summary, entry.content)
         if intent.status != Status.UNRELATED and rel.grow and intent.status != Status.DUPLICATE:
-            profile.learn(Example(story_id, entry.title, bag, "related"), self.background)
+            example = Example(story_id, entry.title, bag, "related")
+            profile.learn(example, self.background, vec=rel.story_vector)
             intent = replace(
                 intent,
                 reasons=(*intent.reasons, Reason("profile", "joins the topic's examples")),
             )
         elif intent.status == Status.UNRELATED and rel.reject:
-            profile.learn(Example(story_id, entry.title, bag, "unrelated"), self.background)
+            example = Example(story_id, entry.title, bag, "unrelated")
+            profile.learn(example, self.background, vec=rel.story_vector)
         if intent.status in (Status.DEVELOPMENT, Status.COVERAGE):
-            topic.vocabulary.add(lead)
+            topic.vocabulary.add(lead())
         if intent.status != Status.UNRELATED:
             topic.recent[story_id] = (intent.development, entry.published)
             if len(topic.recent) > 2000:
@@ -353,7 +374,7 @@ class Judge:
         topic: _Topic,
         intent: DecisionIntent,
         entry: Entry,
-        lead: Counter[str],
+        lead: Callable[[], Counter[str]],
         now: datetime,
     ) -> DecisionIntent:
         """Open or update the development the decision names; return the intent with its ID."""
@@ -365,7 +386,7 @@ class Judge:
                 first_story=intent.story_id,
                 first_seen=now,
                 last_seen=now,
-                bag=Counter(lead),
+                bag=Counter(lead()),
                 sources=[source] if source else [],
             )
             topic.developments.append(dev)
@@ -384,7 +405,7 @@ class Judge:
         if source and source not in dev.sources:
             dev.sources.append(source)
         if intent.status == Status.COVERAGE:
-            dev.bag.update(lead)
+            dev.bag.update(lead())
         self._save(topic, dev)
         return intent
 

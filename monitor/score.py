@@ -448,6 +448,7 @@ class Relevance:
     core: float = 0.0
     grow: bool = False  # confidently related: the profile may learn from it
     reject: bool = False  # clearly unrelated: a negative example for later stories
+    story_vector: Vector = field(default_factory=dict)  # the story's `vector(bag, background)`
 
 
 def _phrase_in(phrase: str, haystack: str) -> bool:
@@ -467,7 +468,7 @@ def relevance(
     """Score a story against a topic profile (see the module docstring)."""
     background = background or Background()
     bag = analyse(title, text, background.surfaces) if bag is None else bag
-    story = vector(bag, background)
+    story = full = vector(bag, background)
     core = profile.core(background)
     reasons: list[Reason] = []
 
@@ -555,6 +556,7 @@ def relevance(
         core=round(sim_core, 4),
         grow=related and not foreign and (sim_core >= GROW_CORE or near >= GROW_COPY),
         reject=not related and score < REJECT,
+        story_vector=full,
     )
 
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import numpy as np
+from datasketch import MinHash
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -19,3 +21,14 @@ def test_signature_matches_datasketch(title: list[str], body: list[str]) -> None
         return
     assert (fast.kind, fast.size, fast.to_bytes()) == (slow.kind, slow.size, slow.to_bytes())
     assert dedupe.band_keys(fast) == dedupe.band_keys(slow)
+
+
+def test_permutations_are_datasketchs() -> None:
+    """`dedupe` builds datasketch's permutations itself (so that the daemon does not import
+    datasketch and scipy): the same scheme and the same values, or stored signatures and
+    band keys would silently stop matching."""
+    reference = MinHash(num_perm=dedupe.NUM_PERM, seed=dedupe.SEED)
+    assert reference.scheme == dedupe.SCHEME
+    a, b = reference.permutations
+    assert np.array_equal(dedupe._PERM_A, np.asarray(a, dtype=np.uint32))
+    assert np.array_equal(dedupe._PERM_B, np.asarray(b, dtype=np.uint32))
