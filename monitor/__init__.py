@@ -2,4 +2,3 @@
 
 __version__ = "0.1.0"
 PROJECT_URL = "https://github.com/monitor-news/monitor"
-

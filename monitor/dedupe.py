@@ -140,18 +140,20 @@ def signature_reference(title: str, body: str) -> Signature | None:
     return Signature(LeanMinHash(minhash).hashvalues.copy(), len(grams), kind)
 
 
-def band_keys(sig: Signature) -> list[str]:
-    """One key per LSH band: ``"<kind><band>:<digest of the band's rows>"``.
+def band_keys(sig: Signature) -> list[int]:
+    """One key per LSH band: a signed 64-bit digest of the signature's kind, the band's
+    number and the band's rows (an INTEGER in SQLite: 8 bytes in the index, not ~24).
 
     Two signatures share a key when all rows of one band agree; the probability of that
     rises steeply with their Jaccard similarity (the S-curve 1 - (1 - J^ROWS)^BANDS).
     """
     values = sig.values.astype("<u8")
+    kind = sig.kind[:1].encode("utf-8")
     keys = []
     for band in range(BANDS):
         chunk = values[band * ROWS : (band + 1) * ROWS].tobytes()
-        digest = hashlib.blake2b(chunk, digest_size=8).hexdigest()
-        keys.append(f"{sig.kind[0]}{band}:{digest}")
+        digest = hashlib.blake2b(chunk, digest_size=8, person=kind + bytes([band])).digest()
+        keys.append(int.from_bytes(digest, "little", signed=True))
     return keys
 
 

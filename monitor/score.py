@@ -97,6 +97,7 @@ _TRANSLIT = str.maketrans(
 )  # fmt: skip
 _CYRILLIC_OR_GREEK = re.compile(r"[\u0370-\u03ff\u0400-\u04ff]")
 _LATIN = re.compile(r"^[a-z0-9']+$")
+_ASCII_WORD = re.compile(r"[a-z]+\Z")
 _SUFFIXES = (
     "isations", "izations", "isation", "ization", "ations", "ation", "ments", "ment",
     "ively", "ings", "ing", "ness", "ists", "ist", "isms", "ism", "ies", "ied", "ers",
@@ -125,6 +126,23 @@ def stem(token: str) -> str:
     return token
 
 
+def _term_of(token: str) -> tuple[str, str] | None:
+    """(term, surface form) of one token, or None when the token is not a content term."""
+    surface = token
+    if _CYRILLIC_OR_GREEK.search(token):
+        if token in _STOP_OTHER:
+            return None
+        token = token.translate(_TRANSLIT)
+    if len(token) < 2 or token in _STOP or token in _STOP_OTHER or token[0].isdigit():
+        return None
+    return stem(token), surface
+
+
+_TERM_CACHE: dict[str, tuple[str, str] | None] = {}  # token → `_term_of(token)`
+_TERM_CACHE_MAX = 500_000
+_MISSING = ("", "")
+
+
 def terms(text: str, surfaces: dict[str, str] | None = None) -> list[str]:
     """Content terms of a text in reading order (stop words, numbers and 1-letter tokens out).
 
@@ -132,19 +150,18 @@ def terms(text: str, surfaces: dict[str, str] | None = None) -> list[str]:
     the word-frequency lookup: kept per background, so that a term's weight depends only on
     the texts that background's judge has read, not on what else ran in the process."""
     out: list[str] = []
+    cache = _TERM_CACHE
     for token in tokenize(text):
-        if _CYRILLIC_OR_GREEK.search(token):
-            if token in _STOP_OTHER:
-                continue
-            surface = token
-            token = token.translate(_TRANSLIT)
-        else:
-            surface = token
-        if len(token) < 2 or token in _STOP or token in _STOP_OTHER or token[0].isdigit():
+        found = cache.get(token, _MISSING)
+        if found is _MISSING:
+            found = _term_of(token)
+            if len(cache) < _TERM_CACHE_MAX:
+                cache[token] = found
+        if found is None:
             continue
-        term = stem(token)
+        term = found[0]
         if surfaces is not None and term not in surfaces and len(surfaces) < _SURFACE_MAX:
-            surfaces[term] = surface
+            surfaces[term] = found[1]
         out.append(term)
     return out
 
@@ -156,11 +173,15 @@ def analyse(title: str, text: str, surfaces: dict[str, str] | None = None) -> Co
         if not part:
             continue
         words = terms(part, surfaces)
+        pairs = [f"{first} {second}" for first, second in pairwise(words) if first != second]
+        if weight == 1:
+            bag.update(words)  # counted in C; same keys, same order as the loop below
+            bag.update(pairs)
+            continue
         for word in words:
             bag[word] += weight
-        for first, second in pairwise(words):
-            if first != second:
-                bag[f"{first} {second}"] += weight
+        for pair in pairs:
+            bag[pair] += weight
     return bag
 
 
@@ -187,39 +208,57 @@ class Background:
     smoothing: int = 50
     prior: Prior | None = None
     surfaces: dict[str, str] = field(default_factory=dict)  # term → a word form seen (`terms`)
-    _cache: dict[str, float] = field(default_factory=dict)
-    _idf: dict[str, float] = field(default_factory=dict)
+    _general: dict[str, float] = field(default_factory=dict)  # term → prior rarity, or -1
+    _fixed: dict[str, float] = field(default_factory=dict)  # idf of prior-known words
+    _stream: dict[str, float] = field(default_factory=dict)  # idf from df, this epoch
     _epoch: int = -1
+    _epoch_floor: int = 0  # n + smoothing at which the current epoch began
 
     def idf(self, term: str) -> float:
-        """The term's weight; cached until the background has grown by a fifth."""
+        """The term's weight. A word the prior knows always weighs the same; a weight taken
+        from the stream's frequencies is cached until the background has grown by a fifth."""
+        cached = self._fixed.get(term)
+        if cached is not None:
+            return cached
+        self._check_epoch()
+        cached = self._stream.get(term)
+        return self._weigh(term) if cached is None else cached
+
+    def _check_epoch(self) -> None:
+        """Drop the stream-derived weights when the background has moved to a new epoch."""
+        if self._epoch >= 0 and self.n + self.smoothing < self._epoch_floor:
+            return
         epoch = int(math.log(self.n + self.smoothing, 1.2))
         if epoch != self._epoch:
             self._epoch = epoch
-            self._idf.clear()
-        cached = self._idf.get(term)
-        if cached is None:
-            cached = self._compute_idf(term)
-            if len(self._idf) < _SURFACE_MAX:
-                self._idf[term] = cached
-        return cached
+            self._stream.clear()
+        # below this n + smoothing the epoch cannot have changed (rounding: one less)
+        self._epoch_floor = math.ceil(1.2 ** (epoch + 1)) - 1
 
-    def _compute_idf(self, term: str) -> float:
+    def _weigh(self, term: str) -> float:
+        """Compute a weight missing from both caches (epoch checked by the caller), cache it."""
         if " " in term:
             first, _, second = term.partition(" ")
-            return BIGRAM_WEIGHT * max(self.idf(first), self.idf(second))
+            value = BIGRAM_WEIGHT * max(self.idf(first), self.idf(second))
+            if len(self._stream) < _SURFACE_MAX:
+                self._stream[term] = value
+            return value
+        if self.prior is not None:
+            general = self._general.get(term)
+            if general is None:
+                known = self.prior(self.surface(term))
+                general = -1.0 if known is None else min(MAX_IDF, max(0.0, known))
+                if len(self._general) < _SURFACE_MAX:
+                    self._general[term] = general
+            if general >= 0.0:
+                if len(self._fixed) < _SURFACE_MAX:
+                    self._fixed[term] = general
+                return general
         stream = min(MAX_IDF, math.log((self.n + self.smoothing) / (self.df.get(term, 0) + 1)))
-        if self.prior is None:
-            return max(stream, 0.0)
-        general = self._cache.get(term)
-        if general is None:
-            known = self.prior(self.surface(term))
-            general = -1.0 if known is None else min(MAX_IDF, max(0.0, known))
-            if len(self._cache) < _SURFACE_MAX:
-                self._cache[term] = general
-        if general < 0.0:
-            return max(stream, 0.0)
-        return general
+        value = max(stream, 0.0)
+        if len(self._stream) < _SURFACE_MAX:
+            self._stream[term] = value
+        return value
 
     def surface(self, term: str) -> str:
         """A word form the term was made from (for word-frequency lists); the term if unseen."""
@@ -232,12 +271,28 @@ class Background:
 
 def vector(bag: Mapping[str, float], background: Background) -> Vector:
     """Unit-length sublinear tf-idf vector of a bag."""
-    out = {
-        term: (1.0 + math.log(count)) * background.idf(term)
-        for term, count in bag.items()
-        if count > 0
-    }
-    return normalise(out)
+    background._check_epoch()
+    fixed = background._fixed
+    stream = background._stream
+    weigh = background._weigh
+    log = math.log
+    out: dict[str, float] = {}
+    total = 0.0
+    for term, count in bag.items():
+        if count <= 0:
+            continue
+        weight = fixed.get(term)
+        if weight is None:
+            weight = stream.get(term)
+            if weight is None:
+                weight = weigh(term)
+        weight = (1.0 + log(count)) * weight
+        out[term] = weight
+        total += weight * weight
+    if total == 0.0:
+        return {}
+    norm = math.sqrt(total)
+    return {t: w / norm for t, w in out.items() if w > 0.0}
 
 
 def normalise(vec: Mapping[str, float]) -> Vector:
@@ -282,13 +337,20 @@ class Example:
 
 class _Pool:
     """Examples of one kind with their vectors and an inverted index for nearest-neighbour
-    search: the cost of a query grows with the postings of its terms, not the pool size."""
+    search: the cost of a query grows with the postings of its terms, not the pool size.
+
+    The index is brought up to date when it is queried, not on every change: most examples
+    of a busy pool (rejected stories) leave it again before anything asks for a neighbour,
+    and re-weighing every example when the background moves waits for the next query."""
 
     def __init__(self, limit: int) -> None:
         self.limit = limit
         self.examples: dict[str, Example] = {}
         self.vectors: dict[str, Vector] = {}
-        self.index: dict[str, set[str]] = {}
+        self._index: dict[str, set[str]] = {}
+        self._pending: dict[str, None] = {}  # examples not yet in the index, oldest first
+        self._stale = False  # the background moved: every vector is to be re-weighed
+        self._background: Background | None = None
         self.epoch = -1
 
     def __len__(self) -> int:
@@ -297,43 +359,64 @@ class _Pool:
     def add(self, example: Example, background: Background, vec: Vector | None = None) -> None:
         self.remove(example.id)
         self.examples[example.id] = example
-        self._index(example.id, vector(example.bag, background) if vec is None else vec)
+        if self._stale:
+            self.vectors[example.id] = {}  # re-weighed with the others at the next query
+        else:
+            self.vectors[example.id] = vector(example.bag, background) if vec is None else vec
+        self._pending[example.id] = None
         while len(self.examples) > self.limit:
             self.remove(next(iter(self.examples)))
 
     def remove(self, example_id: str) -> None:
         if self.examples.pop(example_id, None) is None:
             return
-        for term in self.vectors.pop(example_id, {}):
-            ids = self.index.get(term)
+        vec = self.vectors.pop(example_id, {})
+        if example_id in self._pending:
+            del self._pending[example_id]  # never indexed
+            return
+        for term in vec:
+            ids = self._index.get(term)
             if ids is not None:
                 ids.discard(example_id)
                 if not ids:
-                    del self.index[term]
-
-    def _index(self, example_id: str, vec: Vector) -> None:
-        self.vectors[example_id] = vec
-        for term in vec:
-            self.index.setdefault(term, set()).add(example_id)
+                    del self._index[term]
 
     def refresh(self, background: Background) -> None:
-        """Recompute the vectors when the background has moved (every ~20% more stories)."""
+        """Note that the background has moved (every ~20% more stories): every vector is
+        re-weighed before the next query."""
         epoch = int(math.log(background.n + background.smoothing, 1.2))
-        if epoch == self.epoch:
-            return
-        self.epoch = epoch
-        self.vectors.clear()
-        self.index.clear()
-        for example in self.examples.values():
-            self._index(example.id, vector(example.bag, background))
+        if epoch != self.epoch:
+            self.epoch = epoch
+            self._stale = True
+            self._background = background
+
+    def index(self) -> dict[str, set[str]]:
+        """term → IDs of the examples whose vector has it (up to date)."""
+        if self._stale and self._background is not None:
+            self._stale = False
+            self._index.clear()
+            self._pending = dict.fromkeys(self.examples)
+            for example in self.examples.values():
+                self.vectors[example.id] = vector(example.bag, self._background)
+        index = self._index
+        for example_id in self._pending:
+            for term in self.vectors[example_id]:
+                ids = index.get(term)
+                if ids is None:
+                    index[term] = {example_id}
+                else:
+                    ids.add(example_id)
+        self._pending.clear()
+        return index
 
     def nearest(self, story: Mapping[str, float], top: int = 80) -> tuple[str | None, float]:
         """The most similar example, searched through the story's ``top`` heaviest terms
         (the rest carry little of the cosine and would visit long posting lists)."""
+        index = self.index()
         scores: dict[str, float] = {}
         heavy = sorted(story.items(), key=lambda pair: -pair[1])[:top]
         for term, weight in heavy:
-            for example_id in self.index.get(term, ()):
+            for example_id in index.get(term, ()):
                 scores[example_id] = scores.get(example_id, 0.0) + weight * self.vectors[
                     example_id
                 ].get(term, 0.0)
@@ -398,7 +481,7 @@ class TopicProfile:
         return self._core
 
     def vocabulary(self, background: Background) -> set[str]:
-        return set(self.core(background)) | set(self.related.index)
+        return set(self.core(background)) | set(self.related.index())
 
 
 def build_profile(
@@ -567,11 +650,16 @@ def wordfreq_prior() -> Prior | None:
     3.3); Cyrillic words are looked up as Russian, others as English; unknown words give None.
     """
     try:
-        from wordfreq import zipf_frequency
+        from wordfreq import get_frequency_dict, zipf_frequency
     except ImportError:  # pragma: no cover - depends on the environment
         return None
+    english = get_frequency_dict("en")
 
     def rarity(word: str) -> float | None:
+        if _ASCII_WORD.match(word) and word not in english:
+            # wordfreq's own answer, without its tokenizer: a plain a-z word is one token,
+            # and one missing from the list has frequency 0 (tested against zipf_frequency)
+            return None
         language = "ru" if _CYRILLIC_OR_GREEK.search(word) else "en"
         zipf = float(zipf_frequency(word, language))
         if zipf <= 0.0:

@@ -58,6 +58,9 @@ class StorageBase:
             conn.execute("PRAGMA journal_mode=WAL")
             conn.execute("PRAGMA foreign_keys=ON")
             conn.execute("PRAGMA synchronous=NORMAL")
+            # 16 MiB of page cache instead of 2: the indexes a feed's inserts touch (story
+            # IDs, LSH keys, term counts) stay in memory between feeds.
+            conn.execute("PRAGMA cache_size=-16384")
             self.db = Database(conn)
             migrations.apply(self.db)
         except sqlite3.DatabaseError as error:

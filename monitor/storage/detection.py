@@ -130,22 +130,37 @@ class DetectionStore:
     # -- near-duplicate index ---------------------------------------------------------------
 
     def add_signature(
-        self, story_id: str, *, kind: str, size: int, signature: bytes, bands: Sequence[str]
+        self, story_id: str, *, kind: str, size: int, signature: bytes, bands: Sequence[int]
     ) -> None:
+        """Store (or replace) a story's signature and its LSH band keys.
+
+        The band rows point at the signature's rowid, which grows with every new story: the
+        secondary index on it is appended to, and a replaced signature keeps its place."""
         conn = self.db.conn
-        conn.execute(
-            "INSERT OR REPLACE INTO story_signatures (story_id, kind, size, signature) "
-            "VALUES (?, ?, ?, ?)",
-            [story_id, kind, size, signature],
-        )
-        conn.execute("DELETE FROM story_bands WHERE story_id = ?", [story_id])
+        row = conn.execute(
+            "SELECT rowid FROM story_signatures WHERE story_id = ?", [story_id]
+        ).fetchone()
+        if row is None:
+            cursor = conn.execute(
+                "INSERT INTO story_signatures (story_id, kind, size, signature) "
+                "VALUES (?, ?, ?, ?)",
+                [story_id, kind, size, signature],
+            )
+            rowid = cursor.lastrowid
+        else:
+            rowid = int(row[0])
+            conn.execute(
+                "UPDATE story_signatures SET kind = ?, size = ?, signature = ? WHERE rowid = ?",
+                [kind, size, signature, rowid],
+            )
+            conn.execute("DELETE FROM story_lsh WHERE signature = ?", [rowid])
         conn.executemany(
-            "INSERT INTO story_bands (band, story_id) VALUES (?, ?)",
-            [(band, story_id) for band in bands],
+            "INSERT OR IGNORE INTO story_lsh (band, signature) VALUES (?, ?)",
+            [(band, rowid) for band in bands],
         )
 
     def dedupe_candidates(
-        self, bands: Sequence[str], *, exclude: str | None = None, limit: int = 50
+        self, bands: Sequence[int], *, exclude: str | None = None, limit: int = 50
     ) -> list[tuple[str, str, int, bytes]]:
         """Stored (id, kind, size, signature) sharing at least one band key, oldest first.
 
@@ -156,24 +171,23 @@ class DetectionStore:
         if not bands:
             return []
         per_band = max(2, limit // 8)
-        # One statement: a LIMITed index range scan per band, glued with UNION ALL.
+        # One statement: a LIMITed range scan of the clustered index per band, UNION ALL.
         probe = (
-            "SELECT * FROM (SELECT story_id FROM story_bands WHERE band = ? ORDER BY rowid LIMIT ?)"
+            "SELECT * FROM (SELECT signature FROM story_lsh WHERE band = ? "
+            "ORDER BY signature LIMIT ?)"
         )
         sql = _band_probe_sql(len(bands), probe)
-        params: list[str | int] = []
+        params: list[int] = []
         for band in bands:
             params += (band, per_band)
-        found = {row[0] for row in self.db.conn.execute(sql, params)}
-        found.discard(exclude or "")
+        found = sorted({row[0] for row in self.db.conn.execute(sql, params)})
         if not found:
             return []
-        ids = sorted(found)
-        marks = ",".join("?" * len(ids))
+        marks = ",".join("?" * len(found))
         rows = self.db.conn.execute(
             f"SELECT story_id, kind, size, signature FROM story_signatures "
-            f"WHERE story_id IN ({marks}) ORDER BY rowid LIMIT ?",
-            [*ids, limit],
+            f"WHERE rowid IN ({marks}) AND story_id != ? ORDER BY rowid LIMIT ?",
+            [*found, exclude or "", limit],
         ).fetchall()
         return [(row[0], row[1], int(row[2]), bytes(row[3])) for row in rows]
 

@@ -1,0 +1,103 @@
+"""The term weights' caches and shortcuts give the same numbers as computing from scratch."""
+
+from __future__ import annotations
+
+import math
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from wordfreq import zipf_frequency
+
+from monitor.score import BIGRAM_WEIGHT, MAX_IDF, Background, analyse, vector, wordfreq_prior
+
+PRIOR = wordfreq_prior()
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.text(alphabet="abcdefghijklmnopqrstuvwxyz", min_size=1, max_size=12))
+def test_prior_shortcut_agrees_with_zipf_frequency(word: str) -> None:
+    assert PRIOR is not None
+    zipf = zipf_frequency(word, "en")
+    assert PRIOR(word) == (None if zipf <= 0.0 else 7.0 - zipf)
+
+
+def test_prior_of_common_and_unknown_words() -> None:
+    assert PRIOR is not None
+    common, rare = PRIOR("the"), PRIOR("taliban")
+    assert common is not None and rare is not None and common < 1.0 < rare
+    assert PRIOR("qzxqzxv") is None
+    assert PRIOR("москва") is not None  # Cyrillic goes through wordfreq's Russian list
+
+
+def _reference_idf(bg: Background, term: str) -> float:
+    if " " in term:
+        first, _, second = term.partition(" ")
+        return BIGRAM_WEIGHT * max(_reference_idf(bg, first), _reference_idf(bg, second))
+    stream = max(0.0, min(MAX_IDF, math.log((bg.n + bg.smoothing) / (bg.df.get(term, 0) + 1))))
+    if bg.prior is None:
+        return stream
+    known = bg.prior(bg.surface(term))
+    return stream if known is None else min(MAX_IDF, max(0.0, known))
+
+
+WORDS = st.sampled_from(
+    [
+        "council",
+        "city",
+        "cars",
+        "ban",
+        "old",
+        "town",
+        "vorlanda",
+        "ibarra",
+        "kessler",
+        "traders",
+        "appeal",
+        "court",
+        "week",
+        "the",
+        "zorbit",
+        "quillan",
+        "river",
+        "bridge",
+        "tax",
+        "flats",
+    ]
+)
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.lists(st.lists(WORDS, min_size=1, max_size=30), min_size=1, max_size=40))
+def test_cached_vector_equals_a_fresh_computation(texts: list[list[str]]) -> None:
+    """Within one epoch (the background grown by less than a fifth) a weight is what a
+    computation from scratch gave when the term was first weighed in that epoch."""
+    bg = Background(prior=PRIOR)
+    bg.n = 1000  # one epoch covers the 40 stories added below
+    first: dict[str, float] = {}
+
+    def weight(term: str) -> float:
+        if " " in term:
+            a, _, b = term.partition(" ")
+            return BIGRAM_WEIGHT * max(weight(a), weight(b))
+        if term not in first:
+            first[term] = _reference_idf(bg, term)
+        return first[term]
+
+    for words in texts:
+        bag = analyse("", " ".join(words), bg.surfaces)
+        expected = {t: (1.0 + math.log(c)) * weight(t) for t, c in bag.items()}
+        norm = math.sqrt(sum(w * w for w in expected.values()))
+        assert vector(bag, bg) == {t: w / norm for t, w in expected.items() if w > 0.0}
+        bg.add(bag)
+
+
+def test_stream_weights_move_with_the_epoch_and_prior_weights_do_not() -> None:
+    bg = Background(prior=PRIOR)
+    name, word = "zorbitquill", "council"
+    bg.surfaces.update({name: name, word: word})
+    before_name, before_word = bg.idf(name), bg.idf(word)
+    for _ in range(200):  # past several epochs, every story naming the same unknown name
+        bg.add([name])
+    assert bg.idf(name) < before_name  # a name every story carries weighs less and less
+    assert bg.idf(word) == before_word  # the general-language weight never moves
+    assert bg.idf(f"{name} {word}") == BIGRAM_WEIGHT * max(bg.idf(name), bg.idf(word))
