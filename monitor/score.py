@@ -237,12 +237,9 @@ class Background:
 
     def _weigh(self, term: str) -> float:
         """Compute a weight missing from both caches (epoch checked by the caller), cache it."""
-        if " " in term:
+        if " " in term:  # not cached: derived from the cached weights of its two words
             first, _, second = term.partition(" ")
-            value = BIGRAM_WEIGHT * max(self.idf(first), self.idf(second))
-            if len(self._stream) < _SURFACE_MAX:
-                self._stream[term] = value
-            return value
+            return BIGRAM_WEIGHT * max(self.idf(first), self.idf(second))
         if self.prior is not None:
             general = self._general.get(term)
             if general is None:
@@ -283,9 +280,23 @@ def vector(bag: Mapping[str, float], background: Background) -> Vector:
             continue
         weight = fixed.get(term)
         if weight is None:
-            weight = stream.get(term)
-            if weight is None:
-                weight = weigh(term)
+            if " " in term:  # a bigram weighs half its heavier word (as `idf`, inlined)
+                first, _, second = term.partition(" ")
+                one = fixed.get(first)
+                if one is None:
+                    one = stream.get(first)
+                    if one is None:
+                        one = weigh(first)
+                two = fixed.get(second)
+                if two is None:
+                    two = stream.get(second)
+                    if two is None:
+                        two = weigh(second)
+                weight = BIGRAM_WEIGHT * (one if one > two else two)
+            else:
+                weight = stream.get(term)
+                if weight is None:
+                    weight = weigh(term)
         weight = (1.0 + log(count)) * weight
         out[term] = weight
         total += weight * weight
