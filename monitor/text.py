@@ -17,9 +17,6 @@ from collections.abc import Sequence
 from typing import Any
 from urllib.parse import quote, unquote_plus, urlsplit, urlunsplit
 
-from courlan.clean import normalize_url
-from selectolax.lexbor import LexborHTMLParser
-
 __all__ = [
     "canonical_url",
     "content_hash",
@@ -107,6 +104,10 @@ def _safe_str(value: object) -> str:
 
 
 def _flatten_html(markup: str) -> str:
+    # Imported here, like courlan and the language model below: a poll whose feeds all
+    # answer 304 reads no entry and should not pay for their imports.
+    from selectolax.lexbor import LexborHTMLParser
+
     tree = LexborHTMLParser(markup)
     tree.strip_tags(_DROP_TAGS, recursive=True)
     root = tree.body if tree.body is not None else tree.root
@@ -225,7 +226,7 @@ def canonical_url(url: str) -> str:
         scheme = parts.scheme.lower()
         if scheme not in ("http", "https") or not parts.hostname:
             return stripped
-        base = normalize_url(urlunsplit((scheme, parts.netloc, parts.path, "", "")))
+        base = _normalize_url()(urlunsplit((scheme, parts.netloc, parts.path, "", "")))
         query = _clean_query(parts.query)
     except (ValueError, UnicodeError, TypeError):
         return stripped
@@ -235,6 +236,13 @@ def canonical_url(url: str) -> str:
     if urlsplit(base).path == "":
         base += "/"
     return f"{base}?{query}"
+
+
+@functools.cache
+def _normalize_url() -> Any:
+    from courlan.clean import normalize_url  # ~30 ms of imports (urllib3 among them)
+
+    return normalize_url
 
 
 def _clean_query(query: str) -> str:
@@ -376,8 +384,14 @@ def _token_pattern(marks: str) -> re.Pattern[str]:
     return re.compile(rf"\d+(?:[.,]\d+)+|{word}+(?:'{word}+)*")
 
 
-_TOKEN = _token_pattern(_mark_class())
-_TOKEN_BMP = _token_pattern(_mark_class(astral=False))
+@functools.cache
+def _token_patterns() -> tuple[re.Pattern[str], re.Pattern[str]]:
+    """The patterns for text within the BMP and for any text, built on first use (listing
+    the marks scans 135,000 code points, ~20 ms: not a cost for commands that never
+    tokenise)."""
+    return _token_pattern(_mark_class(astral=False)), _token_pattern(_mark_class())
+
+
 _FOLDS: dict[int, str | None] = {
     0x005F: " ",  # underscore: a word separator
     0x2019: "'",  # right single quotation mark, the usual typographic apostrophe
@@ -410,7 +424,8 @@ def _tokens(text: str) -> tuple[str, ...]:
     # Cached for the few most recent texts: one story's body is tokenised for its terms,
     # its lead and its near-duplicate signature.
     norm = unicodedata.normalize("NFKC", text).casefold().translate(_TOKEN_FOLD)
-    pattern = _TOKEN_BMP if not norm or max(norm) <= "\uffff" else _TOKEN
+    bmp, full = _token_patterns()
+    pattern = bmp if not norm or max(norm) <= "\uffff" else full
     tokens = pattern.findall(norm)
     if "'s" in norm:
         tokens = [t[:-2] if t.endswith("'s") else t for t in tokens]
