@@ -88,9 +88,13 @@ def _defang(text: str) -> str:
     live tag for a careless renderer: drop the "<" of any "<script"."""
     if "<" not in text:
         return text
+    if _SCRIPT_TAG.search(text) is None:
+        return text
     while _SCRIPT_TAG.search(text):  # each round removes at least one "<"
         text = _SCRIPT_TAG.sub(r"\1", text)
-    return text
+    # A "<" that stood alone before a paragraph break ("&lt;<p>&lt;script") goes with the
+    # break's whitespace kept: the text must still neither start nor end with whitespace.
+    return text.strip()
 
 
 def _safe_str(value: object) -> str:

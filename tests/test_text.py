@@ -74,6 +74,10 @@ _html_like = st.lists(
 ).map("".join)
 
 
+def test_html_to_text_defanged_script_leaves_no_leading_break() -> None:
+    assert html_to_text("&lt<P>&ltSCRIPT") == "SCRIPT"
+
+
 @settings(max_examples=300, deadline=None)
 @given(st.one_of(st.text(), _html_like))
 def test_html_to_text_never_raises_and_has_no_script(markup: str) -> None:
