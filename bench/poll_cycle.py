@@ -112,7 +112,7 @@ def monitor_config(path: Path, urls: list[str]) -> None:
 def monitor_command(config: Path, profile: Path | None) -> list[str]:
     python = str(Path(sys.executable))
     if profile is not None:
-        return [python, "-m", "cProfile", "-o", str(profile), "-m", "monitor",
+        return [python, str(Path(__file__).with_name("profiled.py")), str(profile), "--",
                 "--config", str(config), "poll", "--json"]
     exe = Path(sys.executable).parent / "monitor"
     return [str(exe) if exe.exists() else python, *([] if exe.exists() else ["-m", "monitor"]),

@@ -139,7 +139,7 @@ def _term_of(token: str) -> tuple[str, str] | None:
 
 
 _TERM_CACHE: dict[str, tuple[str, str] | None] = {}  # token → `_term_of(token)`
-_TERM_CACHE_MAX = 500_000
+_TERM_CACHE_MAX = 100_000
 _MISSING = ("", "")
 
 
@@ -155,8 +155,9 @@ def terms(text: str, surfaces: dict[str, str] | None = None) -> list[str]:
         found = cache.get(token, _MISSING)
         if found is _MISSING:
             found = _term_of(token)
-            if len(cache) < _TERM_CACHE_MAX:
-                cache[token] = found
+            if len(cache) >= _TERM_CACHE_MAX:
+                cache.clear()  # ~20 MB at most; today's vocabulary is back within a story
+            cache[token] = found
         if found is None:
             continue
         term = found[0]
@@ -589,8 +590,6 @@ def relevance(
     near = far = 0.0
     if sim_core >= NEIGHBOUR_GATE:
         near_id, near = profile.related.nearest(story)
-        if near_id is not None:
-            far_id, far = profile.unrelated.nearest(story)
     seed_best: tuple[str, float] | None = None
     for example in profile.seeds:
         sim = cosine(story, vector(example.bag, background)) if len(profile.seeds) > 1 else sim_core
@@ -598,6 +597,10 @@ def relevance(
             seed_best = (example.id, round(sim, 4))
 
     via_neighbour = NEIGHBOUR_DISCOUNT * near - NEIGHBOUR_OFFSET
+    if near_id is not None and via_neighbour > sim_core:
+        # The rejected stories matter only when a related neighbour would raise the score:
+        # most stories never ask, so that pool is rarely indexed (see `_Pool`).
+        far_id, far = profile.unrelated.nearest(story)
     if via_neighbour > sim_core and far > near + NEIGHBOUR_MARGIN:
         reasons.append(
             Reason(
