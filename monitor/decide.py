@@ -40,6 +40,7 @@ RECENT_NEIGHBOUR = 0.35  # ...and this similar to it (full text) covers that sto
 HALF_LIFE_DAYS = 3.0  # a development's pull halves every this many days after its last report
 FLOOR = 0.1  # ...but never falls below this share (a late analysis still matches)
 LEAD_WORDS = 80  # words of the body that make the lead
+NAME_EVENT = 0.75  # weight of the seeds' names when a story is compared with a later step
 
 
 @dataclass(slots=True)
@@ -95,6 +96,19 @@ def event_vector(
     return normalise(out)
 
 
+def without_names(vec: Mapping[str, float], names: frozenset[str]) -> Vector:
+    """An event vector with the given names (and word pairs holding one) weighed down.
+
+    The seeds' people, places and bodies take part in every step of the story: they say
+    who, not what happened. Two steps on one day (a court's ruling, and the losing side's
+    appeal) share their cast; weighing the cast down lets the new action count."""
+    out: dict[str, float] = {}
+    for term, weight in vec.items():
+        named = any(word in names for word in term.split(" "))
+        out[term] = weight * NAME_EVENT if named else weight
+    return normalise(out)
+
+
 def decay(development: Development, now: datetime) -> float:
     if development.last_seen is None:
         return 1.0
@@ -133,12 +147,23 @@ def best_development(
     background: Background,
     vocabulary: TopicVocabulary,
     now: datetime,
+    names: frozenset[str] = frozenset(),
 ) -> Match | None:
+    """The known development the story's event vector is most similar to, after decay.
+
+    ``names`` are the seeds' names the story names (`Relevance.names`): against a
+    development opened by a story they count `NAME_EVENT` as much (`without_names`);
+    against the seed's own development, whose restatements quote the same people, fully."""
     best: Match | None = None
+    unnamed = without_names(story_vec, names) if names else story_vec
     for development in developments:
         if development.seed and development.last_seen is None:
             continue  # a seed's development is matched on its phrasing until a story dates it
-        raw = cosine(story_vec, event_vector(development.bag, background, vocabulary))
+        event = event_vector(development.bag, background, vocabulary)
+        if development.seed or not names:
+            raw = cosine(story_vec, event)
+        else:
+            raw = cosine(unnamed, without_names(event, names))
         sim = raw * decay(development, now)
         if best is None or sim > best.similarity:
             best = Match(development, sim, raw)

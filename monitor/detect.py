@@ -300,7 +300,7 @@ class Judge:
             # or joins a development only for such a story, and returns earlier otherwise.
             story_vec = event_vector(lead(), self.background, topic.vocabulary)
             match = best_development(
-                story_vec, topic.developments, self.background, topic.vocabulary, now
+                story_vec, topic.developments, self.background, topic.vocabulary, now, rel.names
             )
             restates = self._restated_seed(topic, bag, story_vec, rel.core)
             label = label_for(entry.title, story_vec, surfaces=self.background.surfaces)

@@ -16,6 +16,11 @@ How a story is scored (see docs/design.md, "Detection"):
    example, and two guards against one-sided matches (a topic word alone, or the topic's
    vocabulary about something else): the story must share the profile's *focus* (its most
    salient terms, or the distinctive terms of a related story) and also some of the rest.
+5. Two checks on a story above the threshold (`relevance`): it must name one of the seeds'
+   people, places or bodies (`seed_names`), else it is the same kind of thing elsewhere;
+   and when only the seeds vouch for it, its headline must share enough with them
+   (`HEADLINE_MIN`), else it is another subject with the same background. A two-word name
+   the seeds only write whole counts once in their profile (`one_name`).
 """
 
 from __future__ import annotations
@@ -24,7 +29,7 @@ import functools
 import math
 import re
 from collections import Counter
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from itertools import pairwise
 
@@ -115,7 +120,11 @@ def stem(token: str) -> str:
     Enough to let "removes", "removal", "removing" and "removed" meet, and "terrorist",
     "terrorism", "terror" meet; other scripts are returned unchanged.
     """
-    if len(token) <= 4 or not _LATIN.match(token):
+    if not _LATIN.match(token):
+        return token
+    if len(token) == 4 and token[-1] == "s" and token[-2] not in "aiosu'":
+        return token[:-1]  # a short plural: "cars" → "car", "bans" → "ban"
+    if len(token) <= 4:
         return token
     for suffix in _SUFFIXES:
         if token.endswith(suffix) and len(token) - len(suffix) >= 4:
@@ -460,8 +469,10 @@ class TopicProfile:
     negatives: list[Example] = field(default_factory=list)
     related: _Pool = field(default_factory=lambda: _Pool(400))
     unrelated: _Pool = field(default_factory=lambda: _Pool(600))
+    names: frozenset[str] = frozenset()  # the seeds' proper names (`seed_names`)
     _core: Vector = field(default_factory=dict)
     _core_epoch: int = -1
+    _names: frozenset[str] | None = None
 
     def learn(self, example: Example, background: Background, vec: Vector | None = None) -> None:
         """Add an example: feedback (positive/negative) or a judged story (related/unrelated).
@@ -473,12 +484,14 @@ class TopicProfile:
             self.unrelated.remove(example.id)
             self.related.add(example, background)
             self._core_epoch = -1
+            self._names = None
         elif example.kind == "negative":
             self.positives = [e for e in self.positives if e.id != example.id]
             self.negatives = [e for e in self.negatives if e.id != example.id] + [example]
             self.related.remove(example.id)
             self.unrelated.add(example, background)
             self._core_epoch = -1
+            self._names = None
         elif example.kind == "related":
             self.related.add(example, background, vec)
         else:
@@ -487,10 +500,23 @@ class TopicProfile:
     def core(self, background: Background) -> Vector:
         epoch = int(math.log(background.n + background.smoothing, 1.2))
         if epoch != self._core_epoch or not self._core:
-            vecs = [vector(e.bag, background) for e in self.seeds + self.positives]
+            vecs = [
+                one_name(vector(e.bag, background), e.bag, self.names)
+                for e in self.seeds + self.positives
+            ]
             self._core = centroid(vecs)
             self._core_epoch = epoch
         return self._core
+
+    def proper_names(self) -> frozenset[str]:
+        """The seeds' names, and the words capitalised in the headlines of the stories the user
+        marked relevant (they are about the topic, whatever names they use)."""
+        if self._names is None:
+            found = set(self.names)
+            for example in self.positives:
+                found |= capitalised_terms(example.title, "")
+            self._names = frozenset(found)
+        return self._names
 
     def vocabulary(self, background: Background) -> set[str]:
         return set(self.core(background)) | set(self.related.index())
@@ -507,17 +533,74 @@ def build_profile(
     surfaces: dict[str, str] | None = None,
 ) -> TopicProfile:
     """A profile from seed documents given as (id, title, text); ``surfaces`` as in `terms`."""
-    examples = [
-        Example(sid, title, analyse(title, text, surfaces), "seed") for sid, title, text in seeds
-    ]
+    examples: list[Example] = []
+    names: set[str] = set()
+    for sid, title, text in seeds:
+        examples.append(Example(sid, title, analyse(title, text, surfaces), "seed"))
+        names |= seed_names(text)
     return TopicProfile(
         name=name,
         seeds=examples,
+        names=frozenset(names),
         keywords=tuple(keywords),
         exclude=tuple(exclude),
         threshold=DEFAULT_THRESHOLD if threshold is None else threshold,
         language=language,
     )
+
+
+_WORD = re.compile(r"[^\W\d_]+(?:['’][^\W\d_]+)*")
+
+
+def seed_names(text: str) -> set[str]:
+    """The proper names of a seed's body, as terms: the words it capitalises and never
+    writes in lower case ("Robles", "Casco Antiguo", "Taliban", "Valdoria's").
+
+    A word capitalised only because it starts a sentence ("Drivers who enter...") counts too
+    when the seed never writes it in lower case: a few common words may pass for names, which
+    only makes `relevance`'s names check easier to pass. The title is not read: headlines
+    capitalise words that are not names."""
+    upper: set[str] = set()
+    lower: set[str] = set()
+    for match in _WORD.finditer(text):
+        word = match.group()
+        (lower if word[0].islower() else upper).update(terms(word))
+    return upper - lower
+
+
+def capitalised_terms(title: str, text: str) -> set[str]:
+    """Terms a story writes with a capital letter (or in a script without case) somewhere."""
+    out: set[str] = set()
+    for match in _WORD.finditer(f"{title}\n{text}"):
+        word = match.group()
+        if not word[0].islower():
+            out.update(terms(word))
+    return out
+
+
+def one_name(vec: Vector, bag: Mapping[str, float], names: Collection[str]) -> Vector:
+    """A seed's vector where a two-word name it only ever writes whole counts once.
+
+    Two names (`seed_names`) that occur, at least twice, only next to each other ("Casco
+    Antiguo") are one name, yet the vector holds it three times: both words and the pair. A
+    story that names the place would match the seed three times over on the place alone.
+    The three weights are scaled so that together they weigh what the heaviest of them did."""
+    out = dict(vec)
+    for pair, count in bag.items():
+        if count < 2 or " " not in pair:
+            continue
+        first, _, second = pair.partition(" ")
+        if first not in names or second not in names:
+            continue
+        if bag.get(first) != count or bag.get(second) != count:
+            continue
+        members = [t for t in (first, second, pair) if t in out]
+        total = sum(out[t] for t in members)
+        if total > 0.0:
+            scale = max(out[t] for t in members) / total
+            for term in members:
+                out[term] *= scale
+    return normalise(out)
 
 
 # How the parts of the score combine (see docs/evaluation.md for what each trades).
@@ -529,6 +612,7 @@ GROW_CORE = 0.2  # a related story joins the neighbours when this close to the c
 GROW_COPY = 0.5  # ...or this close to a neighbour (a near-copy of one)
 REJECT = 0.15  # a story scoring below this joins the unrelated examples
 CROSS_LANGUAGE_TERMS = 4  # shared terms a story in another language needs for full credit
+HEADLINE_MIN = 0.2  # on the seeds route: weight of the headline's terms in the seed profile
 
 
 @dataclass(frozen=True, slots=True)
@@ -544,6 +628,7 @@ class Relevance:
     grow: bool = False  # confidently related: the profile may learn from it
     reject: bool = False  # clearly unrelated: a negative example for later stories
     story_vector: Vector = field(default_factory=dict)  # the story's `vector(bag, background)`
+    names: frozenset[str] = frozenset()  # the seeds' names it names (when related)
 
 
 def _phrase_in(phrase: str, haystack: str) -> bool:
@@ -626,6 +711,29 @@ def relevance(
     matched = [(t, round(w, 4)) for t, w in contributions[:10] if w > 0]
 
     related = score >= profile.threshold
+    if related and title and not foreign and via_neighbour <= sim_core:
+        # On the seeds' word alone (no related story vouches for it), the headline must say
+        # it too: a story whose headline shares next to nothing with the seeds is about
+        # something else that happens to share their background (the same mayor, the city).
+        headline = sum(core.get(t, 0.0) for t in set(terms(title)))
+        if headline < HEADLINE_MIN:
+            related = False
+            reasons.append(
+                Reason(
+                    "headline",
+                    f"its headline shares little with the seeds ({headline:.2f} < {HEADLINE_MIN})",
+                    round(headline, 4),
+                )
+            )
+    named: frozenset[str] = frozenset()
+    if related:
+        names = profile.proper_names()
+        named = names & set(bag) & capitalised_terms(title, text)
+        if names and not named:
+            # Something like the topic, somewhere else or about someone else: a story about
+            # the topic names at least one of its places, people or organisations.
+            related = False
+            reasons.append(Reason("names", "names none of the seeds' people, places or bodies"))
     plain = f" {' '.join(tokenize(f'{title} {text}'))} "
     if profile.exclude:
         hits = [word for word in profile.exclude if _phrase_in(word, plain)]
@@ -654,6 +762,7 @@ def relevance(
         grow=related and not foreign and (sim_core >= GROW_CORE or near >= GROW_COPY),
         reject=not related and score < REJECT,
         story_vector=full,
+        names=named,
     )
 
 

@@ -16,7 +16,18 @@ from monitor.corpus import load_seeds
 from monitor.detect import Judge, explain, record_feedback
 from monitor.errors import SeedError, UserError
 from monitor.models import Entry, Status
-from monitor.score import Background, analyse, build_profile, cosine, relevance, terms, vector
+from monitor.score import (
+    Background,
+    analyse,
+    build_profile,
+    cosine,
+    one_name,
+    relevance,
+    seed_names,
+    stem,
+    terms,
+    vector,
+)
 from monitor.storage import Storage
 from monitor.text import canonical_url, content_hash, html_to_text
 
@@ -233,6 +244,52 @@ def test_profile_scores_on_topic_above_off_topic(seed_dir: Path) -> None:
     assert on.related and short.related and not off.related
     assert on.score > off.score
     assert on.matched_terms and on.nearest is not None
+
+
+def test_short_plurals_meet_their_singular() -> None:
+    assert [stem(w) for w in ("cars", "bans", "vans", "taxis")] == ["car", "ban", "van", "taxi"]
+    assert [stem(w) for w in ("plus", "less", "isis", "bias")] == ["plus", "less", "isis", "bias"]
+
+
+def test_seed_names_are_the_words_never_written_in_lower_case() -> None:
+    names = seed_names(SEED.split("\n", 1)[1])
+    assert {"norbur", "cald", "ine", "old"} <= names  # Norbury, Calder, Ines, Old Harbour Bridge
+    assert not names & set(terms("bridge harbour lorries council"))  # also in lower case
+
+
+def test_a_name_the_seed_writes_whole_counts_once() -> None:
+    bag = analyse("Casco Antiguo closes", "The Casco Antiguo will close to cars. Cars wait.")
+    vec = vector(bag, Background())
+    once = one_name(vec, bag, {"casco", "antiguo"})
+    parts = ("casco", "antiguo", "casco antiguo")
+    weights = [vec[t] for t in parts]
+    scale = once["car"] / vec["car"]  # what renormalising did to every other term
+    assert sum(once[t] for t in parts) == pytest.approx(max(weights) * scale)
+
+
+def test_the_same_measure_elsewhere_or_the_same_mayor_on_another_subject(seed_dir: Path) -> None:
+    seeds = load_seeds([seed_dir])
+    profile = build_profile("bridge", [(s.id, s.title, s.text) for s in seeds])
+    elsewhere = relevance(
+        profile,
+        "Aldwick to close its harbour bridge to lorries",
+        "Aldwick's council decided to close the town's harbour bridge to lorries heavier than "
+        "7.5 tonnes from July, after engineers found corrosion in the steel cables. Local "
+        "hauliers warned the lorry ban would add an hour to deliveries to the port.",
+    )
+    assert not elsewhere.related and elsewhere.score > 0.3
+    assert any(r.kind == "names" for r in elsewhere.reasons)
+    other = relevance(
+        profile,
+        "Summer visitors to pay a nightly tourist tax",
+        "Mayor Ines Calder said Norbury's council would charge visitors two pounds a night from "
+        "June, to pay for repairs to the Old Harbour Bridge and the port promenade. Hoteliers "
+        "said the tax would hurt trade.",
+    )
+    assert not other.related and other.score > profile.threshold
+    assert any(r.kind == "headline" for r in other.reasons)
+    on = relevance(profile, "Norbury bridge to shut to lorries", WIRE)
+    assert on.related and "norbur" in on.names
 
 
 def test_keywords_and_exclude_guards(seed_dir: Path) -> None:

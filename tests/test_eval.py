@@ -26,17 +26,7 @@ EVAL2 = ROOT / "tests" / "data" / "eval2"
 
 STREAMS = [
     pytest.param(DEV, ROOT / "seeds", None, id="dev"),
-    pytest.param(
-        EVAL2,
-        EVAL2 / "seeds",
-        EVAL2 / "monitor.toml",
-        id="eval2",
-        marks=pytest.mark.xfail(
-            strict=False,
-            reason="relevance precision (same city, other subject) and one same-day development "
-            "(D07) still miss on this stream: see docs/evaluation.md",
-        ),
-    ),
+    pytest.param(EVAL2, EVAL2 / "seeds", EVAL2 / "monitor.toml", id="eval2"),
 ]
 
 
