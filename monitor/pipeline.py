@@ -135,16 +135,29 @@ class Pipeline:
             return summary
         own = fetcher is None
         client = fetcher or Fetcher(self.limits)
+        # A feed holds a slot from its request until its rows are written: responses never
+        # pile up in memory faster than the worker can judge them (a cold poll of 1,000
+        # feeds would otherwise hold every body at once), and fetching still runs ahead.
+        slots = asyncio.Semaphore(max(2, 2 * self.limits.global_limit))
+
+        async def one(feed: FeedRow) -> FeedReport:
+            async with slots:
+                feed, outcome, started = await self._fetch(client, feed)
+                return await self._process(client, feed, outcome, started, summary)
+
+        tasks = [asyncio.create_task(one(feed)) for feed in feeds]
         try:
-            tasks = [asyncio.create_task(self._fetch(client, feed)) for feed in feeds]
             for finished in asyncio.as_completed(tasks):
-                feed, outcome, started = await finished
-                report = await self._process(client, feed, outcome, started, summary)
+                report = await finished
                 summary.add(report)
                 self._log(report)
                 for observer in self.observers:
                     observer(report)
         finally:
+            unfinished = [task for task in tasks if not task.done()]
+            for task in unfinished:  # stopped or failed: a feed's transaction is whole or none
+                task.cancel()
+            await asyncio.gather(*unfinished, return_exceptions=True)
             if own:
                 await client.aclose()
         return summary

@@ -734,7 +734,9 @@ def relevance(
             # the topic names at least one of its places, people or organisations.
             related = False
             reasons.append(Reason("names", "names none of the seeds' people, places or bodies"))
-    plain = f" {' '.join(tokenize(f'{title} {text}'))} "
+    plain = (
+        f" {' '.join(tokenize(f'{title} {text}'))} " if profile.exclude or profile.keywords else ""
+    )
     if profile.exclude:
         hits = [word for word in profile.exclude if _phrase_in(word, plain)]
         if hits:

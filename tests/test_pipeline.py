@@ -8,6 +8,7 @@ import signal
 import sqlite3
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
@@ -365,3 +366,30 @@ def test_full_text_is_fetched_once_for_short_likely_related_items(
     assert "Prosecutor General" in text and "Copyright" not in text and "Home |" not in text
     assert len(feed_server.requests_for("/article/1")) == 1
     assert feed_server.requests_for("/article/2") == []
+
+
+def test_responses_wait_for_the_worker_instead_of_piling_up(
+    feed_server: FeedServer, setup: Any
+) -> None:
+    """While the worker is busy, no more than twice `concurrency` feeds are fetched: the
+    bodies of a large poll are never all held in memory at once. Then every feed lands."""
+    urls = [feed_server.route(f"/f{n}.xml", Reply(200, rss(items(f"f{n}", 2)))) for n in range(30)]
+    settings, storage = setup(urls, concurrency=2, per_host=2)
+    storage.sync_feeds(settings.feeds, T0)
+    pipeline = Pipeline(settings, storage, clock=Clock())
+    gate = threading.Event()
+    pipeline._worker.submit(gate.wait, 30)  # the worker is busy judging something else
+
+    async def run() -> tuple[int, PollSummary]:
+        task = asyncio.create_task(pipeline.poll(only_due=False))
+        for _ in range(100):  # bounded: up to 2 s for the fetches that may start
+            await asyncio.sleep(0.02)
+        fetched_while_busy = len(feed_server.requests)
+        gate.set()
+        return fetched_while_busy, await task
+
+    fetched_while_busy, summary = asyncio.run(run())
+    pipeline.close()
+    assert 2 <= fetched_while_busy <= 4
+    assert summary.outcomes == {"ok": 30} and summary.new == 60
+    assert len(feed_server.requests) == 30

@@ -225,9 +225,10 @@ class FeedStore:
             values["disabled_reason"] = update.disable_reason
         if update.health_alerted is not None:
             values["health_alerted"] = int(update.health_alerted)
-        self.db.table("feeds").update(update.feed_id, values)
-        if update.new_entries:
-            self.db.execute(
-                "UPDATE feeds SET entries_total = entries_total + ? WHERE id = ?",
-                [update.new_entries, update.feed_id],
-            )
+        # One plain UPDATE: sqlite-utils' `Table.update` reads the table's schema first
+        # (three PRAGMA queries), about a millisecond a feed on an all-304 poll.
+        columns = ", ".join(f"{name} = ?" for name in values)
+        self.db.conn.execute(
+            f"UPDATE feeds SET {columns}, entries_total = entries_total + ? WHERE id = ?",
+            [*values.values(), update.new_entries, update.feed_id],
+        )
