@@ -320,14 +320,14 @@ class Judge:
         body = _body(entry.summary, entry.content)
         if intent.status != Status.UNRELATED and rel.grow and intent.status != Status.DUPLICATE:
             example = Example(story_id, entry.title, bag, "related")
-            profile.learn(example, self.background, vec=rel.story_vector)
+            profile.learn(example, self.background)
             intent = replace(
                 intent,
                 reasons=(*intent.reasons, Reason("profile", "joins the topic's examples")),
             )
         elif intent.status == Status.UNRELATED and rel.reject:
             example = Example(story_id, entry.title, bag, "unrelated")
-            profile.learn(example, self.background, vec=rel.story_vector)
+            profile.learn(example, self.background)
         if intent.status in (Status.DEVELOPMENT, Status.COVERAGE):
             topic.vocabulary.add(lead())
         if intent.status != Status.UNRELATED:

@@ -377,13 +377,12 @@ class _Pool:
     def __len__(self) -> int:
         return len(self.examples)
 
-    def add(self, example: Example, background: Background, vec: Vector | None = None) -> None:
+    def add(self, example: Example, background: Background) -> None:
+        """Add an example; it is weighed when the index is next asked for (until then it
+        holds only its bag, and most rejected stories leave the pool before that)."""
         self.remove(example.id)
         self.examples[example.id] = example
-        if self._stale:
-            self.vectors[example.id] = {}  # re-weighed with the others at the next query
-        else:
-            self.vectors[example.id] = vector(example.bag, background) if vec is None else vec
+        self._background = background
         self._pending[example.id] = None
         while len(self.examples) > self.limit:
             self.remove(next(iter(self.examples)))
@@ -391,11 +390,10 @@ class _Pool:
     def remove(self, example_id: str) -> None:
         if self.examples.pop(example_id, None) is None:
             return
-        vec = self.vectors.pop(example_id, {})
         if example_id in self._pending:
             del self._pending[example_id]  # never indexed
             return
-        for term in vec:
+        for term in self.vectors.pop(example_id, {}):
             ids = self._index.get(term)
             if ids is not None:
                 ids.discard(example_id)
@@ -413,15 +411,18 @@ class _Pool:
 
     def index(self) -> dict[str, set[str]]:
         """term → IDs of the examples whose vector has it (up to date)."""
-        if self._stale and self._background is not None:
+        background = self._background
+        if background is None:
+            return self._index
+        if self._stale:
             self._stale = False
             self._index.clear()
+            self.vectors.clear()
             self._pending = dict.fromkeys(self.examples)
-            for example in self.examples.values():
-                self.vectors[example.id] = vector(example.bag, self._background)
         index = self._index
         for example_id in self._pending:
-            for term in self.vectors[example_id]:
+            vec = self.vectors[example_id] = vector(self.examples[example_id].bag, background)
+            for term in vec:
                 ids = index.get(term)
                 if ids is None:
                     index[term] = {example_id}
@@ -474,10 +475,8 @@ class TopicProfile:
     _core_epoch: int = -1
     _names: frozenset[str] | None = None
 
-    def learn(self, example: Example, background: Background, vec: Vector | None = None) -> None:
-        """Add an example: feedback (positive/negative) or a judged story (related/unrelated).
-
-        ``vec`` is the example's vector when the caller already has it."""
+    def learn(self, example: Example, background: Background) -> None:
+        """Add an example: feedback (positive/negative) or a judged story (related/unrelated)."""
         if example.kind == "positive":
             self.negatives = [e for e in self.negatives if e.id != example.id]
             self.positives = [e for e in self.positives if e.id != example.id] + [example]
@@ -493,9 +492,9 @@ class TopicProfile:
             self._core_epoch = -1
             self._names = None
         elif example.kind == "related":
-            self.related.add(example, background, vec)
+            self.related.add(example, background)
         else:
-            self.unrelated.add(example, background, vec)
+            self.unrelated.add(example, background)
 
     def core(self, background: Background) -> Vector:
         epoch = int(math.log(background.n + background.smoothing, 1.2))
@@ -627,7 +626,6 @@ class Relevance:
     core: float = 0.0
     grow: bool = False  # confidently related: the profile may learn from it
     reject: bool = False  # clearly unrelated: a negative example for later stories
-    story_vector: Vector = field(default_factory=dict)  # the story's `vector(bag, background)`
     names: frozenset[str] = frozenset()  # the seeds' names it names (when related)
 
 
@@ -648,7 +646,7 @@ def relevance(
     """Score a story against a topic profile (see the module docstring)."""
     background = background or Background()
     bag = analyse(title, text, background.surfaces) if bag is None else bag
-    story = full = vector(bag, background)
+    story = vector(bag, background)
     core = profile.core(background)
     reasons: list[Reason] = []
 
@@ -763,7 +761,6 @@ def relevance(
         core=round(sim_core, 4),
         grow=related and not foreign and (sim_core >= GROW_CORE or near >= GROW_COPY),
         reject=not related and score < REJECT,
-        story_vector=full,
         names=named,
     )
 
@@ -775,18 +772,20 @@ def wordfreq_prior() -> Prior | None:
     3.3); Cyrillic words are looked up as Russian, others as English; unknown words give None.
     """
     try:
-        from wordfreq import get_frequency_dict, zipf_frequency
+        import wordfreq  # noqa: F401  (the lists `wordprior` reads)
     except ImportError:  # pragma: no cover - depends on the environment
         return None
-    english = get_frequency_dict("en")
+    from . import wordprior
+
+    english = wordprior.table("en")
 
     def rarity(word: str) -> float | None:
-        if _ASCII_WORD.match(word) and word not in english:
+        if _ASCII_WORD.match(word) and english.bucket(word) is None:
             # wordfreq's own answer, without its tokenizer: a plain a-z word is one token,
             # and one missing from the list has frequency 0 (tested against zipf_frequency)
             return None
         language = "ru" if _CYRILLIC_OR_GREEK.search(word) else "en"
-        zipf = float(zipf_frequency(word, language))
+        zipf = wordprior.zipf_frequency(word, language)
         if zipf <= 0.0:
             return None
         return 7.0 - zipf

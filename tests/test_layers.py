@@ -26,6 +26,7 @@ LAYERS = {
         "parse",
         "article",
         "score",
+        "wordprior",
         "dedupe",
         "decide",
         "schedule",

@@ -8,6 +8,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from wordfreq import zipf_frequency
 
+from monitor import wordprior
 from monitor.score import BIGRAM_WEIGHT, MAX_IDF, Background, analyse, vector, wordfreq_prior
 
 PRIOR = wordfreq_prior()
@@ -101,3 +102,27 @@ def test_stream_weights_move_with_the_epoch_and_prior_weights_do_not() -> None:
     assert bg.idf(name) < before_name  # a name every story carries weighs less and less
     assert bg.idf(word) == before_word  # the general-language weight never moves
     assert bg.idf(f"{name} {word}") == BIGRAM_WEIGHT * max(bg.idf(name), bg.idf(word))
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    st.sampled_from(["en", "ru"]),
+    st.one_of(
+        st.text(alphabet="abcdefghijklmnopqrstuvwxyz'-0123456789éï", min_size=1, max_size=12),
+        st.text(alphabet="абвгдеёжзийклмнопрстуфхцчшщъыьэюя", min_size=1, max_size=10),
+    ),
+)
+def test_compact_frequency_table_agrees_with_wordfreq(lang: str, word: str) -> None:
+    assert wordprior.zipf_frequency(word, lang) == zipf_frequency(word, lang)
+
+
+def test_compact_frequency_table_on_listed_words() -> None:
+    from wordfreq import get_frequency_list
+
+    for lang in ("en", "ru"):
+        buckets = get_frequency_list(lang, "best")
+        words = [w for bucket in buckets[:700:7] for w in bucket[:3]] + ["москва", "o'brien"]
+        assert len(words) > 150
+        for word in words:
+            assert wordprior.zipf_frequency(word, lang) == zipf_frequency(word, lang), word
+        assert len(wordprior.table(lang)) == sum(len(b) for b in buckets)
