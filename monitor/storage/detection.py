@@ -271,8 +271,10 @@ class DetectionStore:
     def judged_stories(
         self, topic: str, statuses: Sequence[str], *, limit: int
     ) -> list[dict[str, Any]]:
-        """The newest stories of ``topic`` with one of ``statuses`` (oldest first), with the
-        columns relevance needs, and their feedback."""
+        """The stories of ``topic`` decided last with one of ``statuses`` (oldest first),
+        with the columns relevance needs, and their feedback. Ordered by decision time, the
+        order of the (topic, status, decided_at) index, so that the query reads ``limit``
+        rows instead of sorting every unrelated story of a large database."""
         marks = ",".join("?" * len(statuses))
         rows = list(
             self.db.query(
@@ -281,7 +283,7 @@ class DetectionStore:
                        d.status, d.score, d.feedback, d.development
                 FROM decisions d JOIN stories s ON s.id = d.story_id
                 WHERE d.topic = ? AND d.status IN ({marks})
-                ORDER BY s.published DESC, s.rowid DESC LIMIT ?
+                ORDER BY d.decided_at DESC, d.rowid DESC LIMIT ?
                 """,
                 [topic, *statuses, limit],
             )
