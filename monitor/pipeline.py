@@ -267,16 +267,18 @@ class Pipeline:
         Returns entry key → (article text or None, status). Only new entries come here, so
         an article is fetched at most once per story, with the feeds' own politeness limits.
         """
-        wanted = [
-            entry
-            for entry in entries
-            if article.needs_full_text(entry) and self.judge.first_gate(entry)
-        ]
+        # The Judge (built on first use, reading the database) and its neighbour pools
+        # belong to the worker thread: the first look runs there, between two feeds' writes.
+        wanted = await self._work(self._wanted_full_text, entries)
         timeout = self.settings.polling.full_text_timeout
         results = await asyncio.gather(
             *(self._article(client, entry.url, timeout) for entry in wanted)
         )
         return {entry.key: result for entry, result in zip(wanted, results, strict=True)}
+
+    def _wanted_full_text(self, entries: list[Entry]) -> list[Entry]:
+        """The new entries whose article is worth fetching (runs on the worker)."""
+        return [e for e in entries if article.needs_full_text(e) and self.judge.first_gate(e)]
 
     async def _article(self, client: Fetcher, url: str, timeout: float) -> tuple[str | None, str]:
         try:
@@ -284,7 +286,11 @@ class Pipeline:
         except FetchError as error:
             log.info("article %s not fetched: %s", url, error)
             return None, f"error: {error.kind}: {error}"[:300]
-        text = article.extract_text(fetched.body, fetched.headers, fetched.url)
+        # Extraction is CPU work: off the event loop, so other downloads' deadlines do not
+        # count it, and off the worker, which judges meanwhile.
+        text = await asyncio.to_thread(
+            article.extract_text, fetched.body, fetched.headers, fetched.url
+        )
         return text, "ok" if text else "no text found"
 
     def _record_failure(

@@ -7,7 +7,10 @@ keeps two NumPy arrays per language: the words' hashes (sorted) and their freque
 The answer for a word is computed as wordfreq computes it (its tokenizer, its digit
 handling, its combination of several tokens and its rounding); tests compare the two.
 
-Hashes are Python's own ``hash(str)``: fast, and never stored outside this process.
+Keys are Python's ``hash()`` of the word's UTF-8 bytes: fast, never stored outside this
+process, and distinct for distinct words (``hash(str)`` is not: it hashes the string's
+internal buffer, so a two-character Han string can share it with a four-letter English
+word).
 """
 
 from __future__ import annotations
@@ -38,7 +41,8 @@ class FrequencyTable:
             for index in range(count - 1):
                 words = unpacker.unpack()  # one bucket at a time: never the whole list
                 if words:
-                    hashes.append(np.fromiter(map(hash, words), dtype=np.int64, count=len(words)))
+                    digests = (hash(word.encode("utf-8")) for word in words)
+                    hashes.append(np.fromiter(digests, dtype=np.int64, count=len(words)))
                     buckets.append(np.full(len(words), index, dtype=np.uint16))
         keys = np.concatenate(hashes) if hashes else np.zeros(0, dtype=np.int64)
         values = np.concatenate(buckets) if buckets else np.zeros(0, dtype=np.uint16)
@@ -48,7 +52,7 @@ class FrequencyTable:
 
     def bucket(self, word: str) -> int | None:
         """The word's bucket (its frequency is 10 ** (-bucket / 100)), or None if unlisted."""
-        key = hash(word)
+        key = hash(word.encode("utf-8", "surrogatepass"))
         at = int(np.searchsorted(self.keys, key))
         if at < len(self.keys) and int(self.keys[at]) == key:
             return int(self.buckets[at])

@@ -110,6 +110,7 @@ def test_stream_weights_move_with_the_epoch_and_prior_weights_do_not() -> None:
     st.one_of(
         st.text(alphabet="abcdefghijklmnopqrstuvwxyz'-0123456789éï", min_size=1, max_size=12),
         st.text(alphabet="абвгдеёжзийклмнопрстуфхцчшщъыьэюя", min_size=1, max_size=10),
+        st.text(alphabet="慢歮敮獷ちかな日本語新聞", min_size=1, max_size=4),
     ),
 )
 def test_compact_frequency_table_agrees_with_wordfreq(lang: str, word: str) -> None:
@@ -122,6 +123,7 @@ def test_compact_frequency_table_on_listed_words() -> None:
     for lang in ("en", "ru"):
         buckets = get_frequency_list(lang, "best")
         words = [w for bucket in buckets[:700:7] for w in bucket[:3]] + ["москва", "o'brien"]
+        words += ["慢歮", "敮獷", "ち"]  # share hash(str) with "bank", "news", ... (not listed)
         assert len(words) > 150
         for word in words:
             assert wordprior.zipf_frequency(word, lang) == zipf_frequency(word, lang), word

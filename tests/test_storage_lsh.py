@@ -66,10 +66,10 @@ def test_resigning_replaces_the_keys_and_keeps_the_place(tmp_path: Path) -> None
     )
     _add(store, "s1", first)
     _add(store, "s2", _sig(WIRE + " An extra closing sentence for the second copy."))
-    rowid = store.db.execute("SELECT rowid FROM story_signatures WHERE story_id = 's1'").fetchone()
+    rowid = store.db.execute("SELECT id FROM story_signatures WHERE story_id = 's1'").fetchone()
     _add(store, "s1", edited)
     conn = store.db.conn
-    assert conn.execute("SELECT rowid FROM story_signatures WHERE story_id = 's1'").fetchone() == (
+    assert conn.execute("SELECT id FROM story_signatures WHERE story_id = 's1'").fetchone() == (
         rowid
     )
     keys = {row[0] for row in conn.execute("SELECT band FROM story_lsh WHERE signature = ?", rowid)}
@@ -94,6 +94,10 @@ def test_migration_rebuilds_integer_keys_from_stored_signatures(tmp_path: Path) 
         "INSERT INTO story_bands (band, story_id) VALUES (?, ?)",
         [(f"b{i}:legacy", "old-story") for i in range(dedupe.BANDS)],
     )
+    conn.execute(  # a damaged signature must not stop the upgrade
+        "INSERT INTO story_signatures (story_id, kind, size, signature) VALUES (?, ?, ?, ?)",
+        ["damaged", "body", 3, b"\x01\x02\x03"],
+    )
     conn.close()
 
     store = Storage(path)
@@ -101,6 +105,11 @@ def test_migration_rebuilds_integer_keys_from_stored_signatures(tmp_path: Path) 
     assert "story_bands" not in tables and "story_lsh" in tables
     keys = [row[0] for row in store.db.execute("SELECT band FROM story_lsh ORDER BY band")]
     assert keys == sorted(dedupe.band_keys(sig))
+    found = store.dedupe_candidates(dedupe.band_keys(_sig(WIRE + " Read more.")))
+    assert [row[0] for row in found] == ["old-story"]
+    _add(store, "new-story", _sig("Another text entirely: " + WIRE[::-1]))
+    store.db.execute("DELETE FROM story_signatures WHERE story_id = 'damaged'")
+    store.db.conn.execute("VACUUM")  # keys point at an INTEGER PRIMARY KEY: VACUUM keeps it
     found = store.dedupe_candidates(dedupe.band_keys(_sig(WIRE + " Read more.")))
     assert [row[0] for row in found] == ["old-story"]
     store.close()

@@ -134,29 +134,28 @@ class DetectionStore:
     ) -> None:
         """Store (or replace) a story's signature and its LSH band keys.
 
-        The band rows point at the signature's rowid, which grows with every new story: the
-        secondary index on it is appended to, and a replaced signature keeps its place."""
+        The band rows point at the signature's ``id``, which grows with every new story:
+        the secondary index on it is appended to, and a replaced signature keeps its place."""
         conn = self.db.conn
-        row = conn.execute(
-            "SELECT rowid FROM story_signatures WHERE story_id = ?", [story_id]
-        ).fetchone()
-        if row is None:
+        row = conn.execute("SELECT id FROM story_signatures WHERE story_id = ?", [story_id])
+        found = row.fetchone()
+        if found is None:
             cursor = conn.execute(
                 "INSERT INTO story_signatures (story_id, kind, size, signature) "
                 "VALUES (?, ?, ?, ?)",
                 [story_id, kind, size, signature],
             )
-            rowid = cursor.lastrowid
+            sig_id = cursor.lastrowid
         else:
-            rowid = int(row[0])
+            sig_id = int(found[0])
             conn.execute(
-                "UPDATE story_signatures SET kind = ?, size = ?, signature = ? WHERE rowid = ?",
-                [kind, size, signature, rowid],
+                "UPDATE story_signatures SET kind = ?, size = ?, signature = ? WHERE id = ?",
+                [kind, size, signature, sig_id],
             )
-            conn.execute("DELETE FROM story_lsh WHERE signature = ?", [rowid])
+            conn.execute("DELETE FROM story_lsh WHERE signature = ?", [sig_id])
         conn.executemany(
             "INSERT OR IGNORE INTO story_lsh (band, signature) VALUES (?, ?)",
-            [(band, rowid) for band in bands],
+            [(band, sig_id) for band in bands],
         )
 
     def dedupe_candidates(
@@ -186,7 +185,7 @@ class DetectionStore:
         marks = ",".join("?" * len(found))
         rows = self.db.conn.execute(
             f"SELECT story_id, kind, size, signature FROM story_signatures "
-            f"WHERE rowid IN ({marks}) AND story_id != ? ORDER BY rowid LIMIT ?",
+            f"WHERE id IN ({marks}) AND story_id != ? ORDER BY id LIMIT ?",
             [*found, exclude or "", limit],
         ).fetchall()
         return [(row[0], row[1], int(row[2]), bytes(row[3])) for row in rows]

@@ -201,27 +201,50 @@ def m002_detection(db: Database) -> None:
 
 @migrations()
 def m003_lsh_integer_keys(db: Database) -> None:
-    """LSH band keys as 64-bit integers in one clustered index (`story_lsh`), pointing at
-    the signature's rowid, instead of text keys in a table with two indexes: a quarter of
-    the pages, so a feed's commit writes far fewer of them. Keys are rebuilt from the
-    stored signatures."""
+    """LSH band keys as 64-bit integers in one clustered index (`story_lsh`) instead of
+    text keys in a table with two indexes: a quarter of the pages, so a feed's commit
+    writes far fewer of them. The keys point at the signature's new ``id`` (an INTEGER
+    PRIMARY KEY, so VACUUM, dumps and table rebuilds keep it) and are rebuilt from the
+    stored signatures, a few thousand at a time."""
     from monitor import dedupe  # the key scheme lives with the signatures
 
     db.executescript(
         """
+        CREATE TABLE story_signatures_v3 (
+            id INTEGER PRIMARY KEY,         -- what story_lsh.signature points at
+            story_id TEXT NOT NULL UNIQUE,  -- a story ID or 'seed:<file name>'
+            kind TEXT NOT NULL CHECK (kind IN ('body', 'title')),
+            size INTEGER NOT NULL,          -- distinct shingles summarised
+            signature BLOB NOT NULL         -- MinHash values, little-endian uint64
+        );
+        INSERT INTO story_signatures_v3 (story_id, kind, size, signature)
+            SELECT story_id, kind, size, signature FROM story_signatures ORDER BY rowid;
+        DROP TABLE story_signatures;
+        ALTER TABLE story_signatures_v3 RENAME TO story_signatures;
+
         CREATE TABLE story_lsh (
             band INTEGER NOT NULL,          -- LSH band key: digest of kind, band number, rows
-            signature INTEGER NOT NULL,     -- rowid of the story's story_signatures row
+            signature INTEGER NOT NULL,     -- story_signatures.id
             PRIMARY KEY (band, signature)
         ) WITHOUT ROWID;
         CREATE INDEX story_lsh_signature ON story_lsh(signature);
         DROP TABLE story_bands;
         """
     )
-    rows = db.execute("SELECT rowid, kind, size, signature FROM story_signatures").fetchall()
-    for rowid, kind, size, blob in rows:
-        sig = dedupe.Signature.from_bytes(bytes(blob), int(size), str(kind))
-        db.conn.executemany(
-            "INSERT OR IGNORE INTO story_lsh (band, signature) VALUES (?, ?)",
-            [(band, rowid) for band in dedupe.band_keys(sig)],
-        )
+    last = 0
+    while True:
+        rows = db.execute(
+            "SELECT id, kind, size, signature FROM story_signatures WHERE id > ? "
+            "ORDER BY id LIMIT 2000",
+            [last],
+        ).fetchall()
+        if not rows:
+            break
+        keys: list[tuple[int, int]] = []
+        for sig_id, kind, size, blob in rows:
+            last = sig_id
+            if not blob or len(blob) % 8:
+                continue  # unreadable: the story cannot be found as an original (as before)
+            sig = dedupe.Signature.from_bytes(bytes(blob), int(size), str(kind))
+            keys.extend((band, sig_id) for band in dedupe.band_keys(sig))
+        db.conn.executemany("INSERT OR IGNORE INTO story_lsh (band, signature) VALUES (?, ?)", keys)
