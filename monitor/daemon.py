@@ -96,9 +96,11 @@ class Daemon:
         if summary.delivered or summary.retried or summary.failed or summary.held:
             log.info("delivery: %s", summary.text())
 
-    def digest(self, topic_name: str) -> None:
+    async def digest(self, topic_name: str) -> None:
         topic = self.settings.topic(topic_name)
-        alert_id = enqueue_digest(self.storage, topic, utcnow())
+        # The poll's connection belongs to the pipeline's worker: queue the digest there,
+        # between two feeds' transactions, not inside one of them from another thread.
+        alert_id = await self.pipeline.on_worker(enqueue_digest, self.storage, topic, utcnow())
         if alert_id:
             log.info("digest for %s queued as %s", topic_name, alert_id)
 

@@ -202,6 +202,10 @@ class Pipeline:
             self._write, feed, outcome, prepared, articles, now, started, summary
         )
 
+    async def on_worker(self, function: Callable[..., _T], *args: Any) -> _T:
+        """Run ``function(*args)`` on the thread that owns the pipeline's connection."""
+        return await self._work(function, *args)
+
     async def _work(self, function: Callable[..., _T], *args: Any) -> _T:
         loop = asyncio.get_running_loop()
         return await loop.run_in_executor(self._worker, partial(function, *args))
