@@ -17,6 +17,7 @@ from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime
+from functools import partial
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -164,14 +165,24 @@ class Judge:
                     row["title"], _body(row["summary"], row["content"]), self.background.surfaces
                 )
                 profile.learn(Example(row["id"], row["title"], bag, "related"), self.background)
-        for row in store.judged_stories(settings.name, ("unrelated",), limit=600):
-            if row["score"] < REJECT:
-                bag = analyse(
-                    row["title"], _body(row["summary"], row["content"]), self.background.surfaces
-                )
-                profile.learn(Example(row["id"], row["title"], bag, "unrelated"), self.background)
+        profile.unrelated.defer(partial(self._rejected_examples, settings.name))
         self._load_feedback(topic)
         return topic
+
+    def _rejected_examples(self, topic: str) -> list[Example]:
+        """The topic's latest clearly unrelated stories, as examples (read when needed)."""
+        return [
+            Example(
+                row["id"],
+                row["title"],
+                analyse(
+                    row["title"], _body(row["summary"], row["content"]), self.background.surfaces
+                ),
+                "unrelated",
+            )
+            for row in self.storage.judged_stories(topic, ("unrelated",), limit=600)
+            if row["score"] < REJECT
+        ]
 
     def _load_feedback(self, topic: _Topic) -> None:
         for row in self.storage.feedback_rows(topic.name):

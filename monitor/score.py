@@ -372,6 +372,8 @@ class _Pool:
         self._pending: dict[str, None] = {}  # examples not yet in the index, oldest first
         self._stale = False  # the background moved: every vector is to be re-weighed
         self._background: Background | None = None
+        self._loader: Callable[[], Iterable[Example]] | None = None  # older examples, unread
+        self._dropped: set[str] = set()  # removed while the loader had not run
         self.epoch = -1
 
     def __len__(self) -> int:
@@ -387,7 +389,28 @@ class _Pool:
         while len(self.examples) > self.limit:
             self.remove(next(iter(self.examples)))
 
+    def defer(self, loader: Callable[[], Iterable[Example]]) -> None:
+        """Examples older than any added from now on, read only if the pool is queried (a
+        restart's rejected stories: most polls never ask for them)."""
+        self._loader = loader
+
+    def _load(self) -> None:
+        loader, self._loader = self._loader, None
+        if loader is None:
+            return
+        older = {
+            e.id: e for e in loader() if e.id not in self.examples and e.id not in self._dropped
+        }
+        self._dropped.clear()
+        if older:
+            self.examples = {**older, **self.examples}
+            self._pending = {**dict.fromkeys(older), **self._pending}
+            while len(self.examples) > self.limit:
+                self.remove(next(iter(self.examples)))
+
     def remove(self, example_id: str) -> None:
+        if self._loader is not None:
+            self._dropped.add(example_id)
         if self.examples.pop(example_id, None) is None:
             return
         if example_id in self._pending:
@@ -411,6 +434,7 @@ class _Pool:
 
     def index(self) -> dict[str, set[str]]:
         """term → IDs of the examples whose vector has it (up to date)."""
+        self._load()
         background = self._background
         if background is None:
             return self._index

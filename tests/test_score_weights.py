@@ -128,3 +128,35 @@ def test_compact_frequency_table_on_listed_words() -> None:
         for word in words:
             assert wordprior.zipf_frequency(word, lang) == zipf_frequency(word, lang), word
         assert len(wordprior.table(lang)) == sum(len(b) for b in buckets)
+
+
+def test_deferred_examples_are_older_read_once_and_respect_removals() -> None:
+    from monitor.score import Example, _Pool
+
+    bg = Background(prior=PRIOR)
+    calls: list[int] = []
+
+    def example(name: str, words: str) -> Example:
+        return Example(name, name, analyse("", words, bg.surfaces), "unrelated")
+
+    def older() -> list[Example]:
+        calls.append(1)
+        return [
+            example("a", "harbour fishing boats catch"),
+            example("b", "council budget vote"),
+            example("c", "harbour cranes strike"),
+        ]
+
+    pool = _Pool(limit=3)
+    pool.defer(older)
+    pool.add(example("d", "harbour festival boats"), bg)
+    pool.remove("b")  # e.g. the user marked it relevant before anything asked
+    pool.refresh(bg)
+    assert calls == []
+    best, score = pool.nearest(vector(analyse("", "harbour boats", bg.surfaces), bg))
+    assert calls == [1] and list(pool.examples) == ["a", "c", "d"]
+    assert best in {"a", "d"} and score > 0.0
+    pool.add(example("e", "council tax vote"), bg)  # over the limit: the oldest leaves
+    assert list(pool.examples) == ["c", "d", "e"]
+    assert pool.nearest(vector(analyse("", "council vote", bg.surfaces), bg))[0] == "e"
+    assert calls == [1]
