@@ -35,7 +35,7 @@ USER monitor:monitor
 # /healthz and /metrics ([service] listen in config/docker.toml)
 EXPOSE 8080
 HEALTHCHECK --interval=30s --timeout=10s --start-period=2m --retries=3 \
-    CMD ["python", "-m", "monitor.service", "http://127.0.0.1:8080/healthz"]
+    CMD ["python", "-m", "monitor.healthcheck", "http://127.0.0.1:8080/healthz"]
 STOPSIGNAL SIGTERM
 ENTRYPOINT ["monitor"]
 CMD ["run"]

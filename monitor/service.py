@@ -31,8 +31,6 @@ import socket
 import sqlite3
 import sys
 import threading
-import urllib.error
-import urllib.request
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -324,21 +322,13 @@ class DatabaseCollector(Collector):
 
 
 def probe(url: str, timeout: float = 8.0) -> int:
-    """The container's health check: 0 when `url` answers 200, else 1 with the reason."""
-    try:
-        with urllib.request.urlopen(url, timeout=timeout) as response:
-            response.read()
-            return 0
-    except urllib.error.HTTPError as error:
-        try:
-            reasons = json.loads(error.read()).get("reasons") or [str(error)]
-        except ValueError:
-            reasons = [str(error)]
-        print(f"unhealthy: {'; '.join(reasons)}", file=sys.stderr)
-    except OSError as error:
-        print(f"unreachable: {url}: {error}", file=sys.stderr)
-    return 1
+    """The container's health check (kept here for `python -m monitor.service URL`)."""
+    from .healthcheck import probe as check
+
+    return check(url, timeout)
 
 
 if __name__ == "__main__":
-    sys.exit(probe(sys.argv[1] if len(sys.argv) > 1 else "http://127.0.0.1:8080/healthz"))
+    from .healthcheck import DEFAULT_URL
+
+    sys.exit(probe(sys.argv[1] if len(sys.argv) > 1 else DEFAULT_URL))

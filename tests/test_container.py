@@ -160,7 +160,7 @@ def test_dockerfile_healthcheck_probes_healthz_on_the_configured_port() -> None:
     options, _, command = checks[0].partition("CMD")
     assert "--interval" in options and "--timeout" in options
     argv = exec_form(command.strip())
-    assert argv[:3] == ["python", "-m", "monitor.service"]
+    assert argv[:3] == ["python", "-m", "monitor.healthcheck"]
     url = argv[3]
     assert url.endswith("/healthz")
     settings = load_settings(ROOT / "config" / "docker.toml")

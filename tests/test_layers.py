@@ -8,7 +8,16 @@ from pathlib import Path
 PACKAGE = Path(__file__).resolve().parents[1] / "monitor"
 
 LAYERS = {
-    "entry": {"cli", "daemon", "service", "__main__", "status", "progress", "report"},
+    "entry": {
+        "cli",
+        "daemon",
+        "service",
+        "healthcheck",
+        "__main__",
+        "status",
+        "progress",
+        "report",
+    },
     "orchestration": {
         "pipeline",
         "detect",

@@ -148,12 +148,24 @@ def test_healthz_names_a_locked_database(
 
 def test_probe_command_exit_status(host: Host, listener: service.Service) -> None:
     host.state.last_poll_finished = datetime.now(UTC)
-    command = [sys.executable, "-m", "monitor.service", listener.url + "/healthz"]
+    command = [sys.executable, "-m", "monitor.healthcheck", listener.url + "/healthz"]
     assert subprocess.run(command, capture_output=True, timeout=60).returncode == 0
     host.state.running = False
     failed = subprocess.run(command, capture_output=True, text=True, timeout=60)
     assert failed.returncode == 1
     assert "scheduler is not running" in failed.stderr
+
+
+def test_health_check_loads_only_the_standard_library() -> None:
+    """Docker runs it every 30 s: no storage layer, NumPy or prometheus_client."""
+    code = (
+        "import sys, monitor.healthcheck; "
+        "print(sorted({m.split('.')[0] for m in sys.modules} & "
+        "{'numpy', 'sqlite_utils', 'prometheus_client', 'httpx', 'click'}))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "[]"
 
 
 def test_metrics_move_after_a_poll(listener: service.Service) -> None:
