@@ -17,8 +17,9 @@ check and, when unhealthy, the reasons:
 ``GET /metrics`` is the Prometheus text format of `monitor.metrics.registry()`, with the
 gauges `DatabaseCollector` reads from the database at scrape time.
 
-``python -m monitor.service URL`` is the container's health check: exit 0 on a 200, else 1
-with the reason on stderr (no curl needed in a slim image).
+The container's health check is `monitor.healthcheck` (``python -m monitor.healthcheck
+URL``; ``python -m monitor.service URL`` runs the same): exit 0 on a 200, else 1 with the
+reason on stderr (no curl needed in a slim image).
 
 This module reads the daemon's state and the database; it changes neither.
 """
@@ -321,14 +322,7 @@ class DatabaseCollector(Collector):
         yield feeds
 
 
-def probe(url: str, timeout: float = 8.0) -> int:
-    """The container's health check (kept here for `python -m monitor.service URL`)."""
-    from .healthcheck import probe as check
-
-    return check(url, timeout)
-
-
-if __name__ == "__main__":
-    from .healthcheck import DEFAULT_URL
+if __name__ == "__main__":  # the health check's old name; see `monitor.healthcheck`
+    from .healthcheck import DEFAULT_URL, probe
 
     sys.exit(probe(sys.argv[1] if len(sys.argv) > 1 else DEFAULT_URL))
