@@ -102,7 +102,6 @@ _TRANSLIT = str.maketrans(
 )  # fmt: skip
 _CYRILLIC_OR_GREEK = re.compile(r"[\u0370-\u03ff\u0400-\u04ff]")
 _LATIN = re.compile(r"^[a-z0-9']+$")
-_ASCII_WORD = re.compile(r"[a-z]+\Z")
 _SUFFIXES = (
     "isations", "izations", "isation", "ization", "ations", "ation", "ments", "ment",
     "ively", "ings", "ing", "ness", "ists", "ist", "isms", "ism", "ies", "ied", "ers",
@@ -218,8 +217,7 @@ class Background:
     smoothing: int = 50
     prior: Prior | None = None
     surfaces: dict[str, str] = field(default_factory=dict)  # term → a word form seen (`terms`)
-    _general: dict[str, float] = field(default_factory=dict)  # term → prior rarity, or -1
-    _fixed: dict[str, float] = field(default_factory=dict)  # idf of prior-known words
+    _prior: dict[str, float] = field(default_factory=dict)  # term → its weight by the prior, or -1
     _stream: dict[str, float] = field(default_factory=dict)  # idf from df, this epoch
     _epoch: int = -1
     _epoch_floor: int = 0  # n + smoothing at which the current epoch began
@@ -227,12 +225,17 @@ class Background:
     def idf(self, term: str) -> float:
         """The term's weight. A word the prior knows always weighs the same; a weight taken
         from the stream's frequencies is cached until the background has grown by a fifth."""
-        cached = self._fixed.get(term)
-        if cached is not None:
-            return cached
         self._check_epoch()
-        cached = self._stream.get(term)
-        return self._weigh(term) if cached is None else cached
+        return self._cached(term)
+
+    def _cached(self, term: str) -> float:
+        """The term's weight from the caches, else computed (epoch checked by the caller)."""
+        weight = self._prior.get(term, -1.0)
+        if weight < 0.0:
+            weight = self._stream.get(term, -1.0)
+            if weight < 0.0:
+                weight = self._weigh(term)
+        return weight
 
     def _check_epoch(self) -> None:
         """Drop the stream-derived weights when the background has moved to a new epoch."""
@@ -249,17 +252,15 @@ class Background:
         """Compute a weight missing from both caches (epoch checked by the caller), cache it."""
         if " " in term:  # not cached: derived from the cached weights of its two words
             first, _, second = term.partition(" ")
-            return BIGRAM_WEIGHT * max(self.idf(first), self.idf(second))
+            return BIGRAM_WEIGHT * max(self._cached(first), self._cached(second))
         if self.prior is not None:
-            general = self._general.get(term)
+            general = self._prior.get(term)
             if general is None:
                 known = self.prior(self.surface(term))
                 general = -1.0 if known is None else min(MAX_IDF, max(0.0, known))
-                if len(self._general) < _SURFACE_MAX:
-                    self._general[term] = general
+                if len(self._prior) < _SURFACE_MAX:
+                    self._prior[term] = general
             if general >= 0.0:
-                if len(self._fixed) < _SURFACE_MAX:
-                    self._fixed[term] = general
                 return general
         stream = min(MAX_IDF, math.log((self.n + self.smoothing) / (self.df.get(term, 0) + 1)))
         value = max(stream, 0.0)
@@ -279,7 +280,10 @@ class Background:
 def vector(bag: Mapping[str, float], background: Background) -> Vector:
     """Unit-length sublinear tf-idf vector of a bag."""
     background._check_epoch()
-    fixed = background._fixed
+    # `Background._cached` inlined (the hot path of every story): a word the prior knows,
+    # else a word weighed from the stream this epoch, else computed; a bigram weighs half
+    # its heavier word.
+    prior = background._prior
     stream = background._stream
     weigh = background._weigh
     log = math.log
@@ -288,25 +292,26 @@ def vector(bag: Mapping[str, float], background: Background) -> Vector:
     for term, count in bag.items():
         if count <= 0:
             continue
-        weight = fixed.get(term)
-        if weight is None:
-            if " " in term:  # a bigram weighs half its heavier word (as `idf`, inlined)
-                first, _, second = term.partition(" ")
-                one = fixed.get(first)
-                if one is None:
-                    one = stream.get(first)
-                    if one is None:
-                        one = weigh(first)
-                two = fixed.get(second)
-                if two is None:
-                    two = stream.get(second)
-                    if two is None:
-                        two = weigh(second)
-                weight = BIGRAM_WEIGHT * (one if one > two else two)
-            else:
-                weight = stream.get(term)
-                if weight is None:
-                    weight = weigh(term)
+        weight = prior.get(term, -1.0)
+        if weight >= 0.0:
+            pass
+        elif " " in term:
+            first, _, second = term.partition(" ")
+            one = prior.get(first, -1.0)
+            if one < 0.0:
+                one = stream.get(first, -1.0)
+                if one < 0.0:
+                    one = weigh(first)
+            two = prior.get(second, -1.0)
+            if two < 0.0:
+                two = stream.get(second, -1.0)
+                if two < 0.0:
+                    two = weigh(second)
+            weight = BIGRAM_WEIGHT * (one if one > two else two)
+        else:
+            weight = stream.get(term, -1.0)
+            if weight < 0.0:
+                weight = weigh(term)
         weight = (1.0 + log(count)) * weight
         out[term] = weight
         total += weight * weight
@@ -575,6 +580,17 @@ def build_profile(
 _WORD = re.compile(r"[^\W\d_]+(?:['’][^\W\d_]+)*")
 
 
+def _cased_terms(text: str) -> tuple[set[str], set[str]]:
+    """(terms of words written capitalised (or in a script without case), terms of words
+    written in lower case) in ``text``."""
+    upper: set[str] = set()
+    lower: set[str] = set()
+    for match in _WORD.finditer(text):
+        word = match.group()
+        (lower if word[0].islower() else upper).update(terms(word))
+    return upper, lower
+
+
 def seed_names(text: str) -> set[str]:
     """The proper names of a seed's body, as terms: the words it capitalises and never
     writes in lower case ("Robles", "Casco Antiguo", "Taliban", "Valdoria's").
@@ -583,22 +599,13 @@ def seed_names(text: str) -> set[str]:
     when the seed never writes it in lower case: a few common words may pass for names, which
     only makes `relevance`'s names check easier to pass. The title is not read: headlines
     capitalise words that are not names."""
-    upper: set[str] = set()
-    lower: set[str] = set()
-    for match in _WORD.finditer(text):
-        word = match.group()
-        (lower if word[0].islower() else upper).update(terms(word))
+    upper, lower = _cased_terms(text)
     return upper - lower
 
 
 def capitalised_terms(title: str, text: str) -> set[str]:
     """Terms a story writes with a capital letter (or in a script without case) somewhere."""
-    out: set[str] = set()
-    for match in _WORD.finditer(f"{title}\n{text}"):
-        word = match.group()
-        if not word[0].islower():
-            out.update(terms(word))
-    return out
+    return _cased_terms(f"{title}\n{text}")[0]
 
 
 def one_name(vec: Vector, bag: Mapping[str, float], names: Collection[str]) -> Vector:
@@ -801,13 +808,7 @@ def wordfreq_prior() -> Prior | None:
         return None
     from . import wordprior
 
-    english = wordprior.table("en")
-
     def rarity(word: str) -> float | None:
-        if _ASCII_WORD.match(word) and english.bucket(word) is None:
-            # wordfreq's own answer, without its tokenizer: a plain a-z word is one token,
-            # and one missing from the list has frequency 0 (tested against zipf_frequency)
-            return None
         language = "ru" if _CYRILLIC_OR_GREEK.search(word) else "en"
         zipf = wordprior.zipf_frequency(word, language)
         if zipf <= 0.0:

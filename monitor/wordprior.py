@@ -18,17 +18,21 @@ from __future__ import annotations
 import functools
 import gzip
 import math
+import re
 
+import msgpack
 import numpy as np
+from wordfreq import available_languages, cB_to_freq, freq_to_zipf, zipf_to_freq
+from wordfreq.numbers import digit_freq, smash_numbers
+from wordfreq.tokens import lossy_tokenize
+
+_PLAIN = re.compile(r"[a-z]+\Z")  # a word wordfreq's tokenizer leaves whole (tested)
 
 
 class FrequencyTable:
     """One language's list: word hash → the bucket (centibels below 1) it is listed in."""
 
     def __init__(self, lang: str) -> None:
-        import msgpack
-        from wordfreq import available_languages
-
         path = available_languages("best")[lang]
         hashes: list[np.ndarray] = []
         buckets: list[np.ndarray] = []
@@ -70,13 +74,10 @@ def table(lang: str) -> FrequencyTable:
 def zipf_frequency(word: str, lang: str) -> float:
     """What ``wordfreq.zipf_frequency(word, lang)`` returns, without its 41-125 MB dict
     (the steps of its ``_word_frequency``, with ``minimum`` at Zipf 0 as it passes it)."""
-    from wordfreq import cB_to_freq, freq_to_zipf, zipf_to_freq
-    from wordfreq.numbers import digit_freq, smash_numbers
-    from wordfreq.tokens import lossy_tokenize
-
     minimum = zipf_to_freq(0.0)
     freq = minimum
-    tokens = lossy_tokenize(word, lang)
+    # a plain a-z word is its own one token: no need for the tokenizer (~10 µs a word)
+    tokens = [word] if _PLAIN.match(word) else lossy_tokenize(word, lang)
     if tokens:
         listed = table(lang)
         one_over = 0.0
