@@ -161,10 +161,8 @@ class Judge:
                 topic.recent[row["id"]] = (row["development"], published)
         for row in store.judged_stories(settings.name, RELATED, limit=400):
             if row["status"] != "duplicate" or row["feedback"] == "relevant":
-                bag = analyse(
-                    row["title"], _body(row["summary"], row["content"]), self.background.surfaces
-                )
-                profile.learn(Example(row["id"], row["title"], bag, "related"), self.background)
+                example = Example(row["id"], row["title"], self._bag(row), "related")
+                profile.learn(example, self.background)
         profile.unrelated.defer(partial(self._rejected_examples, settings.name))
         self._load_feedback(topic)
         return topic
@@ -172,24 +170,21 @@ class Judge:
     def _rejected_examples(self, topic: str) -> list[Example]:
         """The topic's latest clearly unrelated stories, as examples (read when needed)."""
         return [
-            Example(
-                row["id"],
-                row["title"],
-                analyse(
-                    row["title"], _body(row["summary"], row["content"]), self.background.surfaces
-                ),
-                "unrelated",
-            )
+            Example(row["id"], row["title"], self._bag(row), "unrelated")
             for row in self.storage.judged_stories(topic, ("unrelated",), limit=600)
             if row["score"] < REJECT
         ]
 
+    def _bag(self, row: dict[str, Any]) -> Counter[str]:
+        """The term bag of a stored story row (title, summary, content)."""
+        return analyse(
+            row["title"], _body(row["summary"], row["content"]), self.background.surfaces
+        )
+
     def _load_feedback(self, topic: _Topic) -> None:
         for row in self.storage.feedback_rows(topic.name):
             kind = "negative" if row["feedback"] == "irrelevant" else "positive"
-            bag = analyse(
-                row["title"], _body(row["summary"], row["content"]), self.background.surfaces
-            )
+            bag = self._bag(row)
             topic.profile.learn(Example(row["id"], row["title"], bag, kind), self.background)
 
     def _refresh_feedback(self) -> None:
