@@ -189,24 +189,21 @@ class Pipeline:
         """
         now = self.clock()
         if isinstance(outcome, FetchError):
-            return await self._work(self._record_failure, feed, outcome, now, started, summary)
+            return await self.on_worker(self._record_failure, feed, outcome, now, started, summary)
         if outcome.not_modified:
-            return await self._work(self._not_modified, feed, outcome, now, started, summary)
-        prepared = await self._work(self._prepare, feed, outcome, now, started, summary)
+            return await self.on_worker(self._not_modified, feed, outcome, now, started, summary)
+        prepared = await self.on_worker(self._prepare, feed, outcome, now, started, summary)
         if isinstance(prepared, FeedReport):
             return prepared
         articles = {}
         if feed.full_text and prepared.fresh:
             articles = await self._enrich(client, prepared.fresh)
-        return await self._work(
+        return await self.on_worker(
             self._write, feed, outcome, prepared, articles, now, started, summary
         )
 
     async def on_worker(self, function: Callable[..., _T], *args: Any) -> _T:
         """Run ``function(*args)`` on the thread that owns the pipeline's connection."""
-        return await self._work(function, *args)
-
-    async def _work(self, function: Callable[..., _T], *args: Any) -> _T:
         loop = asyncio.get_running_loop()
         return await loop.run_in_executor(self._worker, partial(function, *args))
 
@@ -273,7 +270,7 @@ class Pipeline:
         """
         # The Judge (built on first use, reading the database) and its neighbour pools
         # belong to the worker thread: the first look runs there, between two feeds' writes.
-        wanted = await self._work(self._wanted_full_text, entries)
+        wanted = await self.on_worker(self._wanted_full_text, entries)
         timeout = self.settings.polling.full_text_timeout
         results = await asyncio.gather(
             *(self._article(client, entry.url, timeout) for entry in wanted)
