@@ -52,6 +52,7 @@ class Entry:
     language: str | None = None
     author: str | None = None
     dated: bool = True  # False when the feed gave no date and ``published`` is the time first seen
+    raw_hash: int | None = None  # digest of the item before cleaning (`parse`); None from replay
 
 
 @dataclass(frozen=True, slots=True)
@@ -62,6 +63,7 @@ class ParsedFeed:
     link: str | None
     entries: tuple[Entry, ...]
     warning: str | None = None  # a recoverable parser complaint (feedparser's "bozo")
+    unchanged: int = 0  # items skipped uncleaned: their raw hash was already stored
 
 
 @dataclass(frozen=True, slots=True)

@@ -37,7 +37,7 @@ from .fetch import Fetcher, FetchLimits
 from .models import Entry, FeedOutcome, Fetched
 from .parse import entry_from_item, parse_feed
 from .schedule import next_due
-from .storage import FeedRow, FeedUpdate, Storage
+from .storage import FeedRow, FeedUpdate, Known, Storage
 
 if TYPE_CHECKING:  # imported when first needed: a poll of 304s never judges anything
     from .detect import Judge
@@ -223,13 +223,16 @@ class Pipeline:
         self, feed: FeedRow, outcome: Fetched, now: datetime, started: float, summary: PollSummary
     ) -> _Prepared | FeedReport:
         try:
-            parsed = parse_feed(outcome.body, outcome.headers, outcome.url, now, source=feed.name)
+            parsed = parse_feed(
+                outcome.body, outcome.headers, outcome.url, now, source=feed.name,
+                known=partial(self.storage.known_raw, feed.url),
+            )  # fmt: skip
         except ParseError as error:
             return self._record_failure(feed, error, now, started, summary)
         entries = _unique(parsed.entries)
         known = self.storage.known_entries(feed.url, [entry.key for entry in entries])
         fresh = [entry for entry in entries if entry.key not in known]
-        return _Prepared(parsed.title, entries, known, fresh)
+        return _Prepared(parsed.title, entries, known, fresh, parsed.unchanged)
 
     def _write(
         self,
@@ -242,14 +245,21 @@ class Pipeline:
         summary: PollSummary,
     ) -> FeedReport:
         report = FeedReport(
-            feed.label, FeedOutcome.OK, status=outcome.status, entries=len(prepared.entries)
+            feed.label,
+            FeedOutcome.OK,
+            status=outcome.status,
+            entries=len(prepared.entries) + prepared.unchanged,
         )
         with self.storage.atomic():
             for entry in prepared.entries:
                 seen = prepared.known.get(entry.key)
-                if seen is not None and seen[1] != entry.content_hash:
-                    self.storage.update_story(seen[0], entry, now)
+                if seen is None:
+                    continue
+                if seen.content_hash != entry.content_hash:
+                    self.storage.update_story(seen.story_id, entry, now)
                     report.edited += 1
+                elif seen.raw_hash != entry.raw_hash:  # same text, new markup or first look
+                    self.storage.set_raw_hash(seen.story_id, entry.raw_hash)
             for entry in prepared.fresh:
                 self._judge_new(
                     entry, feed.url, feed.id, now, summary, feed.topics, articles.get(entry.key)
@@ -520,9 +530,10 @@ class _Prepared:
     """A parsed feed split into entries seen before and new ones."""
 
     title: str | None
-    entries: list[Entry]
-    known: dict[str, tuple[str, str]]
+    entries: list[Entry]  # cleaned: new, edited, or not yet recognised by their raw hash
+    known: dict[str, Known]
     fresh: list[Entry]
+    unchanged: int  # entries recognised by their raw hash and skipped uncleaned
 
 
 def _unique(entries: Iterable[Entry]) -> list[Entry]:

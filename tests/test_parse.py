@@ -63,6 +63,7 @@ def _dump(feed: ParsedFeed) -> dict[str, Any]:
     def entry(e: Entry) -> dict[str, Any]:
         row = dataclasses.asdict(e)
         row["published"] = e.published.isoformat()
+        del row["raw_hash"]  # a digest of the input, tested on its own
         return row
 
     return {
@@ -214,6 +215,38 @@ def test_edited_entry_keeps_key_changes_hash() -> None:
     (b,) = parse_feed(after, XML, "https://e.org/rss", NOW).entries
     assert a.key == b.key == "g-1"
     assert a.content_hash != b.content_hash
+
+
+def test_known_raw_items_are_skipped_before_cleaning(monkeypatch: pytest.MonkeyPatch) -> None:
+    dates = "Mon, 07 Jul 2025 10:00:00 GMT"
+    body = _rss([("g-1", "https://e.org/1", dates), ("g-2", "https://e.org/2", dates)])
+    first = parse_feed(body, XML, "https://e.org/rss", NOW)
+    hashes = [e.raw_hash for e in first.entries]
+    assert all(isinstance(h, int) for h in hashes) and len(set(hashes)) == 2
+    # the same bytes give the same digests; another base URL (links resolve elsewhere) not
+    again = parse_feed(body, XML, "https://e.org/rss", NOW)
+    assert [e.raw_hash for e in again.entries] == hashes
+    moved = parse_feed(body, XML, "https://mirror.example/rss", NOW)
+    assert not set(hashes) & {e.raw_hash for e in moved.entries}
+
+    asked: list[list[int]] = []
+    cleaned: list[str] = []
+    real = parse._make_entry
+
+    def spy(item: Any, **kwargs: Any) -> Entry:
+        cleaned.append(item.guid)
+        return real(item, **kwargs)
+
+    monkeypatch.setattr(parse, "_make_entry", spy)
+    known = {hashes[0]}
+    feed = parse_feed(body, XML, "https://e.org/rss", NOW, known=lambda h: asked.append(h) or known)
+    assert asked == [hashes]
+    assert cleaned == ["g-2"]  # g-1 was never cleaned
+    assert [e.key for e in feed.entries] == ["g-2"] and feed.unchanged == 1
+    # an edit changes the raw digest, so an edited entry is never skipped
+    edited = _rss([("g-1", "https://e.org/1", dates)], text="Edited.")
+    (entry,) = parse_feed(edited, XML, "https://e.org/rss", NOW, known=lambda h: known).entries
+    assert entry.key == "g-1" and entry.raw_hash not in known
 
 
 def test_key_falls_back_to_canonical_link_then_hash() -> None:

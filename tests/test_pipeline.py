@@ -163,6 +163,58 @@ def test_edited_entry_is_updated_not_new(feed_server: FeedServer, setup: Any) ->
     assert count(storage, "SELECT count(*) FROM decisions") == 1
 
 
+def test_known_entries_of_a_changed_feed_are_recognised_by_their_raw_hash(
+    feed_server: FeedServer, setup: Any
+) -> None:
+    old = items("k", 4)
+    markup = [
+        (g, t, f"&lt;p&gt;{text}&lt;/p&gt;") if g == "k-1" else (g, t, text) for g, t, text in old
+    ]
+    edited = [(g, t, text + " Updated.") if g == "k-2" else (g, t, text) for g, t, text in old]
+    url = feed_server.route(
+        "/raw.xml",
+        Reply(200, rss(old)),
+        Reply(200, rss([*old, ("k-new", "Harbour report k new", "A new item.")])),
+        Reply(200, rss(markup)),  # k-1: new markup, same clean text
+        Reply(200, rss(edited)),  # k-2: edited
+    )
+    settings, storage = setup([url])
+    clock = Clock()
+
+    def raw_hashes() -> dict[str, int | None]:
+        rows = storage.db.execute("SELECT entry_key, raw_hash FROM stories").fetchall()
+        return dict(rows)
+
+    poll(settings, storage, clock)
+    first = raw_hashes()
+    assert len(first) == 4 and all(isinstance(h, int) for h in first.values())
+
+    clock.now += timedelta(hours=1)
+    summary = poll(settings, storage, clock)
+    assert (summary.entries, summary.new, summary.edited) == (5, 1, 0)
+    assert {k: h for k, h in raw_hashes().items() if k != "k-new"} == first
+
+    clock.now += timedelta(hours=1)
+    summary = poll(settings, storage, clock)
+    assert (summary.entries, summary.new, summary.edited) == (4, 0, 0)
+    third = raw_hashes()
+    assert third["k-1"] != first["k-1"]  # the new digest is kept, the story is not edited
+    assert {k: h for k, h in third.items() if k != "k-1"} == {
+        k: h for k, h in first.items() if k != "k-1"
+    } | {"k-new": third["k-new"]}
+
+    clock.now += timedelta(hours=1)
+    summary = poll(settings, storage, clock)
+    assert (summary.entries, summary.new, summary.edited) == (4, 0, 1)
+    text = storage.db.execute("SELECT summary FROM stories WHERE entry_key = 'k-2'").fetchone()
+    assert text[0].endswith("Updated.")
+    hits = storage.db.execute(
+        "SELECT count(*) FROM stories_fts WHERE stories_fts MATCH 'updated'"
+    ).fetchone()
+    assert hits == (1,)  # the edit reached the full-text index
+    assert count(storage, "SELECT count(*) FROM decisions") == 5
+
+
 def test_one_failing_feed_never_stops_the_others(feed_server: FeedServer, setup: Any) -> None:
     good = feed_server.route("/good.xml", Reply(200, rss(items("g", 3))))
     broken = feed_server.route("/broken.xml", Reply(500, b"oops"))

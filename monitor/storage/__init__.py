@@ -10,13 +10,14 @@ from .alerts import AlertStore, new_alert_id
 from .base import StorageBase, iso, parse_iso
 from .detection import DetectionStore
 from .feeds import FeedRow, FeedStore, FeedUpdate
-from .stories import StoryStore, story_id
+from .stories import Known, StoryStore, story_id
 
 __all__ = [
     "AlertStore",
     "DetectionStore",
     "FeedRow",
     "FeedUpdate",
+    "Known",
     "Storage",
     "iso",
     "new_alert_id",

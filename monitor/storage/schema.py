@@ -248,3 +248,25 @@ def m003_lsh_integer_keys(db: Database) -> None:
             sig = dedupe.Signature.from_bytes(bytes(blob), int(size), str(kind))
             keys.extend((band, sig_id) for band in dedupe.band_keys(sig))
         db.conn.executemany("INSERT OR IGNORE INTO story_lsh (band, signature) VALUES (?, ?)", keys)
+
+
+@migrations()
+def m004_raw_item_hash(db: Database) -> None:
+    """A digest of each entry as its feed gave it, before cleaning (`parse._raw_hash`), so
+    that the known entries of a changed feed are recognised without cleaning them again.
+    Existing stories get theirs the next time their feed repeats them. The full-text index
+    is refreshed only when the indexed columns change, not on every update of a story."""
+    db.executescript(
+        """
+        ALTER TABLE stories ADD COLUMN raw_hash INTEGER;
+        CREATE INDEX stories_raw_hash ON stories(raw_hash);
+
+        DROP TRIGGER IF EXISTS stories_au;
+        CREATE TRIGGER stories_au AFTER UPDATE OF title, summary, content ON stories BEGIN
+          INSERT INTO stories_fts (stories_fts, rowid, title, summary, content)
+            VALUES ('delete', old.rowid, old.title, old.summary, old.content);
+          INSERT INTO stories_fts (rowid, title, summary, content)
+            VALUES (new.rowid, new.title, new.summary, new.content);
+        END;
+        """
+    )

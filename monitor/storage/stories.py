@@ -5,13 +5,21 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Iterator
 from datetime import datetime
-from typing import Any
+from typing import Any, NamedTuple
 
 from sqlite_utils import Database
 
 from ..errors import UserError
 from ..models import Entry
 from .base import iso
+
+
+class Known(NamedTuple):
+    """What is stored of an entry seen before."""
+
+    story_id: str
+    content_hash: str
+    raw_hash: int | None
 
 
 def story_id(origin: str, key: str) -> str:
@@ -22,27 +30,49 @@ def story_id(origin: str, key: str) -> str:
 
 _INSERT_STORY = (
     "INSERT INTO stories (id, feed_id, origin, entry_key, guid, url, canonical_url, title, "
-    "summary, content, source, author, language, published, dated, seen_at, content_hash) "
-    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+    "summary, content, source, author, language, published, dated, seen_at, content_hash, "
+    "raw_hash) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
 )
 
 
 class StoryStore:
     db: Database
 
-    def known_entries(self, origin: str, keys: list[str]) -> dict[str, tuple[str, str]]:
-        """For the entry keys of one origin already stored: key → (story ID, content hash)."""
-        found: dict[str, tuple[str, str]] = {}
+    def known_entries(self, origin: str, keys: list[str]) -> dict[str, Known]:
+        """For the entry keys of one origin already stored: key → (story ID, content hash,
+        raw hash or None)."""
+        found: dict[str, Known] = {}
         for start in range(0, len(keys), 500):
             chunk = keys[start : start + 500]
             marks = ",".join("?" * len(chunk))
-            for key, sid, content_hash in self.db.execute(
-                f"SELECT entry_key, id, content_hash FROM stories "
+            for key, sid, content_hash, raw_hash in self.db.execute(
+                f"SELECT entry_key, id, content_hash, raw_hash FROM stories "
                 f"WHERE origin = ? AND entry_key IN ({marks})",
                 [origin, *chunk],
             ).fetchall():
-                found[key] = (sid, content_hash)
+                found[key] = Known(sid, content_hash, raw_hash)
         return found
+
+    def known_raw(self, origin: str, hashes: list[int]) -> set[int]:
+        """Which of these raw item hashes (`parse`) one origin's stored stories carry."""
+        found: set[int] = set()
+        for start in range(0, len(hashes), 500):
+            chunk = hashes[start : start + 500]
+            marks = ",".join("?" * len(chunk))
+            found.update(
+                row[0]
+                for row in self.db.execute(
+                    # "+origin": look the digests up in their index, then check the feed
+                    # (not: scan every story of the feed by the (origin, entry_key) index)
+                    f"SELECT raw_hash FROM stories WHERE raw_hash IN ({marks}) AND +origin = ?",
+                    [*chunk, origin],
+                )
+            )
+        return found
+
+    def set_raw_hash(self, sid: str, raw_hash: int | None) -> None:
+        """Record the raw hash of a stored story whose cleaned text has not changed."""
+        self.db.conn.execute("UPDATE stories SET raw_hash = ? WHERE id = ?", [raw_hash, sid])
 
     def insert_story(self, entry: Entry, *, origin: str, feed_id: int | None, now: datetime) -> str:
         sid = story_id(origin, entry.key)
@@ -50,7 +80,7 @@ class StoryStore:
             sid, feed_id, origin, entry.key, entry.guid, entry.url, entry.canonical_url,
             entry.title, entry.summary, entry.content, entry.source, entry.author,
             entry.language, iso(entry.published), int(entry.dated), iso(now),
-            entry.content_hash,
+            entry.content_hash, entry.raw_hash,
         ])  # fmt: skip
         return sid
 
@@ -66,6 +96,7 @@ class StoryStore:
                 "content": entry.content,
                 "author": entry.author,
                 "content_hash": entry.content_hash,
+                "raw_hash": entry.raw_hash,
                 "updated_at": iso(now),
             },
         )
