@@ -20,6 +20,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import threading
 import time
 from collections import Counter
 from collections.abc import Callable, Iterable, Sequence
@@ -114,6 +115,11 @@ class Pipeline:
         )
         self.observers: list[Callable[[FeedReport], None]] = []
         self._worker = ThreadPoolExecutor(max_workers=1, thread_name_prefix="monitor-pipeline")
+        # 304s waiting for the worker: written together, one transaction for all of them
+        self._unchanged: list[tuple[Callable[[], FeedReport], asyncio.Future[FeedReport]]] = []
+        self._unchanged_lock = threading.Lock()
+        self._unchanged_flush: asyncio.Task[None] | None = None
+        self._flushes: set[asyncio.Task[None]] = set()  # held until done (asyncio keeps weak refs)
 
     @property
     def judge(self) -> Judge:
@@ -191,7 +197,11 @@ class Pipeline:
         if isinstance(outcome, FetchError):
             return await self.on_worker(self._record_failure, feed, outcome, now, started, summary)
         if outcome.not_modified:
-            return await self.on_worker(self._not_modified, feed, outcome, now, started, summary)
+            if feed.health_alerted:  # recovering: its alert is written on its own
+                return await self.on_worker(
+                    self._not_modified, feed, outcome, now, started, summary
+                )
+            return await self._not_modified_batched(feed, outcome, now, started)
         prepared = await self.on_worker(self._prepare, feed, outcome, now, started, summary)
         if isinstance(prepared, FeedReport):
             return prepared
@@ -217,6 +227,61 @@ class Pipeline:
         report = FeedReport(feed.label, FeedOutcome.NOT_MODIFIED, status=304)
         with self.storage.atomic():
             self._write_feed_state(feed, outcome, report, now, started, summary)
+        return report
+
+    async def _not_modified_batched(
+        self, feed: FeedRow, outcome: Fetched, now: datetime, started: float
+    ) -> FeedReport:
+        """A 304's new state, written with the other 304s that arrived while the worker was
+        busy: one commit for many feeds (each feed's rows are still whole or absent)."""
+        loop = asyncio.get_running_loop()
+        done: asyncio.Future[FeedReport] = loop.create_future()
+        job = partial(self._not_modified_state, feed, outcome, now, started)
+        with self._unchanged_lock:
+            self._unchanged.append((job, done))
+            if self._unchanged_flush is None:
+                self._unchanged_flush = flush = loop.create_task(self._flush_unchanged())
+                self._flushes.add(flush)
+                flush.add_done_callback(self._flushes.discard)
+        return await done
+
+    async def _flush_unchanged(self) -> None:
+        results = await self.on_worker(self._write_unchanged)
+        for done, result in results:
+            if done.done():
+                continue  # its feed's task was cancelled meanwhile
+            if isinstance(result, BaseException):
+                done.set_exception(result)
+            else:
+                done.set_result(result)
+
+    def _write_unchanged(self) -> list[tuple[asyncio.Future[FeedReport], FeedReport | Exception]]:
+        """Write every waiting 304 (runs on the worker): together, or one by one when the
+        shared transaction fails, so that one bad feed never stops the others."""
+        with self._unchanged_lock:
+            batch, self._unchanged = self._unchanged, []
+            self._unchanged_flush = None  # later 304s schedule the next write
+        try:
+            with self.storage.atomic():
+                return [(done, job()) for job, done in batch]
+        except Exception:  # retried feed by feed below; each error goes to its feed
+            log.debug("writing %d unchanged feeds together failed; one by one", len(batch))
+        results: list[tuple[asyncio.Future[FeedReport], FeedReport | Exception]] = []
+        for job, done in batch:
+            try:
+                with self.storage.atomic():
+                    results.append((done, job()))
+            except Exception as error:  # handed to that feed's task
+                results.append((done, error))
+        return results
+
+    def _not_modified_state(
+        self, feed: FeedRow, outcome: Fetched, now: datetime, started: float
+    ) -> FeedReport:
+        """A 304's report and feed row, inside the caller's transaction (no alert to write:
+        a feed with a pending recovery alert goes through `_not_modified`)."""
+        report = FeedReport(feed.label, FeedOutcome.NOT_MODIFIED, status=304)
+        self._write_feed_state(feed, outcome, report, now, started, PollSummary())
         return report
 
     def _prepare(

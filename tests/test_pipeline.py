@@ -215,6 +215,83 @@ def test_known_entries_of_a_changed_feed_are_recognised_by_their_raw_hash(
     assert count(storage, "SELECT count(*) FROM decisions") == 5
 
 
+def poll_while_worker_busy(
+    settings: Settings, storage: Storage, clock: Clock, waiting: int
+) -> PollSummary:
+    """Poll with the worker held until ``waiting`` 304s queue for it (as under load)."""
+
+    async def run() -> PollSummary:
+        pipeline = Pipeline(settings, storage, clock=clock)
+        release = threading.Event()
+        held = asyncio.create_task(pipeline.on_worker(release.wait, 10.0))
+
+        async def watch() -> None:
+            for _ in range(1000):  # at most ~10 s
+                if len(pipeline._unchanged) >= waiting:
+                    break
+                await asyncio.sleep(0.01)
+            release.set()
+
+        watcher = asyncio.create_task(watch())
+        try:
+            return await pipeline.poll(only_due=False)
+        finally:
+            release.set()
+            await asyncio.gather(held, watcher)
+
+    return asyncio.run(run())
+
+
+def polled_once(
+    feed_server: FeedServer, setup: Any, name: str, feeds: int
+) -> tuple[list[str], Settings, Storage, Clock]:
+    """``feeds`` feeds that answer 304 from their second poll on, polled once; an hour on."""
+    etag, modified = '"v1"', "Sat, 31 Oct 2026 10:00:00 GMT"
+    urls = [
+        feed_server.route(f"/{name}-{n}.xml", conditional(etag, modified, rss(items(name, 2))))
+        for n in range(feeds)
+    ]
+    settings, storage = setup(urls)
+    clock = Clock()
+    poll(settings, storage, clock)
+    clock.now += timedelta(hours=1)
+    return urls, settings, storage, clock
+
+
+def test_unchanged_feeds_are_written_together(feed_server: FeedServer, setup: Any) -> None:
+    _, settings, storage, clock = polled_once(feed_server, setup, "same", 12)
+    ends: list[str] = []
+    storage.db.conn.set_trace_callback(
+        lambda sql: ends.append(sql) if sql.startswith(("COMMIT", "RELEASE SAVEPOINT")) else None
+    )
+    summary = poll_while_worker_busy(settings, storage, clock, waiting=12)
+    storage.db.conn.set_trace_callback(None)
+    assert summary.outcomes == {"not_modified": 12}
+    rows = storage.db.execute("SELECT last_outcome, last_polled FROM feeds").fetchall()
+    assert rows == [("not_modified", clock.now.isoformat())] * 12
+    assert len(ends) == 1  # the twelve 304s that waited for the worker share one commit
+
+
+def test_a_failing_state_write_spares_the_other_unchanged_feeds(
+    feed_server: FeedServer, setup: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    urls, settings, storage, clock = polled_once(feed_server, setup, "keep", 6)
+    bad = feed_row(storage, urls[3])["id"]
+    real = storage.update_feed
+
+    def update_feed(update: Any) -> None:  # a disk error cannot be made on demand here
+        if update.feed_id == bad:
+            raise sqlite3.OperationalError("disk I/O error")
+        real(update)
+
+    monkeypatch.setattr(storage, "update_feed", update_feed)
+    with pytest.raises(sqlite3.OperationalError, match="disk I/O error"):
+        poll_while_worker_busy(settings, storage, clock, waiting=6)
+    for url in urls:
+        polled = feed_row(storage, url)["last_polled"]
+        assert (polled == clock.now.isoformat()) == (url != urls[3]), url
+
+
 def test_one_failing_feed_never_stops_the_others(feed_server: FeedServer, setup: Any) -> None:
     good = feed_server.route("/good.xml", Reply(200, rss(items("g", 3))))
     broken = feed_server.route("/broken.xml", Reply(500, b"oops"))
