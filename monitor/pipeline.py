@@ -44,6 +44,7 @@ if TYPE_CHECKING:  # imported when first needed: a poll of 304s never judges any
     from .detect import Judge
 
 log = logging.getLogger("monitor.pipeline")
+READY_FOR_WORKER = 8  # fetched feeds that may wait for the worker (at most `concurrency`)
 
 _T = TypeVar("_T")
 
@@ -143,8 +144,11 @@ class Pipeline:
         client = fetcher or Fetcher(self.limits)
         # A feed holds a slot from its request until its rows are written: responses never
         # pile up in memory faster than the worker can judge them (a cold poll of 1,000
-        # feeds would otherwise hold every body at once), and fetching still runs ahead.
-        slots = asyncio.Semaphore(max(2, 2 * self.limits.global_limit))
+        # feeds would otherwise hold every body at once). Every request slot, plus a short
+        # queue of fetched feeds for the worker (a few are enough to keep it busy; each
+        # waiting body costs memory: 64 slots instead of 40 added ~8 MB at concurrency 32).
+        limit = self.limits.global_limit
+        slots = asyncio.Semaphore(limit + min(limit, READY_FOR_WORKER))
 
         async def one(feed: FeedRow) -> FeedReport:
             async with slots:

@@ -500,8 +500,9 @@ def test_full_text_is_fetched_once_for_short_likely_related_items(
 def test_responses_wait_for_the_worker_instead_of_piling_up(
     feed_server: FeedServer, setup: Any
 ) -> None:
-    """While the worker is busy, no more than twice `concurrency` feeds are fetched: the
-    bodies of a large poll are never all held in memory at once. Then every feed lands."""
+    """While the worker is busy, no more than `concurrency` + min(`concurrency`, 8) feeds
+    are fetched: the bodies of a large poll are never all held in memory at once. Then
+    every feed lands."""
     urls = [feed_server.route(f"/f{n}.xml", Reply(200, rss(items(f"f{n}", 2)))) for n in range(30)]
     settings, storage = setup(urls, concurrency=2, per_host=2)
     storage.sync_feeds(settings.feeds, T0)
