@@ -57,6 +57,7 @@ import io
 import json
 import re
 import xml.parsers.expat
+from collections import Counter
 from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -462,6 +463,11 @@ def _build(
             item.language = feed_language
     hashes = [_raw_hash(item, base) for item in doc.items]
     stored = known(hashes) if known is not None and hashes else ()
+    if stored:  # an item whose id repeats is never skipped: which one is latest decides
+        ids = Counter((item.guid or "").strip() or (item.link or "").strip() for item in doc.items)
+        repeated = {h for item, h in zip(doc.items, hashes, strict=True)
+                    if ids[(item.guid or "").strip() or (item.link or "").strip()] > 1}  # fmt: skip
+        stored = set(stored) - repeated
     by_key: dict[str, Entry] = {}
     duplicates = unchanged = 0
     for item, raw in zip(doc.items, hashes, strict=True):

@@ -250,7 +250,20 @@ class Pipeline:
         return await done
 
     async def _flush_unchanged(self) -> None:
-        results = await self.on_worker(self._write_unchanged)
+        try:
+            results = await self.on_worker(self._write_unchanged)
+        except BaseException as error:  # cancelled or no worker: no 304 may wait forever
+            with self._unchanged_lock:
+                batch, self._unchanged = self._unchanged, []
+                self._unchanged_flush = None
+            for _, done in batch:
+                if not done.done():
+                    done.set_exception(
+                        error
+                        if isinstance(error, Exception)
+                        else RuntimeError("the write of unchanged feeds was cancelled")
+                    )
+            raise
         for done, result in results:
             if done.done():
                 continue  # its feed's task was cancelled meanwhile

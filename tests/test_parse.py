@@ -249,6 +249,16 @@ def test_known_raw_items_are_skipped_before_cleaning(monkeypatch: pytest.MonkeyP
     assert entry.key == "g-1" and entry.raw_hash not in known
 
 
+def test_items_repeating_an_id_are_never_skipped_by_raw_hash() -> None:
+    older = "Mon, 07 Jul 2025 09:00:00 GMT"
+    newer = "Mon, 07 Jul 2025 10:00:00 GMT"
+    body = _rss([("same", "https://e.org/1", older), ("same", "https://e.org/1", newer)])
+    (latest,) = parse_feed(body, XML, "https://e.org/rss", NOW).entries
+    # the stored version is the latest; the older twin must not stand in for it next time
+    feed = parse_feed(body, XML, "https://e.org/rss", NOW, known=lambda h: {latest.raw_hash})
+    assert [e.raw_hash for e in feed.entries] == [latest.raw_hash] and feed.unchanged == 0
+
+
 def test_key_falls_back_to_canonical_link_then_hash() -> None:
     entries = _parse_fixture("rss20.xml").entries
     assert entries[1].key == "https://steppe.example.com/world/2025/04/18/kabul-reacts"

@@ -18,6 +18,7 @@ from typing import Any
 
 import pytest
 
+from monitor import parse
 from monitor.config import Settings, load_settings
 from monitor.pipeline import Pipeline, PollSummary
 from monitor.storage import Storage
@@ -164,7 +165,7 @@ def test_edited_entry_is_updated_not_new(feed_server: FeedServer, setup: Any) ->
 
 
 def test_known_entries_of_a_changed_feed_are_recognised_by_their_raw_hash(
-    feed_server: FeedServer, setup: Any
+    feed_server: FeedServer, setup: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     old = items("k", 4)
     markup = [
@@ -190,7 +191,16 @@ def test_known_entries_of_a_changed_feed_are_recognised_by_their_raw_hash(
     assert len(first) == 4 and all(isinstance(h, int) for h in first.values())
 
     clock.now += timedelta(hours=1)
+    cleaned: list[str] = []
+    real = parse._make_entry
+
+    def spy(item: Any, **kwargs: Any) -> Any:
+        cleaned.append(item.guid)
+        return real(item, **kwargs)
+
+    monkeypatch.setattr(parse, "_make_entry", spy)
     summary = poll(settings, storage, clock)
+    assert cleaned == ["k-new"]  # the four known entries were recognised uncleaned
     assert (summary.entries, summary.new, summary.edited) == (5, 1, 0)
     assert {k: h for k, h in raw_hashes().items() if k != "k-new"} == first
 
