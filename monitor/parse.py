@@ -464,9 +464,9 @@ def _build(
     hashes = [_raw_hash(item, base) for item in doc.items]
     stored = known(hashes) if known is not None and hashes else ()
     if stored:  # an item whose id repeats is never skipped: which one is latest decides
-        ids = Counter((item.guid or "").strip() or (item.link or "").strip() for item in doc.items)
-        repeated = {h for item, h in zip(doc.items, hashes, strict=True)
-                    if ids[(item.guid or "").strip() or (item.link or "").strip()] > 1}  # fmt: skip
+        ids = [(item.guid or "").strip() or (item.link or "").strip() for item in doc.items]
+        counts = Counter(ids)
+        repeated = {h for i, h in zip(ids, hashes, strict=True) if counts[i] > 1}
         stored = set(stored) - repeated
     by_key: dict[str, Entry] = {}
     duplicates = unchanged = 0

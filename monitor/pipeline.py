@@ -228,10 +228,8 @@ class Pipeline:
     def _not_modified(
         self, feed: FeedRow, outcome: Fetched, now: datetime, started: float, summary: PollSummary
     ) -> FeedReport:
-        report = FeedReport(feed.label, FeedOutcome.NOT_MODIFIED, status=304)
         with self.storage.atomic():
-            self._write_feed_state(feed, outcome, report, now, started, summary)
-        return report
+            return self._not_modified_state(feed, outcome, now, started, summary)
 
     async def _not_modified_batched(
         self, feed: FeedRow, outcome: Fetched, now: datetime, started: float
@@ -240,7 +238,8 @@ class Pipeline:
         busy: one commit for many feeds (each feed's rows are still whole or absent)."""
         loop = asyncio.get_running_loop()
         done: asyncio.Future[FeedReport] = loop.create_future()
-        job = partial(self._not_modified_state, feed, outcome, now, started)
+        # no alert to count: a feed with a pending recovery alert goes through `_not_modified`
+        job = partial(self._not_modified_state, feed, outcome, now, started, PollSummary())
         with self._unchanged_lock:
             self._unchanged.append((job, done))
             if self._unchanged_flush is None:
@@ -253,10 +252,7 @@ class Pipeline:
         try:
             results = await self.on_worker(self._write_unchanged)
         except BaseException as error:  # cancelled or no worker: no 304 may wait forever
-            with self._unchanged_lock:
-                batch, self._unchanged = self._unchanged, []
-                self._unchanged_flush = None
-            for _, done in batch:
+            for _, done in self._take_unchanged():
                 if not done.done():
                     done.set_exception(
                         error
@@ -275,9 +271,7 @@ class Pipeline:
     def _write_unchanged(self) -> list[tuple[asyncio.Future[FeedReport], FeedReport | Exception]]:
         """Write every waiting 304 (runs on the worker): together, or one by one when the
         shared transaction fails, so that one bad feed never stops the others."""
-        with self._unchanged_lock:
-            batch, self._unchanged = self._unchanged, []
-            self._unchanged_flush = None  # later 304s schedule the next write
+        batch = self._take_unchanged()
         try:
             with self.storage.atomic():
                 return [(done, job()) for job, done in batch]
@@ -292,13 +286,19 @@ class Pipeline:
                 results.append((done, error))
         return results
 
+    def _take_unchanged(self) -> list[tuple[Callable[[], FeedReport], asyncio.Future[FeedReport]]]:
+        """The waiting 304s, now owned by the caller; later ones schedule the next write."""
+        with self._unchanged_lock:
+            batch, self._unchanged = self._unchanged, []
+            self._unchanged_flush = None
+        return batch
+
     def _not_modified_state(
-        self, feed: FeedRow, outcome: Fetched, now: datetime, started: float
+        self, feed: FeedRow, outcome: Fetched, now: datetime, started: float, summary: PollSummary
     ) -> FeedReport:
-        """A 304's report and feed row, inside the caller's transaction (no alert to write:
-        a feed with a pending recovery alert goes through `_not_modified`)."""
+        """A 304's report and feed row, inside the caller's transaction."""
         report = FeedReport(feed.label, FeedOutcome.NOT_MODIFIED, status=304)
-        self._write_feed_state(feed, outcome, report, now, started, PollSummary())
+        self._write_feed_state(feed, outcome, report, now, started, summary)
         return report
 
     def _prepare(

@@ -217,6 +217,19 @@ def test_edited_entry_keeps_key_changes_hash() -> None:
     assert a.content_hash != b.content_hash
 
 
+def record_cleaning(monkeypatch: pytest.MonkeyPatch) -> list[str | None]:
+    """The guids of the items `parse` cleans from now on, in order."""
+    cleaned: list[str | None] = []
+    real = parse._make_entry
+
+    def spy(item: Any, **kwargs: Any) -> Entry:
+        cleaned.append(item.guid)
+        return real(item, **kwargs)
+
+    monkeypatch.setattr(parse, "_make_entry", spy)
+    return cleaned
+
+
 def test_known_raw_items_are_skipped_before_cleaning(monkeypatch: pytest.MonkeyPatch) -> None:
     dates = "Mon, 07 Jul 2025 10:00:00 GMT"
     body = _rss([("g-1", "https://e.org/1", dates), ("g-2", "https://e.org/2", dates)])
@@ -230,14 +243,7 @@ def test_known_raw_items_are_skipped_before_cleaning(monkeypatch: pytest.MonkeyP
     assert not set(hashes) & {e.raw_hash for e in moved.entries}
 
     asked: list[list[int]] = []
-    cleaned: list[str] = []
-    real = parse._make_entry
-
-    def spy(item: Any, **kwargs: Any) -> Entry:
-        cleaned.append(item.guid)
-        return real(item, **kwargs)
-
-    monkeypatch.setattr(parse, "_make_entry", spy)
+    cleaned = record_cleaning(monkeypatch)
     known = {hashes[0]}
     feed = parse_feed(body, XML, "https://e.org/rss", NOW, known=lambda h: asked.append(h) or known)
     assert asked == [hashes]

@@ -18,11 +18,11 @@ from typing import Any
 
 import pytest
 
-from monitor import parse
 from monitor.config import Settings, load_settings
 from monitor.pipeline import Pipeline, PollSummary
 from monitor.storage import Storage
 from tests.feedserver import FeedServer, Reply, Request
+from tests.test_parse import record_cleaning
 
 ROOT = Path(__file__).resolve().parents[1]
 T0 = datetime(2026, 11, 1, 12, 0, tzinfo=UTC)
@@ -191,14 +191,7 @@ def test_known_entries_of_a_changed_feed_are_recognised_by_their_raw_hash(
     assert len(first) == 4 and all(isinstance(h, int) for h in first.values())
 
     clock.now += timedelta(hours=1)
-    cleaned: list[str] = []
-    real = parse._make_entry
-
-    def spy(item: Any, **kwargs: Any) -> Any:
-        cleaned.append(item.guid)
-        return real(item, **kwargs)
-
-    monkeypatch.setattr(parse, "_make_entry", spy)
+    cleaned = record_cleaning(monkeypatch)
     summary = poll(settings, storage, clock)
     assert cleaned == ["k-new"]  # the four known entries were recognised uncleaned
     assert (summary.entries, summary.new, summary.edited) == (5, 1, 0)
