@@ -51,7 +51,7 @@ from .score import (
 )
 from .storage.base import parse_iso
 from .storage.detection import DetectionStore
-from .text import content_hash, detect_language
+from .text import content_hash, detect_language, story_body
 
 RELATED = ("development", "coverage", "duplicate")
 MAX_DEV_TERMS = 120
@@ -178,7 +178,7 @@ class Judge:
     def _bag(self, row: dict[str, Any]) -> Counter[str]:
         """The term bag of a stored story row (title, summary, content)."""
         return analyse(
-            row["title"], _body(row["summary"], row["content"]), self.background.surfaces
+            row["title"], story_body(row["summary"], row["content"]), self.background.surfaces
         )
 
     def _load_feedback(self, topic: _Topic) -> None:
@@ -198,7 +198,8 @@ class Judge:
 
     def first_gate(self, entry: Entry) -> bool:
         """A cheap early look: might this entry be related to some topic? (for enrichment)"""
-        bag = analyse(entry.title, _body(entry.summary, entry.content), self.background.surfaces)
+        body = story_body(entry.summary, entry.content)
+        bag = analyse(entry.title, body, self.background.surfaces)
         for topic in self.topics.values():
             rel = relevance(
                 topic.profile, entry.title, "", entry.language,
@@ -218,10 +219,11 @@ class Judge:
         """Decide a stored story for every topic (or the named ones) and write the results."""
         self._refresh_feedback()
         store = self.storage
-        body = _body(entry.summary, entry.content)
+        body = story_body(entry.summary, entry.content)
         bag = analyse(entry.title, body, self.background.surfaces)
-        self.background.add(bag)
-        store.count_terms(t for t in set(bag) if " " not in t)
+        words = [t for t in bag if " " not in t]  # the bag's single words (bigrams have one)
+        self.background.add(words)
+        store.count_terms(words)
         leads: list[Counter[str]] = []
 
         def lead() -> Counter[str]:
@@ -243,7 +245,7 @@ class Judge:
             # No topic needed the lead, but building it records the word forms of its
             # terms (`terms`), which later stories' weights depend on. Its title and body
             # terms were recorded with ``bag`` just now; only a summary that the body left
-            # out (`_body`) can hold new ones: record those as the lead would have.
+            # out (`story_body`) can hold new ones: record those as the lead would have.
             terms(entry.summary, self.background.surfaces)
         return intents
 
@@ -281,7 +283,7 @@ class Judge:
         store = self.storage
         profile = topic.profile
         rel = relevance(
-            profile, entry.title, _body(entry.summary, entry.content), entry.language,
+            profile, entry.title, story_body(entry.summary, entry.content), entry.language,
             background=self.background, bag=bag,
         )  # fmt: skip
         duplicate_status: tuple[Status, str | None] | None = None
@@ -323,7 +325,7 @@ class Judge:
             restates=restates,
         )
         intent = self._apply(topic, intent, entry, lead, now)
-        body = _body(entry.summary, entry.content)
+        body = story_body(entry.summary, entry.content)
         if intent.status != Status.UNRELATED and rel.grow and intent.status != Status.DUPLICATE:
             example = Example(story_id, entry.title, bag, "related")
             profile.learn(example, self.background)
@@ -468,14 +470,6 @@ class Judge:
             topic=topic.name, story_id=intent.story_id, development=dev.id, payload=payload,
             now=now,
         )  # fmt: skip
-
-
-def _body(summary: str | None, content: str | None) -> str:
-    summary = summary or ""
-    content = content or ""
-    if summary and content.startswith(summary[:80]):
-        return content
-    return f"{summary}\n\n{content}".strip()
 
 
 def _epoch() -> datetime:

@@ -272,9 +272,10 @@ class Background:
         """A word form the term was made from (for word-frequency lists); the term if unseen."""
         return self.surfaces.get(term, term)
 
-    def add(self, bag: Iterable[str]) -> None:
+    def add(self, words: Iterable[str]) -> None:
+        """Count one more story holding each of ``words`` (distinct single-word terms)."""
         self.n += 1
-        self.df.update({t for t in bag if " " not in t})
+        self.df.update(words)
 
 
 def vector(bag: Mapping[str, float], background: Background) -> Vector:
@@ -330,14 +331,23 @@ def normalise(vec: Mapping[str, float]) -> Vector:
 
 def cosine(a: Mapping[str, float], b: Mapping[str, float]) -> float:
     """Cosine similarity of two vectors of non-negative weights: symmetric, in [0, 1]."""
-    if len(a) > len(b):
-        a, b = b, a
-    dot = sum(w * b.get(t, 0.0) for t, w in a.items())
     na = math.sqrt(sum(w * w for w in a.values()))
     nb = math.sqrt(sum(w * w for w in b.values()))
     if na == 0.0 or nb == 0.0:
         return 0.0
-    return min(1.0, max(0.0, dot / (na * nb)))
+    return min(1.0, max(0.0, _dot(a, b) / (na * nb)))
+
+
+def unit_cosine(a: Vector, b: Vector) -> float:
+    """`cosine` of two unit-length vectors (as `vector` and `normalise` make them): their
+    dot product, without the two passes that would find norms of 1."""
+    return min(1.0, max(0.0, _dot(a, b)))
+
+
+def _dot(a: Mapping[str, float], b: Mapping[str, float]) -> float:
+    # The shared terms are found in C (a story and a profile share a few dozen of their
+    # hundreds); `fsum` makes the result independent of the set's order.
+    return math.fsum([a[t] * b[t] for t in a.keys() & b.keys()])
 
 
 def centroid(
@@ -502,6 +512,7 @@ class TopicProfile:
     names: frozenset[str] = frozenset()  # the seeds' proper names (`seed_names`)
     _core: Vector = field(default_factory=dict)
     _core_epoch: int = -1
+    _seed_vectors: dict[str, Vector] = field(default_factory=dict)
     _names: frozenset[str] | None = None
 
     def learn(self, example: Example, background: Background) -> None:
@@ -534,7 +545,15 @@ class TopicProfile:
             ]
             self._core = centroid(vecs)
             self._core_epoch = epoch
+            self._seed_vectors = {}
         return self._core
+
+    def seed_vectors(self, background: Background) -> dict[str, Vector]:
+        """Each seed's own vector, weighed as the core was (kept until the core changes)."""
+        self.core(background)
+        if not self._seed_vectors:
+            self._seed_vectors = {e.id: vector(e.bag, background) for e in self.seeds}
+        return self._seed_vectors
 
     def proper_names(self) -> frozenset[str]:
         """The seeds' names, and the words capitalised in the headlines of the stories the user
@@ -696,7 +715,7 @@ def relevance(
             )
         )
 
-    sim_core = cosine(story, core)
+    sim_core = cosine(story, core) if foreign else unit_cosine(story, core)
     profile.related.refresh(background)
     profile.unrelated.refresh(background)
     near_id: str | None = None
@@ -705,8 +724,9 @@ def relevance(
     if sim_core >= NEIGHBOUR_GATE:
         near_id, near = profile.related.nearest(story)
     seed_best: tuple[str, float] | None = None
+    seed_vectors = profile.seed_vectors(background) if len(profile.seeds) > 1 else {}
     for example in profile.seeds:
-        sim = cosine(story, vector(example.bag, background)) if len(profile.seeds) > 1 else sim_core
+        sim = cosine(story, seed_vectors[example.id]) if seed_vectors else sim_core
         if seed_best is None or sim > seed_best[1]:
             seed_best = (example.id, round(sim, 4))
 
@@ -734,8 +754,8 @@ def relevance(
         )
 
     contributions = sorted(
-        ((t, story[t] * core.get(t, 0.0)) for t in story if t in core),
-        key=lambda pair: -pair[1],
+        ((t, story[t] * core[t]) for t in story.keys() & core.keys()),
+        key=lambda pair: (-pair[1], pair[0]),
     )
     matched = [(t, round(w, 4)) for t, w in contributions[:10] if w > 0]
 

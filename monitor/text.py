@@ -444,3 +444,13 @@ def shingles(tokens: Sequence[str], n: int = 3) -> list[str]:
     if len(tokens) < n:
         return [" ".join(tokens)] if tokens else []
     return [" ".join(tokens[i : i + n]) for i in range(len(tokens) - n + 1)]
+
+
+def story_body(summary: str | None, content: str | None) -> str:
+    """The text a story is judged on: its content, after its summary unless the content
+    begins with it (feeds often repeat the summary as the first paragraph)."""
+    summary = summary or ""
+    content = content or ""
+    if summary and content.startswith(summary[:80]):
+        return content
+    return f"{summary}\n\n{content}".strip()
