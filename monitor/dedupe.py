@@ -16,6 +16,7 @@ Independent reports of the same event share few 3-word shingles and are not copi
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -70,7 +71,52 @@ class DuplicateVerdict:
         )
 
 
-SCHEME = "affine32"  # datasketch's MinHash permutation scheme that `_minhash` reproduces
+SCHEME = "affine32"  # the datasketch MinHash scheme that `_minhash` reproduces
+
+# A shingle's 32-bit hash is built from its words' hashes: the first 4 bytes of each word's
+# SHA-1 (little-endian), multiplied by a per-position odd constant and summed modulo 2^32.
+# Hashing each distinct word once (and each shingle by arithmetic on arrays) replaced one
+# SHA-1 per shingle, which was most of a signature's cost. datasketch then applies its own
+# finaliser and permutations; `signature_reference` runs datasketch with this hash function,
+# and tests/test_dedupe_signature.py checks that both give the same values.
+_POSITION = np.array([0x9E3779B1, 0x85EBCA77, 0xC2B2AE3D, 0x27D4EB2F], dtype=np.uint32)
+_WORD_HASHES: dict[str, int] = {}  # word → its 32-bit hash (bounded: cleared when full)
+_WORD_HASHES_MAX = 200_000
+
+
+def _word_hash(word: bytes) -> int:
+    return int.from_bytes(hashlib.sha1(word).digest()[:4], "little")
+
+
+def shingle_hash(gram: bytes) -> int:
+    """The 32-bit hash of one shingle given as its words joined by spaces (UTF-8): the
+    function `signature_reference` hands to datasketch."""
+    total = 0
+    for position, word in enumerate(gram.split(b" ")):
+        total = (total + _word_hash(word) * int(_POSITION[position])) & 0xFFFFFFFF
+    return total
+
+
+def _shingle_hashes(tokens: Sequence[str], n: int) -> np.ndarray:
+    """The distinct hashes of a token list's n-word shingles (one shingle of every token
+    when there are fewer than n): `shingle_hash` of each, computed on arrays."""
+    memo = _WORD_HASHES
+    try:
+        values = list(map(memo.__getitem__, tokens))
+    except KeyError:
+        if len(memo) + len(tokens) > _WORD_HASHES_MAX:
+            memo.clear()
+        for token in tokens:
+            if token not in memo:
+                memo[token] = _word_hash(token.encode("utf-8"))
+        values = list(map(memo.__getitem__, tokens))
+    words = np.array(values, dtype=np.uint32)
+    width = min(n, len(words))
+    count = len(words) - width + 1
+    total = np.zeros(count, dtype=np.uint32)
+    for position in range(width):
+        total += words[position : position + count] * _POSITION[position]
+    return np.unique(total)
 
 
 def _permutations() -> tuple[np.ndarray, np.ndarray]:
@@ -88,13 +134,12 @@ def _permutations() -> tuple[np.ndarray, np.ndarray]:
 _PERM_A, _PERM_B = _permutations()  # built once and shared by every signature
 
 
-def _minhash(grams: set[str]) -> np.ndarray:
-    """The MinHash values of a set of shingles: the same values as datasketch's
-    ``MinHash(num_perm=NUM_PERM, seed=SEED).update_batch(...)`` (scheme "affine32": the
-    first 4 bytes of SHA-1, the MurmurHash3 32-bit finalizer, then ``a * h + b`` modulo
-    2^32 for each permutation), computed in one vectorised step instead of per value."""
-    digests = b"".join([hashlib.sha1(g.encode("utf-8")).digest()[:4] for g in grams])
-    hv = np.frombuffer(digests, dtype="<u4").astype(np.uint32)
+def _minhash(hashes: np.ndarray) -> np.ndarray:
+    """The MinHash values of a set of 32-bit shingle hashes: the same values as datasketch's
+    ``MinHash(num_perm=NUM_PERM, seed=SEED, hashfunc=shingle_hash)`` (scheme "affine32":
+    the MurmurHash3 32-bit finaliser, then ``a * h + b`` modulo 2^32 for each
+    permutation), computed in one vectorised step instead of per value."""
+    hv = hashes.astype(np.uint32)
     hv ^= hv >> np.uint32(16)
     hv *= np.uint32(0x85EBCA6B)
     hv ^= hv >> np.uint32(13)
@@ -104,40 +149,41 @@ def _minhash(grams: set[str]) -> np.ndarray:
     return values
 
 
+def _shingled(title: str, body: str) -> tuple[list[str], str, int]:
+    """(tokens, kind, shingle width) of a story: its body, or its title when the body is
+    too short to compare."""
+    tokens = tokenize(body)
+    if len(tokens) >= MIN_BODY_TOKENS:
+        return tokens, "body", SHINGLE
+    return tokenize(title), "title", TITLE_SHINGLE
+
+
 def signature(title: str, body: str) -> Signature | None:
     """The signature of a story's text (its body; its title when the body is too short).
 
     None for an empty text.
     """
-    tokens = tokenize(body)
-    kind = "body"
-    size_n = SHINGLE
-    if len(tokens) < MIN_BODY_TOKENS:
-        tokens = tokenize(title)
-        kind = "title"
-        size_n = TITLE_SHINGLE
-    grams = set(shingles(tokens, size_n))
-    if not grams:
+    tokens, kind, width = _shingled(title, body)
+    if not tokens:
         return None
-    return Signature(_minhash(grams), len(grams), kind)
+    hashes = _shingle_hashes(tokens, width)
+    return Signature(_minhash(hashes), len(hashes), kind)
 
 
 def signature_reference(title: str, body: str) -> Signature | None:
     """`signature` through datasketch's own MinHash (slower; kept to test that they agree)."""
-    tokens = tokenize(body)
-    kind, size_n = "body", SHINGLE
-    if len(tokens) < MIN_BODY_TOKENS:
-        tokens, kind, size_n = tokenize(title), "title", TITLE_SHINGLE
-    grams = set(shingles(tokens, size_n))
+    tokens, kind, width = _shingled(title, body)
+    grams = {gram.encode("utf-8") for gram in shingles(tokens, width)}
     if not grams:
         return None
     from datasketch import LeanMinHash, MinHash  # tests only: it imports scipy (~0.4 s)
 
-    minhash = MinHash(num_perm=NUM_PERM, seed=SEED)  # datasketch's own permutations
+    minhash = MinHash(num_perm=NUM_PERM, seed=SEED, hashfunc=shingle_hash)
     if minhash.scheme != SCHEME:  # guards a datasketch upgrade (see `_permutations`)
         raise ValueError(f"datasketch MinHash scheme {minhash.scheme!r}, expected {SCHEME!r}")
-    minhash.update_batch([gram.encode("utf-8") for gram in grams])
-    return Signature(LeanMinHash(minhash).hashvalues.copy(), len(grams), kind)
+    minhash.update_batch(list(grams))
+    size = len({shingle_hash(gram) for gram in grams})
+    return Signature(LeanMinHash(minhash).hashvalues.copy(), size, kind)
 
 
 def band_keys(sig: Signature) -> list[int]:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import sqlite3
 from pathlib import Path
 
+import numpy as np
 from sqlite_utils import Database
 
 from monitor import dedupe
@@ -72,11 +73,81 @@ def test_resigning_replaces_the_keys_and_keeps_the_place(tmp_path: Path) -> None
     assert conn.execute("SELECT id FROM story_signatures WHERE story_id = 's1'").fetchone() == (
         rowid
     )
-    keys = {row[0] for row in conn.execute("SELECT band FROM story_lsh WHERE signature = ?", rowid)}
-    assert keys == set(dedupe.band_keys(edited))
+    assert _keys_of(store, rowid[0]) == set(dedupe.band_keys(edited))
     # the old text now finds only s2
     found = store.dedupe_candidates(dedupe.band_keys(first))
     assert [row[0] for row in found] == ["s2"]
+    store.merge_lsh()
+    _add(store, "s1", first)  # re-signed again, its keys now in the large index
+    assert _keys_of(store, rowid[0]) == set(dedupe.band_keys(first))
+    assert [row[0] for row in store.dedupe_candidates(dedupe.band_keys(edited))] == []
+    store.close()
+
+
+def _keys_of(store: Storage, sig_id: int) -> set[int]:
+    """A signature's band keys, wherever they are (recent or merged)."""
+    rows = store.db.execute(
+        "SELECT band FROM story_lsh WHERE signature = ? "
+        "UNION ALL SELECT band FROM story_lsh_recent WHERE signature = ?",
+        [sig_id, sig_id],
+    ).fetchall()
+    assert len(rows) == len({row[0] for row in rows}), "a key in both tables"
+    return {row[0] for row in rows}
+
+
+def _texts(count: int) -> list[str]:
+    return [f"Report number {i} from the valley: " + WIRE.replace("council", f"board {i}")
+            for i in range(count)]  # fmt: skip
+
+
+def test_recent_keys_are_merged_in_batches_and_found_before_and_after(tmp_path: Path) -> None:
+    store = Storage(tmp_path / "m.db")
+    store.LSH_MERGE_ROWS = 3 * dedupe.BANDS  # a merge every third story
+    conn = store.db.conn
+
+    def counts() -> tuple[int, int]:
+        large = conn.execute("SELECT count(*) FROM story_lsh").fetchone()[0]
+        recent = conn.execute("SELECT count(*) FROM story_lsh_recent").fetchone()[0]
+        return int(large), int(recent)
+
+    sigs = [_sig(text) for text in _texts(4)]
+    _add(store, "s0", sigs[0])
+    _add(store, "s1", sigs[1])
+    assert counts() == (0, 2 * dedupe.BANDS)
+    probe = dedupe.band_keys(_sig(WIRE + " Read more."))
+    before = [row[0] for row in store.dedupe_candidates(probe)]
+    assert before[:2] == ["s0", "s1"]
+    _add(store, "s2", sigs[2])  # the third: merged
+    assert counts() == (3 * dedupe.BANDS, 0)
+    _add(store, "s3", sigs[3])
+    assert counts() == (3 * dedupe.BANDS, dedupe.BANDS)
+    after = [row[0] for row in store.dedupe_candidates(probe)]
+    assert after[:2] == before[:2] and set(after) <= {"s0", "s1", "s2", "s3"}
+    for sig_id in range(1, 5):
+        assert len(_keys_of(store, sig_id)) == dedupe.BANDS
+    store.close()
+
+
+def test_a_rolled_back_merge_leaves_the_keys_for_the_next_one(tmp_path: Path) -> None:
+    store = Storage(tmp_path / "m.db")
+    store.LSH_MERGE_ROWS = 2 * dedupe.BANDS
+    sigs = [_sig(text) for text in _texts(3)]
+    _add(store, "s0", sigs[0])
+    try:
+        with store.atomic():
+            _add(store, "s1", sigs[1])  # merges s0 and s1, then the feed's write fails
+            raise RuntimeError("feed write failed")
+    except RuntimeError:
+        pass
+    conn = store.db.conn
+    assert conn.execute("SELECT count(*) FROM story_lsh").fetchone()[0] == 0
+    assert conn.execute("SELECT count(*) FROM story_lsh_recent").fetchone()[0] == dedupe.BANDS
+    _add(store, "s1", sigs[1])
+    _add(store, "s2", sigs[2])
+    assert conn.execute("SELECT count(*) FROM story_lsh_recent").fetchone()[0] == 0
+    assert conn.execute("SELECT count(*) FROM story_lsh").fetchone()[0] == 3 * dedupe.BANDS
+    found = store.dedupe_candidates(dedupe.band_keys(sigs[0]))
+    assert [row[0] for row in found][:1] == ["s0"]
     store.close()
 
 
@@ -93,6 +164,12 @@ def test_migration_rebuilds_integer_keys_from_stored_signatures(tmp_path: Path) 
     conn.executemany(
         "INSERT INTO story_bands (band, story_id) VALUES (?, ?)",
         [(f"b{i}:legacy", "old-story") for i in range(dedupe.BANDS)],
+    )
+    conn.execute(  # its text, which the later re-signing (m006) reads
+        "INSERT INTO stories (id, origin, entry_key, url, canonical_url, title, content, "
+        "published, seen_at, content_hash) VALUES ('old-story', 'test', 'k', 'https://x.test/', "
+        "'https://x.test/', '', ?, '2025-01-01', '2025-01-01', 'h')",
+        [WIRE],
     )
     conn.execute(  # a damaged signature must not stop the upgrade
         "INSERT INTO story_signatures (story_id, kind, size, signature) VALUES (?, ?, ?, ?)",
@@ -112,4 +189,64 @@ def test_migration_rebuilds_integer_keys_from_stored_signatures(tmp_path: Path) 
     store.db.conn.execute("VACUUM")  # keys point at an INTEGER PRIMARY KEY: VACUUM keeps it
     found = store.dedupe_candidates(dedupe.band_keys(_sig(WIRE + " Read more.")))
     assert [row[0] for row in found] == ["old-story"]
+    store.close()
+
+
+def test_migration_resigns_stories_and_seeds_from_their_text(tmp_path: Path) -> None:
+    path = tmp_path / "old.db"
+    conn = sqlite3.connect(path, isolation_level=None)
+    old = Database(conn)
+    migrations.apply(old, stop_before="m006_signatures_from_word_hashes")
+    stale = dedupe.Signature(np.arange(dedupe.NUM_PERM, dtype=np.uint64), 7, "body")
+    stories = [  # id, title, summary, content, full text
+        ("st_wire", "Council closes the old town", "", WIRE, None),
+        ("st_article", "Short item", "One line.", "One line.", "Fetched article: " + WIRE),
+        ("st_gone", "Headline only", "", "", None),
+    ]
+    for sid, title, summary, content, full in stories:
+        conn.execute(
+            "INSERT INTO stories (id, origin, entry_key, url, canonical_url, title, summary, "
+            "content, full_text, published, seen_at, content_hash) "
+            "VALUES (?, 'test', ?, ?, ?, ?, ?, ?, ?, '2025-01-01', '2025-01-01', 'h')",
+            [sid, sid, f"https://x.test/{sid}", f"https://x.test/{sid}", title, summary, content,
+             full],
+        )  # fmt: skip
+    conn.execute(
+        "INSERT INTO seeds (id, topic, path, title, text, content_hash, added_at) "
+        "VALUES ('seed:a.txt', 't', 'a.txt', 'Seed title', ?, 'h', '2025-01-01')",
+        [WIRE],
+    )
+    for sid in ("st_wire", "st_article", "st_gone", "seed:a.txt", "orphan"):
+        conn.execute(
+            "INSERT INTO story_signatures (story_id, kind, size, signature) VALUES (?, ?, ?, ?)",
+            [sid, stale.kind, stale.size, stale.to_bytes()],
+        )
+    conn.executemany(  # stale keys, in both tables
+        "INSERT INTO story_lsh (band, signature) VALUES (?, 1)", [(i,) for i in range(32)]
+    )
+    conn.execute("INSERT INTO story_lsh_recent (band, signature) VALUES (7, 2)")
+    conn.close()
+
+    store = Storage(path)
+    signed = {
+        row[0]: dedupe.Signature.from_bytes(bytes(row[3]), row[2], row[1])
+        for row in store.db.execute("SELECT story_id, kind, size, signature FROM story_signatures")
+    }
+    assert set(signed) == {"st_wire", "st_article", "st_gone", "seed:a.txt"}
+    expected = {
+        "st_wire": dedupe.signature("Council closes the old town", WIRE),
+        "st_article": dedupe.signature("Short item", "One line.\n\nFetched article: " + WIRE),
+        "st_gone": dedupe.signature("Headline only", ""),
+        "seed:a.txt": dedupe.signature("Seed title", WIRE),
+    }
+    for sid, sig in expected.items():
+        assert sig is not None
+        assert (signed[sid].kind, signed[sid].size, signed[sid].to_bytes()) == (
+            sig.kind, sig.size, sig.to_bytes()
+        ), sid  # fmt: skip
+    assert store.db.execute("SELECT count(*) FROM story_lsh_recent").fetchone()[0] == 0
+    keys = store.db.execute("SELECT count(*) FROM story_lsh").fetchone()[0]
+    assert keys == 4 * dedupe.BANDS
+    found = store.dedupe_candidates(dedupe.band_keys(_sig(WIRE + " Read more.")))
+    assert [row[0] for row in found] == ["st_wire", "st_article", "seed:a.txt"]
     store.close()

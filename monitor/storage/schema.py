@@ -7,6 +7,8 @@ has shipped. This module only defines the schema; `Storage` applies it.
 
 from __future__ import annotations
 
+import logging
+
 from sqlite_utils import Database, Migrations
 
 migrations = Migrations("monitor")
@@ -270,3 +272,73 @@ def m004_raw_item_hash(db: Database) -> None:
         END;
         """
     )
+
+
+@migrations()
+def m005_lsh_recent_keys(db: Database) -> None:
+    """New LSH band keys go to a small table (`story_lsh_recent`) that is merged into
+    `story_lsh` a few thousand stories at a time (`DetectionStore.merge_lsh`): 32 keys a
+    story inserted at random places of a large index dirtied ~32 pages per story; a merge
+    writes each page of the large index about once per few thousand stories."""
+    db.executescript(
+        """
+        CREATE TABLE story_lsh_recent (
+            band INTEGER NOT NULL,          -- as story_lsh.band
+            signature INTEGER NOT NULL,     -- story_signatures.id
+            PRIMARY KEY (band, signature)
+        ) WITHOUT ROWID;
+        CREATE INDEX story_lsh_recent_signature ON story_lsh_recent(signature);
+        """
+    )
+
+
+@migrations()
+def m006_signatures_from_word_hashes(db: Database) -> None:
+    """Signatures from word hashes (`dedupe.shingle_hash`) instead of one SHA-1 per
+    shingle: every stored signature and its band keys are computed again from the text it
+    was made from (a story's title, summary and content or fetched article; a seed's title
+    and text), two thousand at a time. A signature whose text is gone is dropped."""
+    from monitor import dedupe
+    from monitor.text import story_body
+
+    count = db.execute("SELECT count(*) FROM story_signatures").fetchone()[0]
+    if count > 10_000:  # about 3 seconds a 10,000: say why the start is slow
+        logging.getLogger("monitor.storage").warning(
+            "re-signing %d stories for the near-duplicate index (once, after an upgrade)", count
+        )
+    db.execute("DELETE FROM story_lsh")  # (not executescript: it would commit first)
+    db.execute("DELETE FROM story_lsh_recent")
+    last = 0
+    while True:
+        rows = db.execute(
+            """
+            SELECT g.id, s.title, s.summary, coalesce(nullif(s.full_text, ''), s.content),
+                   d.title, d.text
+            FROM story_signatures g
+            LEFT JOIN stories s ON s.id = g.story_id
+            LEFT JOIN seeds d ON d.id = g.story_id
+            WHERE g.id > ? ORDER BY g.id LIMIT 2000
+            """,
+            [last],
+        ).fetchall()
+        if not rows:
+            break
+        keys: list[tuple[int, int]] = []
+        for sig_id, title, summary, content, seed_title, seed_text in rows:
+            last = sig_id
+            if title is not None:
+                sig = dedupe.signature(title, story_body(summary, content))
+            elif seed_title is not None:
+                sig = dedupe.signature(seed_title, seed_text or "")
+            else:
+                sig = None
+            if sig is None:
+                db.execute("DELETE FROM story_signatures WHERE id = ?", [sig_id])
+                continue
+            db.execute(
+                "UPDATE story_signatures SET kind = ?, size = ?, signature = ? WHERE id = ?",
+                [sig.kind, sig.size, sig.to_bytes(), sig_id],
+            )
+            keys.extend((band, sig_id) for band in dedupe.band_keys(sig))
+        keys.sort()
+        db.conn.executemany("INSERT OR IGNORE INTO story_lsh (band, signature) VALUES (?, ?)", keys)
