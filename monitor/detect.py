@@ -282,10 +282,10 @@ class Judge:
     ) -> DecisionIntent:
         store = self.storage
         profile = topic.profile
+        body = story_body(entry.summary, entry.content)
         rel = relevance(
-            profile, entry.title, story_body(entry.summary, entry.content), entry.language,
-            background=self.background, bag=bag,
-        )  # fmt: skip
+            profile, entry.title, body, entry.language, background=self.background, bag=bag
+        )
         duplicate_status: tuple[Status, str | None] | None = None
         if copy is not None and copy.of.startswith("seed:") and copy.of not in topic.seed_titles:
             copy = None  # a copy of another topic's seed
@@ -325,7 +325,6 @@ class Judge:
             restates=restates,
         )
         intent = self._apply(topic, intent, entry, lead, now)
-        body = story_body(entry.summary, entry.content)
         if intent.status != Status.UNRELATED and rel.grow and intent.status != Status.DUPLICATE:
             example = Example(story_id, entry.title, bag, "related")
             profile.learn(example, self.background)
