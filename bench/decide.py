@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import random
+import shutil
 import sys
 import tempfile
 import time
@@ -102,11 +103,31 @@ def prefill(store: _Store, corpus: Corpus, count: int) -> None:
         )
 
 
-def run(stored: int, measure: int, seeds: Path, batch: int) -> tuple[float, float]:
+def _prefilled(path: Path, stored: int, cache: Path | None) -> Corpus:
+    """A database at ``path`` holding ``stored`` stories (copied from ``cache`` if there)."""
+    corpus = Corpus()
+    kept = None if cache is None else cache / f"decide-{stored}.db"
+    if kept is not None and kept.exists():
+        shutil.copyfile(kept, path)
+        for i in range(stored):  # the measured stories follow the same random sequence
+            corpus.story(i)
+        return corpus
+    store = _Store(path)
+    prefill(store, corpus, stored)
+    store.db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    store.close()
+    if kept is not None:
+        kept.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(path, kept)
+    return corpus
+
+
+def run(
+    stored: int, measure: int, seeds: Path, batch: int, cache: Path | None = None
+) -> tuple[float, float]:
     with tempfile.TemporaryDirectory() as tmp:
+        corpus = _prefilled(Path(tmp) / "bench.db", stored, cache)
         store = _Store(Path(tmp) / "bench.db")
-        corpus = Corpus()
-        prefill(store, corpus, stored)
         judge = Judge.open(store, [_Topic("topic", (seeds,))], T0)
         items = [corpus.story(stored + i) for i in range(measure)]
         started, cpu = time.perf_counter(), time.process_time()
@@ -126,10 +147,14 @@ def main() -> int:
     parser.add_argument("--measure", type=int, default=1000)
     parser.add_argument("--seeds", type=Path, default=ROOT / "seeds")
     parser.add_argument("--batch", type=int, default=50, help="stories per transaction")
+    parser.add_argument(
+        "--cache", type=Path, default=None,
+        help="keep the prefilled databases in this folder and reuse them (same code only)",
+    )  # fmt: skip
     args = parser.parse_args()
     costs = {}
     for stored in args.stored:
-        cost, cpu = run(stored, args.measure, args.seeds, max(1, args.batch))
+        cost, cpu = run(stored, args.measure, args.seeds, max(1, args.batch), args.cache)
         costs[stored] = cost
         print(
             f"{stored:>7} stored: {1 / cost:8.0f} stories/s ({cost * 1000:.2f} ms/story wall, "

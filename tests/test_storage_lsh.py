@@ -18,6 +18,11 @@ WIRE = (
     "and said delivery vans would keep a morning window."
 )
 
+CYCLING = (
+    "A cycle race crosses the mountains on Sunday with two hundred riders from twelve "
+    "countries, and the organisers expect thousands of visitors along the climbs."
+)
+
 
 def _sig(text: str) -> dedupe.Signature:
     sig = dedupe.signature("", text)
@@ -44,10 +49,7 @@ def test_band_keys_are_distinct_64_bit_integers_per_band_and_kind() -> None:
 def test_candidates_oldest_first_without_the_story_itself(tmp_path: Path) -> None:
     store = Storage(tmp_path / "m.db")
     original, copy = _sig(WIRE), _sig(WIRE + " Read more on our site.")
-    other = _sig(
-        "A cycle race crosses the mountains on Sunday with two hundred riders from twelve "
-        "countries, and the organisers expect thousands of visitors along the climbs."
-    )
+    other = _sig(CYCLING)
     _add(store, "a-original", original)
     _add(store, "b-other", other)
     _add(store, "c-copy", copy)
@@ -249,4 +251,95 @@ def test_migration_resigns_stories_and_seeds_from_their_text(tmp_path: Path) -> 
     assert keys == 4 * dedupe.BANDS
     found = store.dedupe_candidates(dedupe.band_keys(_sig(WIRE + " Read more.")))
     assert [row[0] for row in found] == ["st_wire", "st_article", "seed:a.txt"]
+    store.close()
+
+
+def _probes_of_large_index(store: Storage, bands: list[int]) -> int:
+    """How many of ``bands`` the lookup would probe in `story_lsh` (the filter says maybe)."""
+    parts = store._lsh_index_filter()
+    return sum(any(band in part for part in parts) for band in bands)
+
+
+def test_the_filter_skips_absent_keys_and_never_a_merged_one(tmp_path: Path) -> None:
+    store = Storage(tmp_path / "m.db")
+    store.LSH_MERGE_ROWS = 2 * dedupe.BANDS
+    store.LSH_FILTER_PART_KEYS = 3 * dedupe.BANDS  # parts fill up: the filter grows
+    sigs = [_sig(text) for text in _texts(8)]
+    for i, sig in enumerate(sigs):
+        _add(store, f"s{i}", sig)
+    assert store.db.execute("SELECT count(*) FROM story_lsh_recent").fetchone()[0] == 0
+    parts = store.db.execute("SELECT part, keys FROM lsh_filter ORDER BY part").fetchall()
+    assert parts == [(0, 96), (1, 96), (2, 64)]
+    for sig in sigs:  # every merged key is in the filter
+        assert _probes_of_large_index(store, dedupe.band_keys(sig)) == dedupe.BANDS
+    assert _probes_of_large_index(store, dedupe.band_keys(_sig(CYCLING))) <= 3
+    store.close()
+
+    reopened = Storage(tmp_path / "m.db")  # read from its saved parts, not rebuilt
+    reopened.LSH_FILTER_PART_KEYS = 3 * dedupe.BANDS
+    assert [len(p.save_bytes()) > 0 for p in reopened._lsh_index_filter()] == [True] * 3
+    assert reopened.db.execute("SELECT stale FROM lsh_filter_state").fetchone() == (0,)
+    for i, sig in enumerate(sigs):
+        found = reopened.dedupe_candidates(dedupe.band_keys(sig), exclude=f"s{i}")
+        assert f"s{i}" not in [row[0] for row in found]
+        assert _probes_of_large_index(reopened, dedupe.band_keys(sig)) == dedupe.BANDS
+    reopened.close()
+
+
+def test_keys_written_around_the_merge_make_the_filter_stale(tmp_path: Path) -> None:
+    store = Storage(tmp_path / "m.db")
+    store.LSH_MERGE_ROWS = dedupe.BANDS
+    _add(store, "s0", _sig(WIRE))  # merged, the filter saved and current
+    conn = store.db.conn
+    assert conn.execute("SELECT stale FROM lsh_filter_state").fetchone() == (0,)
+    outsider = _sig("An insert by hand into the large index: " + WIRE[::-1])
+    conn.execute(
+        "INSERT INTO story_signatures (story_id, kind, size, signature) VALUES (?, ?, ?, ?)",
+        ["by-hand", outsider.kind, outsider.size, outsider.to_bytes()],
+    )
+    sig_id = conn.execute("SELECT id FROM story_signatures WHERE story_id = 'by-hand'").fetchone()
+    conn.executemany(
+        "INSERT INTO story_lsh (band, signature) VALUES (?, ?)",
+        [(band, sig_id[0]) for band in dedupe.band_keys(outsider)],
+    )
+    assert conn.execute("SELECT stale FROM lsh_filter_state").fetchone() == (1,)
+    found = store.dedupe_candidates(dedupe.band_keys(outsider))  # rebuilt: found
+    assert [row[0] for row in found] == ["by-hand"]
+    assert conn.execute("SELECT stale FROM lsh_filter_state").fetchone() == (0,)
+    store.close()
+
+
+def test_a_second_process_sees_the_keys_the_first_merged(tmp_path: Path) -> None:
+    first, second = Storage(tmp_path / "m.db"), Storage(tmp_path / "m.db")
+    first.LSH_MERGE_ROWS = second.LSH_MERGE_ROWS = dedupe.BANDS
+    sigs = [_sig(text) for text in _texts(2)]
+    _add(second, "s0", sigs[0])
+    assert second.dedupe_candidates(dedupe.band_keys(sigs[1])) != []  # its filter loaded
+    _add(first, "s1", sigs[1])  # merged by the other connection: a new saved filter
+    found = second.dedupe_candidates(dedupe.band_keys(sigs[1]), exclude="s0")
+    assert [row[0] for row in found] == ["s1"]
+    assert _probes_of_large_index(second, dedupe.band_keys(sigs[1])) == dedupe.BANDS
+    first.close()
+    second.close()
+
+
+def test_a_rolled_back_merge_leaves_the_saved_filter_as_it_was(tmp_path: Path) -> None:
+    store = Storage(tmp_path / "m.db")
+    store.LSH_MERGE_ROWS = dedupe.BANDS
+    sigs = [_sig(WIRE), _sig(CYCLING)]
+    _add(store, "s0", sigs[0])
+    saved = store.db.execute("SELECT part, token, keys FROM lsh_filter").fetchall()
+    try:
+        with store.atomic():
+            _add(store, "s1", sigs[1])
+            raise RuntimeError("feed write failed")
+    except RuntimeError:
+        pass
+    assert store.db.execute("SELECT part, token, keys FROM lsh_filter").fetchall() == saved
+    assert store.db.execute("SELECT stale FROM lsh_filter_state").fetchone() == (0,)
+    parts = store._lsh_index_filter()  # the saved filter again: s1's keys are not in it
+    assert store._lsh_filter_keys == [dedupe.BANDS]
+    assert sum(any(b in p for p in parts) for b in dedupe.band_keys(sigs[1])) <= 3
+    _add(store, "s1", sigs[1])
+    assert _probes_of_large_index(store, dedupe.band_keys(sigs[1])) == dedupe.BANDS
     store.close()

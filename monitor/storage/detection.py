@@ -8,11 +8,13 @@ from __future__ import annotations
 
 import functools
 import json
+import secrets
 from collections import Counter
 from collections.abc import Iterable, Sequence
 from datetime import datetime
 from typing import Any
 
+import rbloom
 from sqlite_utils import Database
 
 from ..errors import UserError
@@ -134,8 +136,23 @@ class DetectionStore:
     # keys (`merge_lsh`). Written one story at a time, each key landed on its own page of
     # the large index: at 100,000 stories a feed's commit rewrote ~1,500 pages of it.
     # Lookups read both tables, so a merge changes no result.
+    #
+    # The large index is probed only for the keys its Bloom filter (`lsh_filter`, rbloom)
+    # may hold: nearly every key of a new story is in no other story, and at 100,000
+    # stories each probe of the 3.2 M-key index read a page that was not in the cache. The
+    # filter is a list of parts of `LSH_FILTER_PART_KEYS` keys each (1.2 MB), the last one
+    # filling up: it grows without being rebuilt. `merge_lsh` adds the merged keys and saves
+    # the parts it changed in the merge's transaction, so the saved filter always covers the
+    # saved index; any other write into `story_lsh` marks it stale (a trigger, m007) and
+    # the next lookup builds it again from one scan of the index. A key deleted from the index stays
+    # in the filter: a needless probe, never a missed one.
     LSH_MERGE_ROWS = 4096 * 32  # ~4,000 stories' keys
+    LSH_FILTER_PART_KEYS = 1 << 20
+    LSH_FILTER_FALSE_POSITIVES = 0.01  # per part
     _lsh_recent_rows: int | None = None  # keys in story_lsh_recent (None: not counted yet)
+    _lsh_filter: list[rbloom.Bloom] | None = None  # the parts
+    _lsh_filter_keys: list[int] | None = None  # keys added to each part
+    _lsh_filter_tokens: list[tuple[int, int]] | None = None  # (part, token) as saved
 
     def add_signature(
         self, story_id: str, *, kind: str, size: int, signature: bytes, bands: Sequence[int]
@@ -176,16 +193,106 @@ class DetectionStore:
             self.merge_lsh()
 
     def merge_lsh(self) -> None:
-        """Move the recent band keys into the large index, in key order (inside the
-        caller's transaction, if any: a rollback leaves them where they were, and the
-        next merge takes them)."""
+        """Move the recent band keys into the large index, in key order, and add them to
+        its Bloom filter (inside the caller's transaction, if any: a rollback leaves the
+        keys where they were and the saved filter as it was, and the next merge takes them;
+        the filter in memory keeps them, which costs a probe at most)."""
         conn = self.db.conn
+        self._lsh_index_filter()  # up to date before the insert marks it stale
+        moved = [row[0] for row in conn.execute("SELECT band FROM story_lsh_recent")]
         conn.execute(
             "INSERT OR IGNORE INTO story_lsh (band, signature) "
             "SELECT band, signature FROM story_lsh_recent ORDER BY band, signature"
         )
         conn.execute("DELETE FROM story_lsh_recent")
         self._lsh_recent_rows = 0
+        self._save_lsh_filter(self._add_to_filter(moved))
+
+    def _add_to_filter(self, keys: Sequence[int]) -> set[int]:
+        """Add keys to the filter in memory, opening parts as they fill; the parts changed."""
+        parts, counts = self._lsh_filter, self._lsh_filter_keys
+        assert parts is not None and counts is not None
+        changed: set[int] = set()
+        start = 0
+        while start < len(keys):
+            if not parts or counts[-1] >= self.LSH_FILTER_PART_KEYS:
+                parts.append(
+                    rbloom.Bloom(
+                        self.LSH_FILTER_PART_KEYS, self.LSH_FILTER_FALSE_POSITIVES, _band_hash
+                    )
+                )
+                counts.append(0)
+            room = self.LSH_FILTER_PART_KEYS - counts[-1]
+            parts[-1].update(keys[start : start + room])
+            counts[-1] += len(keys[start : start + room])
+            changed.add(len(parts) - 1)
+            start += room
+        return changed
+
+    def _lsh_index_filter(self) -> list[rbloom.Bloom]:
+        """The Bloom filter of `story_lsh`'s keys, as saved (read again when another
+        process saved a newer one), or built from the index when it is marked stale."""
+        conn = self.db.conn
+        saved = [
+            (int(part), int(token))
+            for part, token in conn.execute(
+                "SELECT -1, stale FROM lsh_filter_state UNION ALL "
+                "SELECT part, token FROM lsh_filter ORDER BY 1"
+            )
+        ]
+        if self._lsh_filter is not None and saved == self._lsh_filter_tokens:
+            return self._lsh_filter
+        if saved[:1] != [(-1, 0)]:
+            return self._build_lsh_filter()
+        parts: list[rbloom.Bloom] = []
+        counts: list[int] = []
+        rows = conn.execute("SELECT part, keys, bits FROM lsh_filter ORDER BY part").fetchall()
+        for expected, (part, keys, bits) in enumerate(rows):
+            try:
+                if part != expected:
+                    raise ValueError(f"part {part} where {expected} was expected")
+                parts.append(rbloom.Bloom.load_bytes(bytes(bits), _band_hash))
+            except ValueError:  # not a filter this version can read: make a new one
+                return self._build_lsh_filter()
+            counts.append(int(keys))
+        self._lsh_filter, self._lsh_filter_keys, self._lsh_filter_tokens = parts, counts, saved
+        return parts
+
+    def _build_lsh_filter(self) -> list[rbloom.Bloom]:
+        """A new filter holding every key of `story_lsh`, saved."""
+        self._lsh_filter, self._lsh_filter_keys = [], []
+        cursor = self.db.conn.execute("SELECT band FROM story_lsh")
+        changed: set[int] = set()
+        while chunk := [row[0] for row in cursor.fetchmany(65536)]:
+            changed |= self._add_to_filter(chunk)
+        self._lsh_filter_tokens = None
+        self._save_lsh_filter(changed, rebuilt=True)
+        return self._lsh_filter
+
+    def _save_lsh_filter(self, parts: Iterable[int], *, rebuilt: bool = False) -> None:
+        """Write the named parts of the filter and mark it current (a savepoint inside the
+        caller's transaction); ``rebuilt``: the saved parts are all replaced."""
+        assert self._lsh_filter is not None and self._lsh_filter_keys is not None
+        tokens = {} if rebuilt else dict(self._lsh_filter_tokens or [])
+        conn = self.db.conn
+        with self.db.atomic():
+            if rebuilt:
+                conn.execute("DELETE FROM lsh_filter")
+            for part in sorted(parts):
+                tokens[part] = secrets.randbits(62)
+                conn.execute(
+                    "INSERT OR REPLACE INTO lsh_filter (part, token, keys, bits) "
+                    "VALUES (?, ?, ?, ?)",
+                    [
+                        part,
+                        tokens[part],
+                        self._lsh_filter_keys[part],
+                        self._lsh_filter[part].save_bytes(),
+                    ],
+                )
+            conn.execute("UPDATE lsh_filter_state SET stale = 0")
+        tokens[-1] = 0
+        self._lsh_filter_tokens = sorted(tokens.items())
 
     def dedupe_candidates(
         self, bands: Sequence[int], *, exclude: str | None = None, limit: int = 50
@@ -199,18 +306,17 @@ class DetectionStore:
         if not bands:
             return []
         per_band = max(2, limit // 8)
-        # One statement: a LIMITed range scan of both clustered indexes per band, UNION ALL
-        # (the recent keys are mostly newer, but a re-signed story keeps its older id).
-        probe = (
-            "SELECT * FROM (SELECT signature FROM story_lsh WHERE band = ? "
-            "ORDER BY signature LIMIT ?) UNION ALL "
-            "SELECT * FROM (SELECT signature FROM story_lsh_recent WHERE band = ? "
-            "ORDER BY signature LIMIT ?)"
-        )
-        sql = _band_probe_sql(len(bands), probe)
+        parts = self._lsh_index_filter()
+        indexed = [band for band in bands if any(band in part for part in parts)]
+        # One statement: a LIMITed range scan of the clustered index per band the filter
+        # may hold, and of the recent keys per band, UNION ALL (the recent keys are mostly
+        # newer, but a re-signed story keeps its older id).
+        sql = _band_probe_sql(len(indexed), _PROBE_INDEX, len(bands), _PROBE_RECENT)
         params: list[int] = []
+        for band in indexed:
+            params += (band, per_band)
         for band in bands:
-            params += (band, per_band, band, per_band)
+            params += (band, per_band)
         found = sorted({row[0] for row in self.db.conn.execute(sql, params)})
         if not found:
             return []
@@ -400,9 +506,24 @@ class DetectionStore:
         return rows[0] if rows else None
 
 
-@functools.lru_cache(maxsize=8)
-def _band_probe_sql(count: int, probe: str) -> str:
-    return " UNION ALL ".join([probe] * count)
+_PROBE_INDEX = (
+    "SELECT * FROM (SELECT signature FROM story_lsh WHERE band = ? ORDER BY signature LIMIT ?)"
+)
+_PROBE_RECENT = (
+    "SELECT * FROM (SELECT signature FROM story_lsh_recent WHERE band = ? "
+    "ORDER BY signature LIMIT ?)"
+)
+
+
+@functools.lru_cache(maxsize=64)
+def _band_probe_sql(first_count: int, first: str, second_count: int, second: str) -> str:
+    return " UNION ALL ".join([first] * first_count + [second] * second_count)
+
+
+def _band_hash(band: int) -> int:
+    """rbloom's hash of a band key: the key itself, already a uniform 64-bit hash (a saved
+    filter needs a hash function that is the same in every process; ``hash`` is refused)."""
+    return band
 
 
 def when(value: str | None) -> datetime | None:

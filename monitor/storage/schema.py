@@ -342,3 +342,29 @@ def m006_signatures_from_word_hashes(db: Database) -> None:
             keys.extend((band, sig_id) for band in dedupe.band_keys(sig))
         keys.sort()
         db.conn.executemany("INSERT OR IGNORE INTO story_lsh (band, signature) VALUES (?, ?)", keys)
+
+
+@migrations()
+def m007_lsh_filter(db: Database) -> None:
+    """A Bloom filter of `story_lsh`'s keys (`DetectionStore.dedupe_candidates` probes the
+    large index only for keys it may hold), saved a part a row by `merge_lsh`. A write into
+    `story_lsh` marks the saved filter stale (`merge_lsh` then marks it current again, as
+    it adds the keys it merged); a stale filter is built again from the index."""
+    db.execute(
+        """
+        CREATE TABLE lsh_filter (
+            part INTEGER PRIMARY KEY,       -- 0, 1, ...: the filter's parts, in order
+            token INTEGER NOT NULL,         -- changes with every save (processes compare them)
+            keys INTEGER NOT NULL,          -- keys added to the part
+            bits BLOB NOT NULL              -- rbloom's saved form of the part
+        )
+        """
+    )
+    db.execute("CREATE TABLE lsh_filter_state (stale INTEGER NOT NULL)")
+    db.execute("INSERT INTO lsh_filter_state (stale) VALUES (1)")
+    for event in ("INSERT", "UPDATE"):
+        db.execute(
+            f"CREATE TRIGGER story_lsh_{event.lower()}_stales_filter AFTER {event} ON story_lsh "
+            "WHEN (SELECT stale FROM lsh_filter_state) = 0 "
+            "BEGIN UPDATE lsh_filter_state SET stale = 1; END"
+        )
