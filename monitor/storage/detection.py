@@ -306,8 +306,10 @@ class DetectionStore:
         if not bands:
             return []
         per_band = max(2, limit // 8)
-        parts = self._lsh_index_filter()
-        indexed = [band for band in bands if any(band in part for part in parts)]
+        maybe: set[int] = set()
+        for part in self._lsh_index_filter():
+            maybe.update([band for band in bands if band in part])
+        indexed = [band for band in bands if band in maybe]
         # One statement: a LIMITed range scan of the clustered index per band the filter
         # may hold, and of the recent keys per band, UNION ALL (the recent keys are mostly
         # newer, but a re-signed story keeps its older id).
@@ -520,10 +522,9 @@ def _band_probe_sql(first_count: int, first: str, second_count: int, second: str
     return " UNION ALL ".join([first] * first_count + [second] * second_count)
 
 
-def _band_hash(band: int) -> int:
-    """rbloom's hash of a band key: the key itself, already a uniform 64-bit hash (a saved
-    filter needs a hash function that is the same in every process; ``hash`` is refused)."""
-    return band
+# rbloom's hash of a band key: the key itself, already a uniform 64-bit digest (a saved
+# filter needs a hash function that is the same in every process: ``hash`` is refused).
+_band_hash = int
 
 
 def when(value: str | None) -> datetime | None:
