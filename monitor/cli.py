@@ -22,6 +22,11 @@ from .config import Settings, config_path, load_settings
 from .errors import AlreadyRunning, ConfigError, MonitorError, SeedError, UserError
 from .log import setup_logging
 
+# httpx imports its own command-line client (click, rich, pygments: ~6 MB of a poll's
+# memory) whenever click is installed, and `monitor` never runs it: marked absent before
+# anything imports httpx, it makes httpx define a stub `main` instead.
+sys.modules.setdefault("httpx._main", None)  # type: ignore[arg-type]
+
 if TYPE_CHECKING:  # imported by the commands that open the database (~0.15 s: sqlite-utils)
     from .storage import Storage
 

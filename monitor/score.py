@@ -25,7 +25,6 @@ How a story is scored (see docs/design.md, "Detection"):
 
 from __future__ import annotations
 
-import functools
 import math
 import re
 from collections import Counter
@@ -112,7 +111,6 @@ _SUFFIXES = (
 _SURFACE_MAX = 200_000  # bound on the per-background caches (surface forms, idf)
 
 
-@functools.lru_cache(maxsize=200_000)
 def stem(token: str) -> str:
     """A light, conservative English suffix stripper (Latin-script tokens only).
 
@@ -146,7 +144,9 @@ def _term_of(token: str) -> tuple[str, str] | None:
     return stem(token), surface
 
 
-_TERM_CACHE: dict[str, tuple[str, str] | None] = {}  # token → `_term_of(token)`
+# token → `_term_of(token)`: the only memo of `stem` too (an lru_cache on it held a second
+# entry per token, ~3 MB of a poll)
+_TERM_CACHE: dict[str, tuple[str, str] | None] = {}
 _TERM_CACHE_MAX = 100_000
 _MISSING = ("", "")
 

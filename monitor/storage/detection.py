@@ -199,14 +199,18 @@ class DetectionStore:
         the filter in memory keeps them, which costs a probe at most)."""
         conn = self.db.conn
         self._lsh_index_filter()  # up to date before the insert marks it stale
-        moved = [row[0] for row in conn.execute("SELECT band FROM story_lsh_recent")]
+        changed: set[int] = set()
+        cursor = conn.execute("SELECT band FROM story_lsh_recent")
+        while chunk := [row[0] for row in cursor.fetchmany(_KEY_CHUNK)]:
+            changed |= self._add_to_filter(chunk)  # a chunk at a time: ~130,000 keys as
+            # Python ints would add ~6 MB to a poll's peak memory
         conn.execute(
             "INSERT OR IGNORE INTO story_lsh (band, signature) "
             "SELECT band, signature FROM story_lsh_recent ORDER BY band, signature"
         )
         conn.execute("DELETE FROM story_lsh_recent")
         self._lsh_recent_rows = 0
-        self._save_lsh_filter(self._add_to_filter(moved))
+        self._save_lsh_filter(changed)
 
     def _add_to_filter(self, keys: Sequence[int]) -> set[int]:
         """Add keys to the filter in memory, opening parts as they fill; the parts changed."""
@@ -263,7 +267,7 @@ class DetectionStore:
         self._lsh_filter, self._lsh_filter_keys = [], []
         cursor = self.db.conn.execute("SELECT band FROM story_lsh")
         changed: set[int] = set()
-        while chunk := [row[0] for row in cursor.fetchmany(65536)]:
+        while chunk := [row[0] for row in cursor.fetchmany(_KEY_CHUNK)]:
             changed |= self._add_to_filter(chunk)
         self._lsh_filter_tokens = None
         self._save_lsh_filter(changed, rebuilt=True)
@@ -515,6 +519,9 @@ _PROBE_RECENT = (
     "SELECT * FROM (SELECT signature FROM story_lsh_recent WHERE band = ? "
     "ORDER BY signature LIMIT ?)"
 )
+
+
+_KEY_CHUNK = 8192  # band keys read from the index at a time (filter builds and merges)
 
 
 @functools.lru_cache(maxsize=64)
