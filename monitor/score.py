@@ -403,6 +403,12 @@ class _Pool:
         self._pending[example.id] = None
         while len(self.examples) > self.limit:
             self.remove(next(iter(self.examples)))
+        if self._loader is not None and len(self.examples) >= self.limit:
+            # Full of examples newer than any the loader would read: those would all be
+            # trimmed again, so the loader goes, and with it the ids it was to skip (kept
+            # until the first query, they grew with every story a daemon judged).
+            self._loader = None
+            self._dropped.clear()
 
     def defer(self, loader: Callable[[], Iterable[Example]]) -> None:
         """Examples older than any added from now on, read only if the pool is queried (a

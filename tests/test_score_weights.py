@@ -160,3 +160,28 @@ def test_deferred_examples_are_older_read_once_and_respect_removals() -> None:
     assert list(pool.examples) == ["c", "d", "e"]
     assert pool.nearest(vector(analyse("", "council vote", bg.surfaces), bg))[0] == "e"
     assert calls == [1]
+
+
+def test_a_full_pool_forgets_its_loader_and_the_ids_it_skipped() -> None:
+    """A pool filled by new examples never reads the older ones, so it keeps no trace of
+    them: before this, every removal waited in a set for a query that might never come."""
+    from monitor.score import Example, _Pool
+
+    bg = Background(prior=PRIOR)
+    calls: list[int] = []
+
+    def example(name: str, words: str) -> Example:
+        return Example(name, name, analyse("", words, bg.surfaces), "unrelated")
+
+    def older() -> list[Example]:
+        calls.append(1)
+        return [example("old", "harbour boats harbour boats")]
+
+    pool = _Pool(limit=3)
+    pool.defer(older)
+    for i in range(50):
+        pool.add(example(f"s{i}", f"story {i} about the council budget"), bg)
+    assert len(pool._dropped) == 0 and pool._loader is None
+    assert list(pool.examples) == ["s47", "s48", "s49"]
+    best, _ = pool.nearest(vector(analyse("", "harbour boats", bg.surfaces), bg))
+    assert calls == [] and best != "old"
