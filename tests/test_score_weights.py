@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import math
 
 from hypothesis import given, settings
@@ -9,7 +10,15 @@ from hypothesis import strategies as st
 from wordfreq import zipf_frequency
 
 from monitor import wordprior
-from monitor.score import BIGRAM_WEIGHT, MAX_IDF, Background, analyse, vector, wordfreq_prior
+from monitor.score import (
+    BIGRAM_WEIGHT,
+    MAX_IDF,
+    Background,
+    Example,
+    analyse,
+    vector,
+    wordfreq_prior,
+)
 
 PRIOR = wordfreq_prior()
 
@@ -130,14 +139,16 @@ def test_compact_frequency_table_on_listed_words() -> None:
         assert len(wordprior.table(lang)) == sum(len(b) for b in buckets)
 
 
+def _rejected(bg: Background, name: str, words: str) -> Example:
+    return Example(name, name, analyse("", words, bg.surfaces), "unrelated")
+
+
 def test_deferred_examples_are_older_read_once_and_respect_removals() -> None:
-    from monitor.score import Example, _Pool
+    from monitor.score import _Pool
 
     bg = Background(prior=PRIOR)
     calls: list[int] = []
-
-    def example(name: str, words: str) -> Example:
-        return Example(name, name, analyse("", words, bg.surfaces), "unrelated")
+    example = functools.partial(_rejected, bg)
 
     def older() -> list[Example]:
         calls.append(1)
@@ -165,13 +176,11 @@ def test_deferred_examples_are_older_read_once_and_respect_removals() -> None:
 def test_a_full_pool_forgets_its_loader_and_the_ids_it_skipped() -> None:
     """A pool filled by new examples never reads the older ones, so it keeps no trace of
     them: before this, every removal waited in a set for a query that might never come."""
-    from monitor.score import Example, _Pool
+    from monitor.score import _Pool
 
     bg = Background(prior=PRIOR)
     calls: list[int] = []
-
-    def example(name: str, words: str) -> Example:
-        return Example(name, name, analyse("", words, bg.surfaces), "unrelated")
+    example = functools.partial(_rejected, bg)
 
     def older() -> list[Example]:
         calls.append(1)
