@@ -404,9 +404,11 @@ class _Pool:
         while len(self.examples) > self.limit:
             self.remove(next(iter(self.examples)))
         if self._loader is not None and len(self.examples) >= self.limit:
-            # Full of examples newer than any the loader would read: those would all be
-            # trimmed again, so the loader goes, and with it the ids it was to skip (kept
-            # until the first query, they grew with every story a daemon judged).
+            # Full of examples newer than any the loader would read: loaded now, they
+            # would all be trimmed again. So the loader goes, with the ids it was to skip
+            # (kept until the first query, they grew with every story a daemon judged);
+            # a slot freed later (a story the user marked relevant) is filled by the next
+            # rejected story, no longer by an example from before the restart.
             self._loader = None
             self._dropped.clear()
 
