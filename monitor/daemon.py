@@ -70,7 +70,16 @@ class Daemon:
     async def poll_due(self) -> None:
         assert self._fetcher is not None
         started = time.monotonic()
-        summary = await self.pipeline.poll(only_due=True, fetcher=self._fetcher)
+        try:
+            summary = await self.pipeline.poll(only_due=True, fetcher=self._fetcher)
+        except asyncio.CancelledError:
+            if not self._stop.is_set():
+                raise
+            # `run` cancels the poll to stop: each feed is written in one transaction, so
+            # the feeds not yet written are simply due again at the next start. Ended
+            # here, the job does not reach APScheduler's log as an error.
+            log.info("poll interrupted by the stop after %.1f s", time.monotonic() - started)
+            return
         metrics.observe_poll(summary, time.monotonic() - started)
         self.state.polls += 1
         self.state.last_poll_finished = utcnow()

@@ -107,6 +107,20 @@ def test_run_polls_stops_on_sigterm_and_refuses_a_second_daemon(
     assert third.returncode == 0
 
 
+def test_sigterm_during_a_poll_ends_it_quietly(daemons: Daemons, feed_server: FeedServer) -> None:
+    """A poll in progress at SIGTERM is cut short without an error in the log: the feeds
+    written so far stay written, and the others are polled again at the next start."""
+    slow = feed_server.route("/slow.xml", FeedReply(200, rss(items("s", 2)), delay=20.0))
+    config = daemons.config(f'[polling]\ntick = "1s"\n[[feeds]]\nurl = "{slow}"\n')
+    process = daemons.start(config)
+    wait_for(lambda: bool(feed_server.requests_for("/slow.xml")), "the poll's request")
+    process.send_signal(signal.SIGTERM)
+    _, err = process.communicate(timeout=30)
+    assert process.returncode == 0, err
+    assert "Traceback" not in err and "ERROR" not in err, err
+    assert "poll interrupted by the stop" in err
+
+
 def _pending_alert(db: Path) -> str:
     storage = Storage(db)
     try:
