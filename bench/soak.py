@@ -1,0 +1,164 @@
+"""Memory of a long-running daemon: `monitor run` against feeds that never stop publishing.
+
+    python bench/soak.py [--feeds 60] [--seconds 300] [--interval 2]
+
+A local HTTP server (a thread of this process, 127.0.0.1 only) serves ``--feeds`` RSS feeds;
+every request for a feed returns its 20 newest items, 5 of them new since the last request
+(titles of 8 and bodies of 60-300 words drawn from wordfreq's 5,000 most frequent English
+words, so the vocabulary stops growing early and whatever still grows is the daemon's).
+`monitor run` polls every feed each ``--interval`` seconds with the repository's seeds as
+its topic, in a child process; every ``--sample`` seconds its resident memory (VmRSS) and
+the number of stored stories are read. The daemon is stopped with SIGTERM at the end and
+must exit 0. The figure to read is the growth of RSS after the warm-up (the first fifth of
+the run), per 10,000 stories.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import random
+import signal
+import sqlite3
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from email.utils import formatdate
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import ClassVar
+
+ROOT = Path(__file__).resolve().parents[1]
+NEW_PER_REQUEST = 5
+KEPT = 20
+
+
+class _Feeds(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    words: ClassVar[list[str]] = []
+    served: ClassVar[dict[str, int]] = {}  # path → items published so far
+    lock = threading.Lock()
+
+    def log_message(self, format: str, *args: object) -> None:
+        pass
+
+    def do_GET(self) -> None:
+        with self.lock:
+            newest = self.served[self.path] = self.served.get(self.path, 0) + NEW_PER_REQUEST
+        items = [self._item(i) for i in range(newest - 1, max(0, newest - KEPT) - 1, -1)]
+        body = (
+            "<?xml version='1.0' encoding='utf-8'?><rss version='2.0'><channel>"
+            f"<title>soak {self.path}</title><link>http://127.0.0.1/</link>"
+            + "".join(items)
+            + "</channel></rss>"
+        ).encode()
+        self.send_response(200)
+        self.send_header("Content-Type", "application/rss+xml; charset=utf-8")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def _item(self, i: int) -> str:
+        rng = random.Random(f"{self.path}#{i}")
+        title = " ".join(rng.choices(self.words, k=8)).capitalize()
+        text = " ".join(rng.choices(self.words, k=rng.randint(60, 300)))
+        return (
+            f"<item><guid isPermaLink='false'>{self.path}#{i}</guid>"
+            f"<link>http://127.0.0.1{self.path}/{i}</link><title>{title}</title>"
+            f"<description>{text}</description>"
+            f"<pubDate>{formatdate(1_700_000_000 + i * 60, usegmt=True)}</pubDate></item>"
+        )
+
+
+def _config(folder: Path, port: int, feeds: int, interval: float) -> Path:
+    lines = [
+        '[database]\npath = "soak.db"\n',
+        f'[polling]\ninterval = "{interval:g}s"\ntick = "1s"\njitter = 0.0\n',
+        f'[[topics]]\nname = "soak"\nseeds = ["{ROOT / "seeds"}"]\n',
+    ]
+    lines += [f'[[feeds]]\nurl = "http://127.0.0.1:{port}/f/{n}"\n' for n in range(feeds)]
+    path = folder / "soak.toml"
+    path.write_text("\n".join(lines), encoding="utf-8")
+    return path
+
+
+def _rss_mb(pid: int) -> float | None:
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024
+    except OSError:
+        return None
+    return None
+
+
+def _stories(db: Path) -> int:
+    try:
+        with sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=5) as conn:
+            return int(conn.execute("SELECT count(*) FROM stories").fetchone()[0])
+    except sqlite3.Error:
+        return 0
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--feeds", type=int, default=60)
+    parser.add_argument("--seconds", type=float, default=300.0)
+    parser.add_argument("--interval", type=float, default=2.0, help="poll interval, s")
+    parser.add_argument("--sample", type=float, default=5.0, help="seconds between samples")
+    args = parser.parse_args()
+
+    from wordfreq import top_n_list
+
+    _Feeds.words = top_n_list("en", 5000)
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _Feeds)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    samples: list[tuple[float, float, int]] = []
+    with tempfile.TemporaryDirectory() as tmp:
+        folder = Path(tmp)
+        config = _config(folder, server.server_address[1], args.feeds, args.interval)
+        db = folder / "soak.db"
+        env = {**os.environ, "MONITOR_DB": str(db)}
+        log = (folder / "run.log").open("w")
+        cmd = [sys.executable, "-m", "monitor", "--config", str(config), "run"]
+        child = subprocess.Popen(cmd, env=env, stdout=log, stderr=subprocess.STDOUT, cwd=ROOT)
+        started = time.monotonic()
+        try:
+            while (elapsed := time.monotonic() - started) < args.seconds:
+                time.sleep(min(args.sample, max(0.0, args.seconds - elapsed)))
+                if child.poll() is not None:
+                    break
+                rss = _rss_mb(child.pid)
+                if rss is not None:
+                    samples.append((time.monotonic() - started, rss, _stories(db)))
+                    print(f"{samples[-1][0]:7.0f} s  {rss:6.1f} MB  {samples[-1][2]:8} stories")
+        finally:
+            if child.poll() is None:
+                child.send_signal(signal.SIGTERM)
+            try:
+                code = child.wait(timeout=60)
+            except subprocess.TimeoutExpired:
+                child.kill()
+                code = child.wait()
+            server.shutdown()
+            log.close()
+            tail = (folder / "run.log").read_text(errors="replace").splitlines()[-3:]
+    print(f"monitor run exited with {code}; last log lines:", *tail, sep="\n  ")
+    warm = [s for s in samples if s[0] >= args.seconds * 0.2]  # pools and caches fill first
+    if code != 0 or len(warm) < 2 or warm[-1][2] <= warm[0][2]:
+        print("!! the daemon failed, or stored nothing after the warm-up")
+        return 1
+    first, last = warm[0], warm[-1]
+    peak = max(s[1] for s in samples)
+    per_10k = (last[1] - first[1]) / (last[2] - first[2]) * 10_000
+    print(
+        f"after the warm-up: {first[1]:.1f} MB at {first[2]} stories -> {last[1]:.1f} MB at "
+        f"{last[2]} stories ({per_10k:+.2f} MB per 10,000 stories); peak {peak:.1f} MB"
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
