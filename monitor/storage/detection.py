@@ -199,11 +199,7 @@ class DetectionStore:
         the filter in memory keeps them, which costs a probe at most)."""
         conn = self.db.conn
         self._lsh_index_filter()  # up to date before the insert marks it stale
-        changed: set[int] = set()
-        cursor = conn.execute("SELECT band FROM story_lsh_recent")
-        while chunk := [row[0] for row in cursor.fetchmany(_KEY_CHUNK)]:
-            changed |= self._add_to_filter(chunk)  # a chunk at a time: ~130,000 keys as
-            # Python ints would add ~6 MB to a poll's peak memory
+        changed = self._add_selected_to_filter("SELECT band FROM story_lsh_recent")
         conn.execute(
             "INSERT OR IGNORE INTO story_lsh (band, signature) "
             "SELECT band, signature FROM story_lsh_recent ORDER BY band, signature"
@@ -211,6 +207,15 @@ class DetectionStore:
         conn.execute("DELETE FROM story_lsh_recent")
         self._lsh_recent_rows = 0
         self._save_lsh_filter(changed)
+
+    def _add_selected_to_filter(self, sql: str) -> set[int]:
+        """Add the keys a query selects to the filter, a chunk at a time (a merge's ~130,000
+        keys as one list of Python ints would add ~6 MB to a poll's peak); the parts changed."""
+        cursor = self.db.conn.execute(sql)
+        changed: set[int] = set()
+        while chunk := [row[0] for row in cursor.fetchmany(_KEY_CHUNK)]:
+            changed |= self._add_to_filter(chunk)
+        return changed
 
     def _add_to_filter(self, keys: Sequence[int]) -> set[int]:
         """Add keys to the filter in memory, opening parts as they fill; the parts changed."""
@@ -265,10 +270,7 @@ class DetectionStore:
     def _build_lsh_filter(self) -> list[rbloom.Bloom]:
         """A new filter holding every key of `story_lsh`, saved."""
         self._lsh_filter, self._lsh_filter_keys = [], []
-        cursor = self.db.conn.execute("SELECT band FROM story_lsh")
-        changed: set[int] = set()
-        while chunk := [row[0] for row in cursor.fetchmany(_KEY_CHUNK)]:
-            changed |= self._add_to_filter(chunk)
+        changed = self._add_selected_to_filter("SELECT band FROM story_lsh")
         self._lsh_filter_tokens = None
         self._save_lsh_filter(changed, rebuilt=True)
         return self._lsh_filter
