@@ -4,8 +4,9 @@
 
 A local HTTP server (a thread of this process, 127.0.0.1 only) serves ``--feeds`` RSS feeds;
 every request for a feed returns its 20 newest items, 5 of them new since the last request
-(titles of 8 and bodies of 60-300 words drawn from wordfreq's 5,000 most frequent English
-words, so the vocabulary stops growing early and whatever still grows is the daemon's).
+(written by the farm's `_rss`: titles of 8 and bodies of 60-300 words drawn from wordfreq's
+5,000 most frequent English words, so the vocabulary stops growing early and whatever still
+grows is the daemon's).
 `monitor run` polls every feed each ``--interval`` seconds with the repository's seeds as
 its topic, in a child process; every ``--sample`` seconds its resident memory (VmRSS) and
 the number of stored stories are read. The daemon is stopped with SIGTERM at the end and
@@ -25,10 +26,12 @@ import sys
 import tempfile
 import threading
 import time
-from email.utils import formatdate
+from datetime import UTC, datetime, timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import ClassVar
+
+from farm import _Entry, _rss  # bench/ is on the path when run as a script
 
 ROOT = Path(__file__).resolve().parents[1]
 NEW_PER_REQUEST = 5
@@ -47,28 +50,27 @@ class _Feeds(BaseHTTPRequestHandler):
     def do_GET(self) -> None:
         with self.lock:
             newest = self.served[self.path] = self.served.get(self.path, 0) + NEW_PER_REQUEST
-        items = [self._item(i) for i in range(newest - 1, max(0, newest - KEPT) - 1, -1)]
-        body = (
-            "<?xml version='1.0' encoding='utf-8'?><rss version='2.0'><channel>"
-            f"<title>soak {self.path}</title><link>http://127.0.0.1/</link>"
-            + "".join(items)
-            + "</channel></rss>"
-        ).encode()
+        entries = [self._entry(i) for i in range(newest - 1, max(0, newest - KEPT) - 1, -1)]
+        body = _rss(0, "http://127.0.0.1", entries, entries[0].published)
         self.send_response(200)
         self.send_header("Content-Type", "application/rss+xml; charset=utf-8")
         self.send_header("Content-Length", str(len(body)))
         self.end_headers()
         self.wfile.write(body)
 
-    def _item(self, i: int) -> str:
+    def _entry(self, i: int) -> _Entry:
         rng = random.Random(f"{self.path}#{i}")
         title = " ".join(rng.choices(self.words, k=8)).capitalize()
         text = " ".join(rng.choices(self.words, k=rng.randint(60, 300)))
-        return (
-            f"<item><guid isPermaLink='false'>{self.path}#{i}</guid>"
-            f"<link>http://127.0.0.1{self.path}/{i}</link><title>{title}</title>"
-            f"<description>{text}</description>"
-            f"<pubDate>{formatdate(1_700_000_000 + i * 60, usegmt=True)}</pubDate></item>"
+        return _Entry(
+            uid=f"{self.path}#{i}",
+            link=f"http://127.0.0.1{self.path}/{i}",
+            title=title,
+            html=f"<p>{text}</p>",
+            summary=text[:200],
+            published=datetime(2023, 11, 14, tzinfo=UTC) + timedelta(minutes=i),
+            author="Soak Desk",
+            categories=[],
         )
 
 
