@@ -14,6 +14,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from monitor.text import (
+    _ASCII_TOKEN,
+    _token_patterns,
     canonical_url,
     content_hash,
     detect_language,
@@ -276,6 +278,18 @@ def test_tokenize_english_rules() -> None:
 def test_tokenize_never_raises(text: str) -> None:
     tokens = tokenize(text)
     assert all(isinstance(t, str) and t and not t.isspace() for t in tokens)
+
+
+@settings(max_examples=400, deadline=None)
+@given(st.text(alphabet=st.characters(max_codepoint=127)) | st.from_regex(r"[\w' .,_-]{0,80}"))
+def test_the_ascii_pattern_finds_what_the_full_one_finds(text: str) -> None:
+    # `_tokens` takes a simpler pattern for text that is ASCII once case-folded
+    norm = text.casefold().replace("_", " ")
+    if norm.isascii():
+        assert _ASCII_TOKEN.findall(norm) == _token_patterns()[0].findall(norm)
+    # and the same tokens once something non-ASCII (BMP, astral) takes the other patterns
+    assert tokenize(text + " é") == [*tokenize(text), "é"]
+    assert tokenize(text + " \U0001f600") == tokenize(text)
 
 
 def test_shingles() -> None:
