@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import sqlite3
 from pathlib import Path
 
@@ -44,6 +45,27 @@ def test_band_keys_are_distinct_64_bit_integers_per_band_and_kind() -> None:
     assert all(-(2**63) <= k < 2**63 for k in keys)
     as_title = dedupe.Signature(sig.values, sig.size, "title")
     assert not set(keys) & set(dedupe.band_keys(as_title)), "kinds must never meet"
+
+
+def test_band_keys_keep_the_stored_scheme() -> None:
+    # Keys already in story_lsh must still be found: each key is the signed little-endian
+    # 8-byte blake2b of the band's four rows, personalised with the kind's initial and the
+    # band's number (computed here from that definition, not by the module).
+    for kind in ("body", "title"):
+        sig = dedupe.Signature(_sig(WIRE).values, 40, kind)
+        raw = sig.values.astype("<u8").tobytes()
+        expected = [
+            int.from_bytes(
+                hashlib.blake2b(
+                    raw[band * 32 : band * 32 + 32], digest_size=8,
+                    person=kind[0].encode() + bytes([band]),
+                ).digest(),
+                "little",
+                signed=True,
+            )
+            for band in range(32)
+        ]  # fmt: skip
+        assert dedupe.band_keys(sig) == expected
 
 
 def test_candidates_oldest_first_without_the_story_itself(tmp_path: Path) -> None:
