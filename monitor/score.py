@@ -282,21 +282,19 @@ def vector(bag: Mapping[str, float], background: Background) -> Vector:
     """Unit-length sublinear tf-idf vector of a bag."""
     background._check_epoch()
     # `Background._cached` inlined (the hot path of every story): a word the prior knows,
-    # else a word weighed from the stream this epoch, else computed; a bigram weighs half
-    # its heavier word.
+    # else a word weighed from the stream this epoch, else computed; a bigram (about half
+    # a bag's keys, never in the caches) weighs half its heavier word.
     prior = background._prior
     stream = background._stream
     weigh = background._weigh
     log = math.log
+    tf = _TF.get
     out: dict[str, float] = {}
     total = 0.0
     for term, count in bag.items():
         if count <= 0:
             continue
-        weight = prior.get(term, -1.0)
-        if weight >= 0.0:
-            pass
-        elif " " in term:
+        if " " in term:
             first, _, second = term.partition(" ")
             one = prior.get(first, -1.0)
             if one < 0.0:
@@ -310,16 +308,22 @@ def vector(bag: Mapping[str, float], background: Background) -> Vector:
                     two = weigh(second)
             weight = BIGRAM_WEIGHT * (one if one > two else two)
         else:
-            weight = stream.get(term, -1.0)
+            weight = prior.get(term, -1.0)
             if weight < 0.0:
-                weight = weigh(term)
-        weight = (1.0 + log(count)) * weight
+                weight = stream.get(term, -1.0)
+                if weight < 0.0:
+                    weight = weigh(term)
+        weight = (tf(count) or 1.0 + log(count)) * weight
         out[term] = weight
         total += weight * weight
     if total == 0.0:
         return {}
     norm = math.sqrt(total)
     return {t: w / norm for t, w in out.items() if w > 0.0}
+
+
+# 1 + log(count) for the usual counts (an int or an equal float finds its entry)
+_TF: dict[float, float] = {count: 1.0 + math.log(count) for count in range(1, 64)}
 
 
 def normalise(vec: Mapping[str, float]) -> Vector:
