@@ -15,6 +15,7 @@ work shares the machine.
 from __future__ import annotations
 
 import argparse
+import pickle
 import random
 import shutil
 import sys
@@ -107,18 +108,24 @@ def _prefilled(path: Path, stored: int, cache: Path | None) -> Corpus:
     """A database at ``path`` holding ``stored`` stories (copied from ``cache`` if there)."""
     corpus = Corpus()
     kept = None if cache is None else cache / f"decide-{stored}.db"
+    state = None if kept is None else kept.with_suffix(".corpus")
     if kept is not None and kept.exists():
         shutil.copyfile(kept, path)
-        for i in range(stored):  # the measured stories follow the same random sequence
-            corpus.story(i)
+        if state is not None and state.exists():  # where the random sequence stood
+            rng_state, corpus.made = pickle.loads(state.read_bytes())
+            corpus.rng.setstate(rng_state)
+        else:
+            for i in range(stored):  # the measured stories follow the same random sequence
+                corpus.story(i)
         return corpus
     store = _Store(path)
     prefill(store, corpus, stored)
     store.db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
     store.close()
-    if kept is not None:
+    if kept is not None and state is not None:
         kept.parent.mkdir(parents=True, exist_ok=True)
         shutil.copyfile(path, kept)
+        state.write_bytes(pickle.dumps((corpus.rng.getstate(), corpus.made)))
     return corpus
 
 
