@@ -245,8 +245,12 @@ class Judge:
             # No topic needed the lead, but building it records the word forms of its
             # terms (`terms`), which later stories' weights depend on. Its title and body
             # terms were recorded with ``bag`` just now; only a summary that the body left
-            # out (`story_body`) can hold new ones: record those as the lead would have.
-            terms(entry.summary, self.background.surfaces)
+            # out (`story_body`) can hold new ones: record those as the lead would have
+            # (unless the body begins with the whole summary, then a space: then the
+            # summary's tokens are the body's first ones, already recorded).
+            rest = entry.content[len(entry.summary) : len(entry.summary) + 1]
+            if not (entry.content.startswith(entry.summary) and (not rest or rest.isspace())):
+                terms(entry.summary, self.background.surfaces)
         return intents
 
     def _find_copy(self, story_id: str, entry: Entry, body: str) -> dedupe.DuplicateVerdict | None:

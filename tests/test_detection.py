@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -381,3 +381,29 @@ def test_explain_golden(seed_dir: Path, store: Store) -> None:
     assert text + "\n" == golden.read_text(encoding="utf-8")
     with pytest.raises(UserError):
         explain(store, "s_unknown")
+
+
+def test_a_summary_the_body_only_partly_repeats_still_records_its_word_forms(
+    seed_dir: Path, store: Store
+) -> None:
+    # A word form first seen in a summary decides its term's weight later (`terms`), so a
+    # summary is read even when the body was judged without it, unless the body repeats
+    # all of it: here once cut inside a word ("tug" / "tugging"), once with a tail the
+    # body lacks after the 80 characters `story_body` compares.
+    judge = Judge.open(store, [Topic("bridge", (seed_dir,))], T0)
+    surfaces = judge.background.surfaces
+    lead = "Harbour pilots in the northern port town held a meeting about the winter tug"
+    assert "tug" not in surfaces and "zanzibarit" not in surfaces
+    cut = replace(
+        entry("Pilots meet", url="https://example.org/cut", when=T0),
+        summary=lead, content=lead + "ging of ferries.",
+    )  # fmt: skip
+    judge_one(judge, store, cut, T0)
+    assert surfaces.get("tug") == "tug"
+    tail = lead + " and the quarantined zanzibarite cargo."
+    other = replace(
+        entry("Pilots again", url="https://example.org/tail", when=T0),
+        summary=tail, content=lead + " and then went home.",
+    )  # fmt: skip
+    judge_one(judge, store, other, T0)
+    assert surfaces.get("zanzibarit") == "zanzibarite"
