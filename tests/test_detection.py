@@ -394,16 +394,13 @@ def test_a_summary_the_body_only_partly_repeats_still_records_its_word_forms(
     surfaces = judge.background.surfaces
     lead = "Harbour pilots in the northern port town held a meeting about the winter tug"
     assert "tug" not in surfaces and "zanzibarit" not in surfaces
-    cut = replace(
-        entry("Pilots meet", url="https://example.org/cut", when=T0),
-        summary=lead, content=lead + "ging of ferries.",
-    )  # fmt: skip
-    judge_one(judge, store, cut, T0)
+    for n, (summary, content) in enumerate(
+        [
+            (lead, lead + "ging of ferries."),
+            (lead + " and the quarantined zanzibarite cargo.", lead + " and then went home."),
+        ]
+    ):
+        item = entry("Pilots meet", url=f"https://example.org/{n}", when=T0)
+        judge_one(judge, store, replace(item, summary=summary, content=content), T0)
     assert surfaces.get("tug") == "tug"
-    tail = lead + " and the quarantined zanzibarite cargo."
-    other = replace(
-        entry("Pilots again", url="https://example.org/tail", when=T0),
-        summary=tail, content=lead + " and then went home.",
-    )  # fmt: skip
-    judge_one(judge, store, other, T0)
     assert surfaces.get("zanzibarit") == "zanzibarite"
