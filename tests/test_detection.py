@@ -394,13 +394,11 @@ def test_a_summary_the_body_only_partly_repeats_still_records_its_word_forms(
     surfaces = judge.background.surfaces
     lead = "Harbour pilots in the northern port town held a meeting about the winter tug"
     assert "tug" not in surfaces and "zanzibarit" not in surfaces
-    for n, (summary, content) in enumerate(
-        [
-            (lead, lead + "ging of ferries."),
-            (lead + " and the quarantined zanzibarite cargo.", lead + " and then went home."),
-        ]
-    ):
+    cases = [
+        (lead, lead + "ging of ferries.", "tug", "tug"),
+        (f"{lead} and a zanzibarite cargo.", f"{lead} and went home.", "zanzibarit", "zanzibarite"),
+    ]
+    for n, (summary, content, term, form) in enumerate(cases):
         item = entry("Pilots meet", url=f"https://example.org/{n}", when=T0)
         judge_one(judge, store, replace(item, summary=summary, content=content), T0)
-    assert surfaces.get("tug") == "tug"
-    assert surfaces.get("zanzibarit") == "zanzibarite"
+        assert surfaces.get(term) == form
