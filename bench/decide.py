@@ -108,10 +108,10 @@ def _prefilled(path: Path, stored: int, cache: Path | None) -> Corpus:
     """A database at ``path`` holding ``stored`` stories (copied from ``cache`` if there)."""
     corpus = Corpus()
     kept = None if cache is None else cache / f"decide-{stored}.db"
-    state = None if kept is None else kept.with_suffix(".corpus")
     if kept is not None and kept.exists():
         shutil.copyfile(kept, path)
-        if state is not None and state.exists():  # where the random sequence stood
+        state = kept.with_suffix(".corpus")  # where the random sequence stood
+        if state.exists():
             rng_state, corpus.made = pickle.loads(state.read_bytes())
             corpus.rng.setstate(rng_state)
         else:
@@ -122,10 +122,10 @@ def _prefilled(path: Path, stored: int, cache: Path | None) -> Corpus:
     prefill(store, corpus, stored)
     store.db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
     store.close()
-    if kept is not None and state is not None:
+    if kept is not None:
         kept.parent.mkdir(parents=True, exist_ok=True)
         shutil.copyfile(path, kept)
-        state.write_bytes(pickle.dumps((corpus.rng.getstate(), corpus.made)))
+        kept.with_suffix(".corpus").write_bytes(pickle.dumps((corpus.rng.getstate(), corpus.made)))
     return corpus
 
 
