@@ -110,13 +110,26 @@ def test_resigning_replaces_the_keys_and_keeps_the_place(tmp_path: Path) -> None
 
 def _keys_of(store: Storage, sig_id: int) -> set[int]:
     """A signature's band keys, wherever they are (recent or merged)."""
-    rows = store.db.execute(
-        "SELECT band FROM story_lsh WHERE signature = ? "
-        "UNION ALL SELECT band FROM story_lsh_recent WHERE signature = ?",
-        [sig_id, sig_id],
-    ).fetchall()
-    assert len(rows) == len({row[0] for row in rows}), "a key in both tables"
-    return {row[0] for row in rows}
+    merged = [
+        row[0]
+        for row in store.db.execute("SELECT band FROM story_lsh WHERE signature = ?", [sig_id])
+    ]
+    recent = [
+        int.from_bytes(blob[i : i + 8], "little", signed=True)
+        for (blob,) in store.db.execute(
+            "SELECT bands FROM story_lsh_recent WHERE signature = ?", [sig_id]
+        )
+        for i in range(0, len(blob), 8)
+    ]
+    keys = merged + recent
+    assert len(keys) == len(set(keys)), "a key in both tables"
+    return set(keys)
+
+
+def _recent_keys(conn: sqlite3.Connection) -> int:
+    """How many band keys wait in `story_lsh_recent` (8 bytes each)."""
+    row = conn.execute("SELECT coalesce(sum(length(bands)), 0) / 8 FROM story_lsh_recent")
+    return int(row.fetchone()[0])
 
 
 def _texts(count: int) -> list[str]:
@@ -131,8 +144,7 @@ def test_recent_keys_are_merged_in_batches_and_found_before_and_after(tmp_path: 
 
     def counts() -> tuple[int, int]:
         large = conn.execute("SELECT count(*) FROM story_lsh").fetchone()[0]
-        recent = conn.execute("SELECT count(*) FROM story_lsh_recent").fetchone()[0]
-        return int(large), int(recent)
+        return int(large), _recent_keys(conn)
 
     sigs = [_sig(text) for text in _texts(4)]
     _add(store, "s0", sigs[0])
@@ -165,11 +177,13 @@ def test_a_rolled_back_merge_leaves_the_keys_for_the_next_one(tmp_path: Path) ->
         pass
     conn = store.db.conn
     assert conn.execute("SELECT count(*) FROM story_lsh").fetchone()[0] == 0
-    assert conn.execute("SELECT count(*) FROM story_lsh_recent").fetchone()[0] == dedupe.BANDS
+    assert _recent_keys(conn) == dedupe.BANDS
+    # s1's rolled-back keys are gone from memory too: it is the second story, and merges
     _add(store, "s1", sigs[1])
+    assert _recent_keys(conn) == 0
+    assert conn.execute("SELECT count(*) FROM story_lsh").fetchone()[0] == 2 * dedupe.BANDS
     _add(store, "s2", sigs[2])
-    assert conn.execute("SELECT count(*) FROM story_lsh_recent").fetchone()[0] == 0
-    assert conn.execute("SELECT count(*) FROM story_lsh").fetchone()[0] == 3 * dedupe.BANDS
+    assert _recent_keys(conn) == dedupe.BANDS
     found = store.dedupe_candidates(dedupe.band_keys(sigs[0]))
     assert [row[0] for row in found][:1] == ["s0"]
     store.close()
@@ -268,7 +282,7 @@ def test_migration_resigns_stories_and_seeds_from_their_text(tmp_path: Path) -> 
         assert (signed[sid].kind, signed[sid].size, signed[sid].to_bytes()) == (
             sig.kind, sig.size, sig.to_bytes()
         ), sid  # fmt: skip
-    assert store.db.execute("SELECT count(*) FROM story_lsh_recent").fetchone()[0] == 0
+    assert _recent_keys(store.db.conn) == 0
     keys = store.db.execute("SELECT count(*) FROM story_lsh").fetchone()[0]
     assert keys == 4 * dedupe.BANDS
     found = store.dedupe_candidates(dedupe.band_keys(_sig(WIRE + " Read more.")))
@@ -289,7 +303,7 @@ def test_the_filter_skips_absent_keys_and_never_a_merged_one(tmp_path: Path) -> 
     sigs = [_sig(text) for text in _texts(8)]
     for i, sig in enumerate(sigs):
         _add(store, f"s{i}", sig)
-    assert store.db.execute("SELECT count(*) FROM story_lsh_recent").fetchone()[0] == 0
+    assert _recent_keys(store.db.conn) == 0
     parts = store.db.execute("SELECT part, keys FROM lsh_filter ORDER BY part").fetchall()
     assert parts == [(0, 96), (1, 96), (2, 64)]
     for sig in sigs:  # every merged key is in the filter
@@ -364,4 +378,64 @@ def test_a_rolled_back_merge_leaves_the_saved_filter_as_it_was(tmp_path: Path) -
     assert sum(any(b in p for p in parts) for b in dedupe.band_keys(sigs[1])) <= 3
     _add(store, "s1", sigs[1])
     assert _probes_of_large_index(store, dedupe.band_keys(sigs[1])) == dedupe.BANDS
+    store.close()
+
+
+def test_migration_carries_the_recent_keys_into_their_rows(tmp_path: Path) -> None:
+    path = tmp_path / "old.db"
+    conn = sqlite3.connect(path, isolation_level=None)
+    migrations.apply(Database(conn), stop_before="m008_lsh_recent_rows")
+    sig = _sig(WIRE)
+    conn.execute(
+        "INSERT INTO story_signatures (story_id, kind, size, signature) VALUES (?, ?, ?, ?)",
+        ["waiting", sig.kind, sig.size, sig.to_bytes()],
+    )
+    conn.executemany(  # one row per key, as m005 kept them
+        "INSERT INTO story_lsh_recent (band, signature) VALUES (?, 1)",
+        [(band,) for band in dedupe.band_keys(sig)],
+    )
+    conn.close()
+
+    store = Storage(path)
+    assert _keys_of(store, 1) == set(dedupe.band_keys(sig))
+    assert _recent_keys(store.db.conn) == dedupe.BANDS
+    found = store.dedupe_candidates(dedupe.band_keys(_sig(WIRE + " Read more.")))
+    assert [row[0] for row in found] == ["waiting"]
+    store.close()
+
+
+# the recent keys in memory stay in step with the database
+
+REPORT = (
+    "The harbour authority reopened the northern quay on Monday after a month of repairs "
+    "to the sea wall, and the first ferry of the season docked there in the afternoon."
+)
+OTHER = (
+    "Farmers in the valley began the grape harvest a week early this year, after a dry "
+    "and hot summer that ripened the fruit faster than any season in living memory."
+)
+
+
+def test_another_connection_s_recent_keys_are_found(tmp_path: Path) -> None:
+    first, second = Storage(tmp_path / "m.db"), Storage(tmp_path / "m.db")
+    copy = dedupe.band_keys(_sig(REPORT + " Read more on our site."))
+    assert first.dedupe_candidates(copy) == []  # its recent keys read (none)
+    _add(second, "s-report", _sig(REPORT))  # committed by the other connection, not merged
+    assert [row[0] for row in first.dedupe_candidates(copy)] == ["s-report"]
+    first.close()
+    second.close()
+
+
+def test_a_rolled_back_story_s_keys_are_not_found(tmp_path: Path) -> None:
+    store = Storage(tmp_path / "m.db")
+    try:
+        with store.atomic():
+            _add(store, "s-report", _sig(REPORT))
+            raise RuntimeError("feed write failed")
+    except RuntimeError:
+        pass
+    _add(store, "s-other", _sig(OTHER))  # may take the rolled-back signature's id
+    copy = dedupe.band_keys(_sig(REPORT + " Read more on our site."))
+    assert store.dedupe_candidates(copy) == []
+    assert [row[0] for row in store.dedupe_candidates(dedupe.band_keys(_sig(OTHER)))] == ["s-other"]
     store.close()

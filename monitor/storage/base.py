@@ -80,8 +80,16 @@ class StorageBase:
     @contextmanager
     def atomic(self) -> Iterator[Database]:
         """One unit of work: everything inside commits together or not at all."""
-        with self.db.atomic() as db:
-            yield db
+        try:
+            with self.db.atomic() as db:
+                yield db
+        except BaseException:
+            self.forget_uncommitted()
+            raise
+
+    def forget_uncommitted(self) -> None:
+        """Drop what is held in memory of rows a rollback may have undone (the mixins that
+        hold any extend this)."""
 
     def acquire_run_lock(self) -> None:
         """Claim the database for one daemon; a second `monitor run` gets AlreadyRunning.

@@ -21,6 +21,8 @@ from ..errors import UserError
 from ..models import DecisionIntent
 from .alerts import new_alert_id
 from .base import dumps, iso, parse_iso
+from .recent_keys import RecentKeys
+from .recent_keys import pack as pack_keys
 
 
 class DetectionStore:
@@ -131,11 +133,15 @@ class DetectionStore:
 
     # -- near-duplicate index ---------------------------------------------------------------
 
-    # New band keys go to `story_lsh_recent`, a small index that stays in the page cache,
-    # and are moved into the large `story_lsh` in one sorted pass every `LSH_MERGE_ROWS`
-    # keys (`merge_lsh`). Written one story at a time, each key landed on its own page of
-    # the large index: at 100,000 stories a feed's commit rewrote ~1,500 pages of it.
-    # Lookups read both tables, so a merge changes no result.
+    # New band keys go to `story_lsh_recent`, one row per story (its keys in one blob,
+    # appended in signature order: a feed's commit writes a page or two of it), and are
+    # looked up in memory (`RecentKeys`, read from the table when first needed and again
+    # whenever another connection has committed, or this one rolled back). Every
+    # `LSH_MERGE_ROWS` keys they are moved into the large `story_lsh` in one sorted pass
+    # (`merge_lsh`). Written one story at a time, each key landed on its own page of the
+    # large index: at 100,000 stories a feed's commit rewrote ~1,500 pages of it; kept in
+    # an index of their own until the merge, they still rewrote ~300 pages of that one.
+    # Lookups read both, so a merge changes no result.
     #
     # The large index is probed only for the keys its Bloom filter (`lsh_filter`, rbloom)
     # may hold: nearly every key of a new story is in no other story, and at 100,000
@@ -149,7 +155,8 @@ class DetectionStore:
     LSH_MERGE_ROWS = 4096 * 32  # ~4,000 stories' keys
     LSH_FILTER_PART_KEYS = 1 << 20
     LSH_FILTER_FALSE_POSITIVES = 0.01  # per part
-    _lsh_recent_rows: int | None = None  # keys in story_lsh_recent (None: not counted yet)
+    _lsh_recent: RecentKeys | None = None  # story_lsh_recent's keys (None: not read yet)
+    _lsh_recent_version: int | None = None  # PRAGMA data_version when they were read
     _lsh_filter: list[rbloom.Bloom] | None = None  # the parts
     _lsh_filter_keys: list[int] | None = None  # keys added to each part
     _lsh_filter_tokens: list[tuple[int, int]] | None = None  # (part, token) as saved
@@ -163,6 +170,7 @@ class DetectionStore:
         the secondary indexes on it are appended to, and a replaced signature keeps its
         place."""
         conn = self.db.conn
+        recent = self._recent_keys()
         row = conn.execute("SELECT id FROM story_signatures WHERE story_id = ?", [story_id])
         found = row.fetchone()
         if found is None:
@@ -172,6 +180,7 @@ class DetectionStore:
                 [story_id, kind, size, signature],
             )
             sig_id = cursor.lastrowid
+            assert sig_id is not None
         else:
             sig_id = int(found[0])
             conn.execute(
@@ -180,17 +189,33 @@ class DetectionStore:
             )
             conn.execute("DELETE FROM story_lsh WHERE signature = ?", [sig_id])
             conn.execute("DELETE FROM story_lsh_recent WHERE signature = ?", [sig_id])
-        conn.executemany(
-            "INSERT OR IGNORE INTO story_lsh_recent (band, signature) VALUES (?, ?)",
-            [(band, sig_id) for band in bands],
+            recent.remove(sig_id)
+        distinct = list(dict.fromkeys(bands))
+        conn.execute(
+            "INSERT INTO story_lsh_recent (signature, bands) VALUES (?, ?)",
+            [sig_id, pack_keys(distinct)],
         )
-        if self._lsh_recent_rows is None:
-            counted = conn.execute("SELECT count(*) FROM story_lsh_recent").fetchone()
-            self._lsh_recent_rows = int(counted[0])
-        else:
-            self._lsh_recent_rows += len(bands)
-        if self._lsh_recent_rows >= self.LSH_MERGE_ROWS:
+        recent.add(sig_id, distinct)
+        if len(recent) >= self.LSH_MERGE_ROWS:
             self.merge_lsh()
+
+    def _recent_keys(self) -> RecentKeys:
+        """`story_lsh_recent` in memory, read again if another connection has committed
+        since (``PRAGMA data_version`` moves only for other connections' commits)."""
+        version = int(self.db.conn.execute("PRAGMA data_version").fetchone()[0])
+        if self._lsh_recent is None or version != self._lsh_recent_version:
+            rows = self.db.conn.execute("SELECT signature, bands FROM story_lsh_recent")
+            self._lsh_recent = RecentKeys((int(sig), bytes(blob)) for sig, blob in rows)
+            self._lsh_recent_version = version
+        return self._lsh_recent
+
+    def forget_uncommitted(self) -> None:
+        """A transaction was rolled back: what is held in memory of the index is read
+        again from the database when next needed."""
+        self._lsh_recent = None
+        forget = getattr(super(), "forget_uncommitted", None)
+        if forget is not None:
+            forget()
 
     def merge_lsh(self) -> None:
         """Move the recent band keys into the large index, in key order, and add them to
@@ -199,13 +224,16 @@ class DetectionStore:
         the filter in memory keeps them, which costs a probe at most)."""
         conn = self.db.conn
         self._lsh_index_filter()  # up to date before the insert marks it stale
-        changed = self._add_selected_to_filter("SELECT band FROM story_lsh_recent")
-        conn.execute(
-            "INSERT OR IGNORE INTO story_lsh (band, signature) "
-            "SELECT band, signature FROM story_lsh_recent ORDER BY band, signature"
+        keys, sigs = self._recent_keys().items()
+        changed: set[int] = set()
+        for start in range(0, len(keys), _KEY_CHUNK):
+            changed |= self._add_to_filter(keys[start : start + _KEY_CHUNK].tolist())
+        conn.executemany(
+            "INSERT OR IGNORE INTO story_lsh (band, signature) VALUES (?, ?)",
+            zip(keys.tolist(), sigs.tolist(), strict=True),
         )
         conn.execute("DELETE FROM story_lsh_recent")
-        self._lsh_recent_rows = 0
+        self._lsh_recent = RecentKeys()
         self._save_lsh_filter(changed)
 
     def _add_selected_to_filter(self, sql: str) -> set[int]:
@@ -316,16 +344,17 @@ class DetectionStore:
         for part in self._lsh_index_filter():
             maybe.update([band for band in bands if band in part])
         indexed = [band for band in bands if band in maybe]
-        # One statement: a LIMITed range scan of the clustered index per band the filter
-        # may hold, and of the recent keys per band, UNION ALL (the recent keys are mostly
-        # newer, but a re-signed story keeps its older id).
-        sql = _band_probe_sql(len(indexed), _PROBE_INDEX, len(bands), _PROBE_RECENT)
-        params: list[int] = []
-        for band in indexed:
-            params += (band, per_band)
-        for band in bands:
-            params += (band, per_band)
-        found = sorted({row[0] for row in self.db.conn.execute(sql, params)})
+        # The recent keys in memory (mostly newer, but a re-signed story keeps its older
+        # id), then one statement: a LIMITed range scan of the clustered index per band
+        # the filter may hold, UNION ALL.
+        ids = self._recent_keys().lookup(bands, per_band)
+        if indexed:
+            params: list[int] = []
+            for band in indexed:
+                params += (band, per_band)
+            sql = _band_probe_sql(len(indexed))
+            ids.update(row[0] for row in self.db.conn.execute(sql, params))
+        found = sorted(ids)
         if not found:
             return []
         marks = ",".join("?" * len(found))
@@ -517,18 +546,14 @@ class DetectionStore:
 _PROBE_INDEX = (
     "SELECT * FROM (SELECT signature FROM story_lsh WHERE band = ? ORDER BY signature LIMIT ?)"
 )
-_PROBE_RECENT = (
-    "SELECT * FROM (SELECT signature FROM story_lsh_recent WHERE band = ? "
-    "ORDER BY signature LIMIT ?)"
-)
 
 
 _KEY_CHUNK = 8192  # band keys read from the index at a time (filter builds and merges)
 
 
 @functools.lru_cache(maxsize=64)
-def _band_probe_sql(first_count: int, first: str, second_count: int, second: str) -> str:
-    return " UNION ALL ".join([first] * first_count + [second] * second_count)
+def _band_probe_sql(count: int) -> str:
+    return " UNION ALL ".join([_PROBE_INDEX] * count)
 
 
 # rbloom's hash of a band key: the key itself, already a uniform 64-bit digest (a saved
