@@ -1,0 +1,130 @@
+"""The full-text index, filled a batch at a time: what is searchable when, edits and
+deletes before and after a story is indexed, and the migration from per-row triggers."""
+
+from __future__ import annotations
+
+import sqlite3
+from datetime import UTC, datetime
+from pathlib import Path
+
+from sqlite_utils import Database
+
+from monitor.models import Entry
+from monitor.storage import Storage
+from monitor.storage.schema import migrations
+
+WHEN = datetime(2026, 3, 1, tzinfo=UTC)
+
+
+def _entry(n: int, text: str) -> Entry:
+    url = f"https://news.example/{n}"
+    return Entry(
+        key=url, url=url, canonical_url=url, title=f"Report {n}", summary="", content=text,
+        published=WHEN, content_hash=f"h{n}", source="Desk", language="en",
+    )  # fmt: skip
+
+
+def _hits(store: Storage, query: str) -> int:
+    sql = "SELECT count(*) FROM stories_fts WHERE stories_fts MATCH ?"
+    return int(store.db.execute(sql, [query]).fetchone()[0])
+
+
+def _consistent(store: Storage, *, all_indexed: bool = True) -> None:
+    """FTS5's own check of the index, and (when no story waits to be indexed) that it
+    matches the stories table (raises if not)."""
+    store.db.execute("INSERT INTO stories_fts (stories_fts) VALUES ('integrity-check')")
+    if all_indexed:
+        store.db.execute(
+            "INSERT INTO stories_fts (stories_fts, rank) VALUES ('integrity-check', 1)"
+        )
+
+
+def test_stories_are_indexed_in_batches_and_when_asked(tmp_path: Path) -> None:
+    store = Storage(tmp_path / "m.db")
+    store.FTS_BATCH_STORIES = 3
+    with store.atomic():
+        store.insert_story(_entry(1, "gravel quarry"), origin="o", feed_id=None, now=WHEN)
+        store.insert_story(_entry(2, "gravel pit"), origin="o", feed_id=None, now=WHEN)
+    assert _hits(store, "gravel") == 0  # waiting for a batch
+    with store.atomic():
+        store.insert_story(_entry(3, "gravel road"), origin="o", feed_id=None, now=WHEN)
+        assert _hits(store, "gravel") == 3  # the third made a batch, in this transaction
+        store.insert_story(_entry(4, "gravel bed"), origin="o", feed_id=None, now=WHEN)
+    assert _hits(store, "gravel") == 3
+    store.index_stories()
+    assert (_hits(store, "gravel"), _hits(store, "bed")) == (4, 1)
+    store.insert_story(_entry(5, "gravel lane"), origin="o", feed_id=None, now=WHEN)
+    _consistent(store, all_indexed=False)
+    store.close()  # indexes what this process added
+    reopened = Storage(tmp_path / "m.db")
+    assert _hits(reopened, "lane") == 1
+    _consistent(reopened)
+    reopened.close()
+
+
+def test_a_rolled_back_batch_leaves_its_stories_waiting(tmp_path: Path) -> None:
+    store = Storage(tmp_path / "m.db")
+    store.FTS_BATCH_STORIES = 2
+    store.insert_story(_entry(1, "copper mine"), origin="o", feed_id=None, now=WHEN)
+    try:
+        with store.atomic():
+            store.insert_story(_entry(2, "copper wire"), origin="o", feed_id=None, now=WHEN)
+            assert _hits(store, "copper") == 2
+            raise RuntimeError("feed write failed")
+    except RuntimeError:
+        pass
+    assert _hits(store, "copper") == 0
+    store.index_stories()
+    assert (_hits(store, "mine"), _hits(store, "wire")) == (1, 0)
+    _consistent(store)
+    store.close()
+
+
+def test_edits_and_deletes_before_and_after_indexing(tmp_path: Path) -> None:
+    store = Storage(tmp_path / "m.db")
+    conn = store.db.conn
+    for n, text in enumerate(["amber lake", "amber hill", "amber field"], 1):
+        store.insert_story(_entry(n, text), origin="o", feed_id=None, now=WHEN)
+    store.index_stories()
+    store.insert_story(_entry(4, "amber coast"), origin="o", feed_id=None, now=WHEN)
+    # an indexed story edited: its entry follows; a waiting one: indexed as it is later
+    conn.execute("UPDATE stories SET content = 'basalt lake' WHERE entry_key LIKE '%/1'")
+    conn.execute("UPDATE stories SET content = 'basalt coast' WHERE entry_key LIKE '%/4'")
+    assert (_hits(store, "amber"), _hits(store, "basalt")) == (2, 1)
+    conn.execute("DELETE FROM stories WHERE entry_key LIKE '%/2'")  # indexed: removed
+    assert _hits(store, "hill") == 0
+    _consistent(store, all_indexed=False)
+    store.index_stories()
+    assert (_hits(store, "amber"), _hits(store, "basalt"), _hits(store, "coast")) == (1, 2, 1)
+    # the newest indexed story deleted: its rowid comes back, and is indexed at once
+    conn.execute("DELETE FROM stories WHERE entry_key LIKE '%/4'")
+    store.insert_story(_entry(5, "amber reef"), origin="o", feed_id=None, now=WHEN)
+    assert _hits(store, "reef") == 1
+    _consistent(store)
+    store.close()
+
+
+def test_migration_keeps_the_indexed_stories_and_drops_the_insert_trigger_s_work(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "old.db"
+    conn = sqlite3.connect(path, isolation_level=None)
+    migrations.apply(Database(conn), stop_before="m009_full_text_in_batches")
+    conn.execute(
+        "INSERT INTO stories (id, origin, entry_key, url, canonical_url, title, content, "
+        "published, seen_at, content_hash) VALUES ('s_old', 'o', 'k', 'https://e.org/1', "
+        "'https://e.org/1', 'Harbour reopens', 'Boats are back.', '2026-01-01', "
+        "'2026-01-01', 'h1')"
+    )
+    conn.close()
+
+    store = Storage(path)
+    assert _hits(store, "boats") == 1  # indexed by the old trigger, kept
+    assert store.db.execute("SELECT indexed_upto FROM stories_fts_state").fetchone() == (1,)
+    store.insert_story(_entry(2, "boats again"), origin="o", feed_id=None, now=WHEN)
+    assert _hits(store, "boats") == 1  # not indexed one by one any more
+    store.db.conn.execute("UPDATE stories SET content = 'Ferries are back.' WHERE id = 's_old'")
+    store.index_stories()
+    assert (_hits(store, "boats"), _hits(store, "ferries")) == (1, 1)
+    _consistent(store)
+    store.close()
