@@ -395,3 +395,39 @@ def m008_lsh_recent_rows(db: Database) -> None:
         "INSERT INTO story_lsh_recent (signature, bands) VALUES (?, ?)",
         [(sig_id, pack(bands)) for sig_id, bands in grouped.items()],
     )
+
+
+@migrations()
+def m009_full_text_in_batches(db: Database) -> None:
+    """New stories join the full-text index a batch at a time (`StoryStore.index_stories`:
+    every few hundred stories, at the end of each poll cycle or replay, and on close)
+    instead of one by one from a trigger. A trigger's insert into FTS5 runs in a statement
+    savepoint, and FTS5 writes its pending terms out at every savepoint: each story became
+    a segment of its own, merged again and again. `stories_fts_state.indexed_upto` is the
+    last `stories.rowid` indexed; the triggers keep those rows' entries in step with edits
+    and deletes, and index at once a new row that lands at or below it (a reused rowid)."""
+    db.execute("CREATE TABLE stories_fts_state (indexed_upto INTEGER NOT NULL)")
+    db.execute("INSERT INTO stories_fts_state SELECT coalesce(max(rowid), 0) FROM stories")
+    for name in ("stories_ai", "stories_ad", "stories_au"):
+        db.execute(f"DROP TRIGGER IF EXISTS {name}")
+    indexed = "(SELECT indexed_upto FROM stories_fts_state)"
+    add = (
+        "INSERT INTO stories_fts (rowid, title, summary, content) "
+        "VALUES (new.rowid, new.title, new.summary, new.content);"
+    )
+    remove = (
+        "INSERT INTO stories_fts (stories_fts, rowid, title, summary, content) "
+        "VALUES ('delete', old.rowid, old.title, old.summary, old.content);"
+    )
+    db.execute(
+        f"CREATE TRIGGER stories_ai AFTER INSERT ON stories "
+        f"WHEN new.rowid <= {indexed} BEGIN {add} END"
+    )
+    db.execute(
+        f"CREATE TRIGGER stories_ad AFTER DELETE ON stories "
+        f"WHEN old.rowid <= {indexed} BEGIN {remove} END"
+    )
+    db.execute(
+        f"CREATE TRIGGER stories_au AFTER UPDATE OF title, summary, content ON stories "
+        f"WHEN old.rowid <= {indexed} BEGIN {remove} {add} END"
+    )

@@ -38,6 +38,46 @@ _INSERT_STORY = (
 class StoryStore:
     db: Database
 
+    # New stories join the full-text index `FTS_BATCH_STORIES` at a time, and whenever
+    # `index_stories` is called (at the end of a poll cycle or a replay, and on `close`):
+    # about 40 µs a story instead of ~130 from a trigger, one story at a time (m009).
+    FTS_BATCH_STORIES = 500
+    _fts_waiting = 0  # stories this process inserted since it last indexed
+
+    def index_stories(self) -> None:
+        """Add the stories not in the full-text index yet (inside the caller's
+        transaction, if any)."""
+        if self._fts_marks() is not None:  # (no transaction when there is nothing to do)
+            with self.db.atomic():
+                marks = self._fts_marks()  # read again inside the transaction
+                if marks is not None:
+                    self.db.conn.execute(
+                        "INSERT INTO stories_fts (rowid, title, summary, content) "
+                        "SELECT rowid, title, summary, content FROM stories "
+                        "WHERE rowid > ? ORDER BY rowid",
+                        [marks[0]],
+                    )
+                    self.db.conn.execute(
+                        "UPDATE stories_fts_state SET indexed_upto = ?", [marks[1]]
+                    )
+        self._fts_waiting = 0
+
+    def _fts_marks(self) -> tuple[int, int] | None:
+        """(last rowid indexed, last rowid) when some stories wait to be indexed."""
+        (indexed, last) = self.db.conn.execute(
+            "SELECT indexed_upto, (SELECT coalesce(max(rowid), 0) FROM stories) "
+            "FROM stories_fts_state"
+        ).fetchone()
+        return (int(indexed), int(last)) if last > indexed else None
+
+    def close(self) -> None:
+        """Index the stories this process added, then close."""
+        if self._fts_waiting:
+            self.index_stories()
+        closer = getattr(super(), "close", None)
+        if closer is not None:
+            closer()
+
     def known_entries(self, origin: str, keys: list[str]) -> dict[str, Known]:
         """For the entry keys of one origin already stored: key → (story ID, content hash,
         raw hash or None)."""
@@ -86,6 +126,9 @@ class StoryStore:
             entry.language, iso(entry.published), int(entry.dated), iso(now),
             entry.content_hash, entry.raw_hash,
         ])  # fmt: skip
+        self._fts_waiting += 1
+        if self._fts_waiting >= self.FTS_BATCH_STORIES:
+            self.index_stories()
         return sid
 
     def update_story(self, sid: str, entry: Entry, now: datetime) -> None:
