@@ -141,9 +141,11 @@ class DetectionStore:
     # looked up in memory (`RecentKeys`, read from the table when first needed and again
     # whenever another connection has committed, or this one rolled back). Every
     # `LSH_MERGE_ROWS` keys they are moved into the large `story_lsh` in one sorted pass
-    # (`merge_lsh`). Written one story at a time, each key landed on its own page of the
-    # large index: at 100,000 stories a feed's commit rewrote ~1,500 pages of it; kept in
-    # an index of their own until the merge, they still rewrote ~300 pages of that one.
+    # (`merge_lsh`: it rewrites most pages of the large index, whatever it brings, so the
+    # rarer the better; 262,144 keys take 4.2 MB in memory). Written one story at a time,
+    # each key landed on its own page of the large index: at 100,000 stories a feed's
+    # commit rewrote ~1,500 pages of it; kept in an index of their own until the merge,
+    # they still rewrote ~300 pages of that one.
     # Lookups read both, so a merge changes no result.
     #
     # The large index is probed only for the keys its Bloom filter (`lsh_filter`, rbloom)
@@ -155,7 +157,7 @@ class DetectionStore:
     # saved index; any other write into `story_lsh` marks it stale (a trigger, m007) and
     # the next lookup builds it again from one scan of the index. A key deleted from the index stays
     # in the filter: a needless probe, never a missed one.
-    LSH_MERGE_ROWS = 4096 * 32  # ~4,000 stories' keys
+    LSH_MERGE_ROWS = 8192 * 32  # ~8,000 stories' keys
     LSH_FILTER_PART_KEYS = 1 << 20
     LSH_FILTER_FALSE_POSITIVES = 0.01  # per part
     _lsh_recent: RecentKeys | None = None  # story_lsh_recent's keys (None: not read yet)
