@@ -292,8 +292,7 @@ def test_migration_resigns_stories_and_seeds_from_their_text(tmp_path: Path) -> 
 
 def _probes_of_large_index(store: Storage, bands: list[int]) -> int:
     """How many of ``bands`` the lookup would probe in `story_lsh` (the filter says maybe)."""
-    parts = store._lsh_index_filter()
-    return sum(any(band in part for part in parts) for band in bands)
+    return sum(store._lsh_index_filter().maybe(bands))
 
 
 def test_the_filter_skips_absent_keys_and_never_a_merged_one(tmp_path: Path) -> None:
@@ -313,7 +312,7 @@ def test_the_filter_skips_absent_keys_and_never_a_merged_one(tmp_path: Path) -> 
 
     reopened = Storage(tmp_path / "m.db")  # read from its saved parts, not rebuilt
     reopened.LSH_FILTER_PART_KEYS = 3 * dedupe.BANDS
-    assert [len(p.save_bytes()) > 0 for p in reopened._lsh_index_filter()] == [True] * 3
+    assert reopened._lsh_index_filter().counts == [96, 96, 64]
     assert reopened.db.execute("SELECT stale FROM lsh_filter_state").fetchone() == (0,)
     for i, sig in enumerate(sigs):
         found = reopened.dedupe_candidates(dedupe.band_keys(sig), exclude=f"s{i}")
@@ -373,9 +372,9 @@ def test_a_rolled_back_merge_leaves_the_saved_filter_as_it_was(tmp_path: Path) -
         pass
     assert store.db.execute("SELECT part, token, keys FROM lsh_filter").fetchall() == saved
     assert store.db.execute("SELECT stale FROM lsh_filter_state").fetchone() == (0,)
-    parts = store._lsh_index_filter()  # the saved filter again: s1's keys are not in it
-    assert store._lsh_filter_keys == [dedupe.BANDS]
-    assert sum(any(b in p for p in parts) for b in dedupe.band_keys(sigs[1])) <= 3
+    # the saved filter again: s1's keys are not in it
+    assert store._lsh_index_filter().counts == [dedupe.BANDS]
+    assert _probes_of_large_index(store, dedupe.band_keys(sigs[1])) <= 3
     _add(store, "s1", sigs[1])
     assert _probes_of_large_index(store, dedupe.band_keys(sigs[1])) == dedupe.BANDS
     store.close()
@@ -439,3 +438,22 @@ def test_a_rolled_back_story_s_keys_are_not_found(tmp_path: Path) -> None:
     assert store.dedupe_candidates(copy) == []
     assert [row[0] for row in store.dedupe_candidates(dedupe.band_keys(_sig(OTHER)))] == ["s-other"]
     store.close()
+
+
+def test_a_filter_saved_in_another_format_is_built_again(tmp_path: Path) -> None:
+    store = Storage(tmp_path / "m.db")
+    store.LSH_MERGE_ROWS = dedupe.BANDS
+    sigs = [_sig(WIRE), _sig(CYCLING)]
+    _add(store, "s0", sigs[0])
+    _add(store, "s1", sigs[1])
+    store.close()
+    conn = sqlite3.connect(tmp_path / "m.db", isolation_level=None)
+    conn.execute("UPDATE lsh_filter SET bits = ?", [b"saved by an older version"])
+    conn.close()
+
+    reopened = Storage(tmp_path / "m.db")
+    found = reopened.dedupe_candidates(dedupe.band_keys(_sig(WIRE + " Read more.")))
+    assert [row[0] for row in found] == ["s0"]
+    saved = reopened.db.execute("SELECT keys, length(bits) > 100 FROM lsh_filter").fetchall()
+    assert saved == [(2 * dedupe.BANDS, 1)]  # built from the index and saved
+    reopened.close()

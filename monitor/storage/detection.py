@@ -15,13 +15,13 @@ from collections.abc import Iterable, Sequence
 from datetime import datetime
 from typing import Any
 
-import rbloom
 from sqlite_utils import Database
 
 from ..errors import UserError
 from ..models import DecisionIntent
 from .alerts import new_alert_id
 from .base import dumps, iso, parse_iso
+from .bloom import BloomParts
 from .recent_keys import RecentKeys
 from .recent_keys import pack as pack_keys
 
@@ -148,22 +148,20 @@ class DetectionStore:
     # they still rewrote ~300 pages of that one.
     # Lookups read both, so a merge changes no result.
     #
-    # The large index is probed only for the keys its Bloom filter (`lsh_filter`, rbloom)
-    # may hold: nearly every key of a new story is in no other story, and at 100,000
-    # stories each probe of the 3.2 M-key index read a page that was not in the cache. The
-    # filter is a list of parts of `LSH_FILTER_PART_KEYS` keys each (1.2 MB), the last one
-    # filling up: it grows without being rebuilt. `merge_lsh` adds the merged keys and saves
-    # the parts it changed in the merge's transaction, so the saved filter always covers the
-    # saved index; any other write into `story_lsh` marks it stale (a trigger, m007) and
-    # the next lookup builds it again from one scan of the index. A key deleted from the index stays
-    # in the filter: a needless probe, never a missed one.
+    # The large index is probed only for the keys its Bloom filter (`lsh_filter`,
+    # `BloomParts`) may hold: nearly every key of a new story is in no other story, and at
+    # 100,000 stories each probe of the 3.2 M-key index read a page that was not in the
+    # cache. The filter is made of parts of `LSH_FILTER_PART_KEYS` keys each (1.5 MB), the
+    # last one filling up: it grows without being rebuilt. `merge_lsh` adds the merged keys
+    # and saves the parts it changed in the merge's transaction, so the saved filter always
+    # covers the saved index; any other write into `story_lsh` marks it stale (a trigger,
+    # m007) and the next lookup builds it again from one scan of the index. A key deleted
+    # from the index stays in the filter: a needless probe, never a missed one.
     LSH_MERGE_ROWS = 8192 * 32  # ~8,000 stories' keys
     LSH_FILTER_PART_KEYS = 1 << 20
-    LSH_FILTER_FALSE_POSITIVES = 0.01  # per part
     _lsh_recent: RecentKeys | None = None  # story_lsh_recent's keys (None: not read yet)
     _lsh_recent_version: int | None = None  # PRAGMA data_version when they were read
-    _lsh_filter: list[rbloom.Bloom] | None = None  # the parts
-    _lsh_filter_keys: list[int] | None = None  # keys added to each part
+    _lsh_filter: BloomParts | None = None
     _lsh_filter_tokens: list[tuple[int, int]] | None = None  # (part, token) as saved
 
     def add_signature(
@@ -230,9 +228,8 @@ class DetectionStore:
         conn = self.db.conn
         self._lsh_index_filter()  # up to date before the insert marks it stale
         keys, sigs = self._recent_keys().items()
-        changed: set[int] = set()
-        for start in range(0, len(keys), _KEY_CHUNK):
-            changed |= self._add_to_filter(keys[start : start + _KEY_CHUNK].tolist())
+        assert self._lsh_filter is not None
+        changed = self._lsh_filter.add(keys)
         conn.executemany(
             "INSERT OR IGNORE INTO story_lsh (band, signature) VALUES (?, ?)",
             zip(keys.tolist(), sigs.tolist(), strict=True),
@@ -242,36 +239,16 @@ class DetectionStore:
         self._save_lsh_filter(changed)
 
     def _add_selected_to_filter(self, sql: str) -> set[int]:
-        """Add the keys a query selects to the filter, a chunk at a time (a merge's ~130,000
-        keys as one list of Python ints would add ~6 MB to a poll's peak); the parts changed."""
+        """Add the keys a query selects to the filter, a chunk at a time (3.2 M keys as one
+        list of Python ints would take ~100 MB); the parts changed."""
+        assert self._lsh_filter is not None
         cursor = self.db.conn.execute(sql)
         changed: set[int] = set()
         while chunk := [row[0] for row in cursor.fetchmany(_KEY_CHUNK)]:
-            changed |= self._add_to_filter(chunk)
+            changed |= self._lsh_filter.add(chunk)
         return changed
 
-    def _add_to_filter(self, keys: Sequence[int]) -> set[int]:
-        """Add keys to the filter in memory, opening parts as they fill; the parts changed."""
-        parts, counts = self._lsh_filter, self._lsh_filter_keys
-        assert parts is not None and counts is not None
-        changed: set[int] = set()
-        start = 0
-        while start < len(keys):
-            if not parts or counts[-1] >= self.LSH_FILTER_PART_KEYS:
-                parts.append(
-                    rbloom.Bloom(
-                        self.LSH_FILTER_PART_KEYS, self.LSH_FILTER_FALSE_POSITIVES, _band_hash
-                    )
-                )
-                counts.append(0)
-            room = self.LSH_FILTER_PART_KEYS - counts[-1]
-            parts[-1].update(keys[start : start + room])
-            counts[-1] += len(keys[start : start + room])
-            changed.add(len(parts) - 1)
-            start += room
-        return changed
-
-    def _lsh_index_filter(self) -> list[rbloom.Bloom]:
+    def _lsh_index_filter(self) -> BloomParts:
         """The Bloom filter of `story_lsh`'s keys, as saved (read again when another
         process saved a newer one), or built from the index when it is marked stale."""
         conn = self.db.conn
@@ -286,23 +263,21 @@ class DetectionStore:
             return self._lsh_filter
         if saved[:1] != [(-1, 0)]:
             return self._build_lsh_filter()
-        parts: list[rbloom.Bloom] = []
-        counts: list[int] = []
         rows = conn.execute("SELECT part, keys, bits FROM lsh_filter ORDER BY part").fetchall()
-        for expected, (part, keys, bits) in enumerate(rows):
-            try:
-                if part != expected:
-                    raise ValueError(f"part {part} where {expected} was expected")
-                parts.append(rbloom.Bloom.load_bytes(bytes(bits), _band_hash))
-            except ValueError:  # not a filter this version can read: make a new one
-                return self._build_lsh_filter()
-            counts.append(int(keys))
-        self._lsh_filter, self._lsh_filter_keys, self._lsh_filter_tokens = parts, counts, saved
+        try:
+            if [row[0] for row in rows] != list(range(len(rows))):
+                raise ValueError("parts missing")
+            parts = BloomParts.load(
+                self.LSH_FILTER_PART_KEYS, [(int(keys), bytes(bits)) for _, keys, bits in rows]
+            )
+        except ValueError:  # not a filter this version can read (or a gap): make a new one
+            return self._build_lsh_filter()
+        self._lsh_filter, self._lsh_filter_tokens = parts, saved
         return parts
 
-    def _build_lsh_filter(self) -> list[rbloom.Bloom]:
+    def _build_lsh_filter(self) -> BloomParts:
         """A new filter holding every key of `story_lsh`, saved."""
-        self._lsh_filter, self._lsh_filter_keys = [], []
+        self._lsh_filter = BloomParts(self.LSH_FILTER_PART_KEYS)
         changed = self._add_selected_to_filter("SELECT band FROM story_lsh")
         self._lsh_filter_tokens = None
         self._save_lsh_filter(changed, rebuilt=True)
@@ -311,7 +286,8 @@ class DetectionStore:
     def _save_lsh_filter(self, parts: Iterable[int], *, rebuilt: bool = False) -> None:
         """Write the named parts of the filter and mark it current (a savepoint inside the
         caller's transaction); ``rebuilt``: the saved parts are all replaced."""
-        assert self._lsh_filter is not None and self._lsh_filter_keys is not None
+        bloom = self._lsh_filter
+        assert bloom is not None
         tokens = {} if rebuilt else dict(self._lsh_filter_tokens or [])
         conn = self.db.conn
         with self.db.atomic():
@@ -322,12 +298,7 @@ class DetectionStore:
                 conn.execute(
                     "INSERT OR REPLACE INTO lsh_filter (part, token, keys, bits) "
                     "VALUES (?, ?, ?, ?)",
-                    [
-                        part,
-                        tokens[part],
-                        self._lsh_filter_keys[part],
-                        self._lsh_filter[part].save_bytes(),
-                    ],
+                    [part, tokens[part], bloom.counts[part], bloom.part_bytes(part)],
                 )
             conn.execute("UPDATE lsh_filter_state SET stale = 0")
         tokens[-1] = 0
@@ -345,10 +316,8 @@ class DetectionStore:
         if not bands:
             return []
         per_band = max(2, limit // 8)
-        maybe: set[int] = set()
-        for part in self._lsh_index_filter():
-            maybe.update([band for band in bands if band in part])
-        indexed = [band for band in bands if band in maybe]
+        maybe = self._lsh_index_filter().maybe(bands)
+        indexed = [band for band, held in zip(bands, maybe, strict=True) if held]
         # The recent keys in memory (mostly newer, but a re-signed story keeps its older
         # id), then one statement: a LIMITed range scan of the clustered index per band
         # the filter may hold, UNION ALL.
@@ -559,11 +528,6 @@ _KEY_CHUNK = 8192  # band keys read from the index at a time (filter builds and 
 @functools.lru_cache(maxsize=64)
 def _band_probe_sql(count: int) -> str:
     return " UNION ALL ".join([_PROBE_INDEX] * count)
-
-
-# rbloom's hash of a band key: the key itself, already a uniform 64-bit digest (a saved
-# filter needs a hash function that is the same in every process: ``hash`` is refused).
-_band_hash = int
 
 
 def when(value: str | None) -> datetime | None:
