@@ -218,7 +218,10 @@ class Background:
     prior: Prior | None = None
     surfaces: dict[str, str] = field(default_factory=dict)  # term → a word form seen (`terms`)
     _prior: dict[str, float] = field(default_factory=dict)  # term → its weight by the prior, or -1
-    _stream: dict[str, float] = field(default_factory=dict)  # idf from df, this epoch
+    # word → its weight this epoch: by the prior when it knows the word, else from df (one
+    # lookup on the hot path, where a prior cache then a stream cache took two for every
+    # word the prior does not know)
+    _weights: dict[str, float] = field(default_factory=dict)
     _epoch: int = -1
     _epoch_floor: int = 0  # n + smoothing at which the current epoch began
 
@@ -229,12 +232,10 @@ class Background:
         return self._cached(term)
 
     def _cached(self, term: str) -> float:
-        """The term's weight from the caches, else computed (epoch checked by the caller)."""
-        weight = self._prior.get(term, -1.0)
+        """The term's weight from the cache, else computed (epoch checked by the caller)."""
+        weight = self._weights.get(term, -1.0)
         if weight < 0.0:
-            weight = self._stream.get(term, -1.0)
-            if weight < 0.0:
-                weight = self._weigh(term)
+            weight = self._weigh(term)
         return weight
 
     def _check_epoch(self) -> None:
@@ -244,7 +245,7 @@ class Background:
         epoch = int(math.log(self.n + self.smoothing, 1.2))
         if epoch != self._epoch:
             self._epoch = epoch
-            self._stream.clear()
+            self._weights.clear()  # (the prior's verdicts stay in `_prior`)
         # below this n + smoothing the epoch cannot have changed (rounding: one less)
         self._epoch_floor = math.ceil(1.2 ** (epoch + 1)) - 1
 
@@ -253,6 +254,7 @@ class Background:
         if " " in term:  # not cached: derived from the cached weights of its two words
             first, _, second = term.partition(" ")
             return BIGRAM_WEIGHT * max(self._cached(first), self._cached(second))
+        value = -1.0
         if self.prior is not None:
             general = self._prior.get(term)
             if general is None:
@@ -260,12 +262,12 @@ class Background:
                 general = -1.0 if known is None else min(MAX_IDF, max(0.0, known))
                 if len(self._prior) < _SURFACE_MAX:
                     self._prior[term] = general
-            if general >= 0.0:
-                return general
-        stream = min(MAX_IDF, math.log((self.n + self.smoothing) / (self.df.get(term, 0) + 1)))
-        value = max(stream, 0.0)
-        if len(self._stream) < _SURFACE_MAX:
-            self._stream[term] = value
+            value = general
+        if value < 0.0:
+            stream = min(MAX_IDF, math.log((self.n + self.smoothing) / (self.df.get(term, 0) + 1)))
+            value = max(stream, 0.0)
+        if len(self._weights) < 2 * _SURFACE_MAX:  # as many as the two caches it replaced
+            self._weights[term] = value
         return value
 
     def surface(self, term: str) -> str:
@@ -281,11 +283,10 @@ class Background:
 def vector(bag: Mapping[str, float], background: Background) -> Vector:
     """Unit-length sublinear tf-idf vector of a bag."""
     background._check_epoch()
-    # `Background._cached` inlined (the hot path of every story): a word the prior knows,
-    # else a word weighed from the stream this epoch, else computed; a bigram (about half
-    # a bag's keys, never in the caches) weighs half its heavier word.
-    prior = background._prior
-    stream = background._stream
+    # `Background._cached` inlined (the hot path of every story): a word weighed this
+    # epoch, else computed; a bigram (about half a bag's keys, never in the cache) weighs
+    # half its heavier word.
+    cached = background._weights
     weigh = background._weigh
     log = math.log
     tf = _TF.get
@@ -296,23 +297,17 @@ def vector(bag: Mapping[str, float], background: Background) -> Vector:
             continue
         if " " in term:
             first, _, second = term.partition(" ")
-            one = prior.get(first, -1.0)
+            one = cached.get(first, -1.0)
             if one < 0.0:
-                one = stream.get(first, -1.0)
-                if one < 0.0:
-                    one = weigh(first)
-            two = prior.get(second, -1.0)
+                one = weigh(first)
+            two = cached.get(second, -1.0)
             if two < 0.0:
-                two = stream.get(second, -1.0)
-                if two < 0.0:
-                    two = weigh(second)
+                two = weigh(second)
             weight = BIGRAM_WEIGHT * (one if one > two else two)
         else:
-            weight = prior.get(term, -1.0)
+            weight = cached.get(term, -1.0)
             if weight < 0.0:
-                weight = stream.get(term, -1.0)
-                if weight < 0.0:
-                    weight = weigh(term)
+                weight = weigh(term)
         weight = (tf(count) or 1.0 + log(count)) * weight
         out[term] = weight
         total += weight * weight
