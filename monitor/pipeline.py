@@ -163,7 +163,7 @@ class Pipeline:
                 self._log(report)
                 for observer in self.observers:
                     observer(report)
-            await self.on_worker(self.storage.index_stories)
+            await self.on_worker(self.storage.write_buffered)
         finally:
             unfinished = [task for task in tasks if not task.done()]
             for task in unfinished:  # stopped or failed: a feed's transaction is whole or none
@@ -566,7 +566,7 @@ class Pipeline:
                 report.new += 1
             if progress:
                 progress(done, len(items))
-        self.storage.index_stories()
+        self.storage.write_buffered()
         summary.add(report)
         return summary
 

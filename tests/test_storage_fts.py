@@ -1,5 +1,6 @@
-"""The full-text index, filled a batch at a time: what is searchable when, edits and
-deletes before and after a story is indexed, and the migration from per-row triggers."""
+"""What is written in batches: the full-text index (what is searchable when, edits and
+deletes before and after a story is indexed, the migration from per-row triggers), and
+the background term counts."""
 
 from __future__ import annotations
 
@@ -127,4 +128,26 @@ def test_migration_keeps_the_indexed_stories_and_drops_the_insert_trigger_s_work
     store.index_stories()
     assert (_hits(store, "boats"), _hits(store, "ferries")) == (1, 1)
     _consistent(store)
+    store.close()
+
+
+def test_term_counts_are_written_in_batches_and_at_the_end_of_a_cycle(tmp_path: Path) -> None:
+    store = Storage(tmp_path / "m.db")
+    store.TERM_FLUSH_STORIES = 2
+
+    def stored() -> dict[str, int]:
+        rows = store.db.execute("SELECT term, df FROM term_frequencies").fetchall()
+        return {term: int(df) for term, df in rows}
+
+    with store.atomic():
+        store.count_terms(["harbour", "ferry"])
+        assert stored() == {}
+        store.count_terms(["harbour"])  # the second story: a batch
+    assert stored() == {"": 2, "harbour": 2, "ferry": 1}
+    store.count_terms(["ferry", "quay"])
+    store.insert_story(_entry(1, "quay works"), origin="o", feed_id=None, now=WHEN)
+    assert stored()["ferry"] == 1 and _hits(store, "quay") == 0
+    store.write_buffered()  # the end of a poll cycle or a replay
+    assert stored() == {"": 3, "harbour": 2, "ferry": 2, "quay": 1}
+    assert _hits(store, "quay") == 1
     store.close()

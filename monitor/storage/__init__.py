@@ -28,3 +28,12 @@ __all__ = [
 
 class Storage(FeedStore, StoryStore, DetectionStore, AlertStore, StorageBase):
     """The one database handle of a process."""
+
+    def write_buffered(self) -> None:
+        """Write what is held back for batches (full-text index, term counts): at the end
+        of a poll cycle or a replay, so that a quiet daemon's stories do not wait for the
+        next batch."""
+        self.index_stories()
+        if self._pending_stories:
+            with self.atomic():
+                self.flush_terms()
