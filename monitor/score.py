@@ -217,11 +217,11 @@ class Background:
     smoothing: int = 50
     prior: Prior | None = None
     surfaces: dict[str, str] = field(default_factory=dict)  # term → a word form seen (`terms`)
-    _prior: dict[str, float] = field(default_factory=dict)  # term → its weight by the prior, or -1
-    # word → its weight this epoch: by the prior when it knows the word, else from df (one
-    # lookup on the hot path, where a prior cache then a stream cache took two for every
-    # word the prior does not know)
+    # word → its weight: by the prior for good when it knows the word, else from df for
+    # this epoch (one lookup on the hot path, where a prior cache then a stream cache took
+    # two for every word the prior does not know)
     _weights: dict[str, float] = field(default_factory=dict)
+    _unknown: set[str] = field(default_factory=set)  # words the prior does not know
     _epoch: int = -1
     _epoch_floor: int = 0  # n + smoothing at which the current epoch began
 
@@ -245,7 +245,11 @@ class Background:
         epoch = int(math.log(self.n + self.smoothing, 1.2))
         if epoch != self._epoch:
             self._epoch = epoch
-            self._weights.clear()  # (the prior's verdicts stay in `_prior`)
+            if self.prior is None:
+                self._weights.clear()
+            else:  # the stream's weights go; the prior's stay
+                for word in self._unknown:
+                    self._weights.pop(word, None)
         # below this n + smoothing the epoch cannot have changed (rounding: one less)
         self._epoch_floor = math.ceil(1.2 ** (epoch + 1)) - 1
 
@@ -254,19 +258,21 @@ class Background:
         if " " in term:  # not cached: derived from the cached weights of its two words
             first, _, second = term.partition(" ")
             return BIGRAM_WEIGHT * max(self._cached(first), self._cached(second))
-        value = -1.0
-        if self.prior is not None:
-            general = self._prior.get(term)
-            if general is None:
-                known = self.prior(self.surface(term))
-                general = -1.0 if known is None else min(MAX_IDF, max(0.0, known))
-                if len(self._prior) < _SURFACE_MAX:
-                    self._prior[term] = general
-            value = general
-        if value < 0.0:
-            stream = min(MAX_IDF, math.log((self.n + self.smoothing) / (self.df.get(term, 0) + 1)))
-            value = max(stream, 0.0)
-        if len(self._weights) < 2 * _SURFACE_MAX:  # as many as the two caches it replaced
+        room = len(self._weights) < 2 * _SURFACE_MAX  # (as many as the two caches it replaced)
+        if self.prior is not None and term not in self._unknown:
+            known = self.prior(self.surface(term))
+            if known is not None:
+                value = min(MAX_IDF, max(0.0, known))
+                if room:
+                    self._weights[term] = value
+                return value
+            if len(self._unknown) < _SURFACE_MAX:
+                self._unknown.add(term)
+            else:
+                room = False  # a stream weight the epoch's end could not find to drop
+        stream = min(MAX_IDF, math.log((self.n + self.smoothing) / (self.df.get(term, 0) + 1)))
+        value = max(stream, 0.0)
+        if room:
             self._weights[term] = value
         return value
 

@@ -113,6 +113,26 @@ def test_stream_weights_move_with_the_epoch_and_prior_weights_do_not() -> None:
     assert bg.idf(f"{name} {word}") == BIGRAM_WEIGHT * max(bg.idf(name), bg.idf(word))
 
 
+def test_the_prior_is_asked_about_a_word_once_across_epochs() -> None:
+    asked: list[str] = []
+
+    def prior(word: str) -> float | None:
+        asked.append(word)
+        return PRIOR(word)
+
+    bg = Background(prior=prior)
+    name, word = "zorbitquill", "council"
+    weights = []
+    for _ in range(6):  # each round crosses an epoch
+        weights.append((bg.idf(name), bg.idf(word)))
+        bg.add([name])
+        for _ in range(40):
+            bg.add([])
+    assert sorted(asked) == [word, name]  # its verdict kept, known or not
+    assert len({w for _, w in weights}) == 1  # the prior's weight never moves
+    assert len({n for n, _ in weights}) == len(weights)  # the stream's, at every epoch
+
+
 @settings(max_examples=200, deadline=None)
 @given(
     st.sampled_from(["en", "ru"]),
