@@ -43,13 +43,11 @@ def test_lookups_find_what_a_plain_scan_finds(
     assert recent.lookup(probe, per_band) == _expected(stories, probe, per_band)
     reread = RecentKeys((sig, pack(keys)) for sig, keys in stories.items())
     assert reread.lookup(probe, per_band) == _expected(stories, probe, per_band)
-    keys, sigs = recent.items()
-    assert sorted(zip(keys.tolist(), sigs.tolist(), strict=True)) == list(
-        zip(keys.tolist(), sigs.tolist(), strict=True)
-    )
-    assert sorted(zip(keys.tolist(), sigs.tolist(), strict=True)) == sorted(
-        (key, sig) for sig, held in stories.items() for key in held
-    )
+    pairs = []
+    for keys, sigs in recent.runs():
+        assert keys.tolist() == sorted(keys.tolist())
+        pairs += zip(keys.tolist(), sigs.tolist(), strict=True)
+    assert sorted(pairs) == sorted((key, sig) for sig, held in stories.items() for key in held)
 
 
 def test_a_blob_is_whole_keys() -> None:

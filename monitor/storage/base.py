@@ -58,9 +58,11 @@ class StorageBase:
             conn.execute("PRAGMA journal_mode=WAL")
             conn.execute("PRAGMA foreign_keys=ON")
             conn.execute("PRAGMA synchronous=NORMAL")
-            # 16 MiB of page cache instead of 2: the indexes a feed's inserts touch (story
-            # IDs, LSH keys, term counts) stay in memory between feeds.
-            conn.execute("PRAGMA cache_size=-16384")
+            # 10 MiB of page cache instead of 2: the indexes a feed's inserts touch (story
+            # IDs, signatures, term counts) stay in memory between feeds. (16 MiB until the
+            # recent LSH keys left their index for memory: bench/decide.py is as fast with
+            # 10, and a poll's peak holds less.)
+            conn.execute("PRAGMA cache_size=-10240")
             # Copy the WAL back into the database every ~40 MB of changes, not every 4 MB:
             # a page that every feed's commit touches (index roots, term counts) is then
             # written back once instead of ten times, and a feed's commit costs about a

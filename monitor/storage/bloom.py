@@ -30,6 +30,7 @@ _MIX = np.uint64(0x9E3779B97F4A7C15)  # odd: a bijection of the 64-bit keys
 _WORD = np.dtype("<u8")
 _HEADER = struct.Struct("<4sQ")  # magic, blocks per part
 _MAGIC = b"mbb1"
+_CHUNK = 8192  # keys added at a time
 
 
 class BloomParts:
@@ -54,7 +55,8 @@ class BloomParts:
                 empty = np.zeros((1, self.blocks, BLOCK_WORDS), _WORD)
                 self.bits = np.concatenate([self.bits, empty])
                 self.counts.append(0)
-            chunk = values[start : start + self.part_keys - self.counts[-1]]
+            # a chunk at a time: the bit masks take 64 bytes a key (16 MB for a merge's keys)
+            chunk = values[start : start + min(_CHUNK, self.part_keys - self.counts[-1])]
             block, mask = self._layout(chunk)
             np.bitwise_or.at(self.bits[-1], block, mask)  # (a key's block may come twice)
             self.counts[-1] += len(chunk)
@@ -71,13 +73,14 @@ class BloomParts:
         held: list[bool] = ((found & mask) == mask).all(axis=2).any(axis=0).tolist()
         return held
 
-    def part_bytes(self, part: int) -> bytes:
+    def part_bytes(self, part: int) -> bytearray:
         """One part as saved: a header (format, blocks), then its bits."""
-        bits: bytes = self.bits[part].tobytes()
-        return _HEADER.pack(_MAGIC, self.blocks) + bits
+        saved = bytearray(_HEADER.pack(_MAGIC, self.blocks))
+        saved += memoryview(self.bits[part]).cast("B")  # (one copy of the part, not two)
+        return saved
 
     @classmethod
-    def load(cls, part_keys: int, parts: Sequence[tuple[int, bytes]]) -> BloomParts:
+    def load(cls, part_keys: int, parts: Sequence[tuple[int, bytes | bytearray]]) -> BloomParts:
         """Parts as saved, in order: (keys added, `part_bytes`). ValueError when a part is
         not in this format or not of this size (the caller builds the filter again)."""
         bloom = cls(part_keys)

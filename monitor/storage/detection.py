@@ -121,14 +121,15 @@ class DetectionStore:
             return
         # Counted here, all at once, rather than as each story comes: between two stories
         # the judge's work pushes a counter of this size out of the CPU caches.
-        pending = Counter(itertools.chain.from_iterable(self._pending_terms or ()))
-        rows = [*pending.items(), ("", self._pending_stories)]
+        stories, pending = self._pending_stories, self._pending_terms or []
         self._pending_terms = None
         self._pending_stories = 0
+        counts = Counter(itertools.chain.from_iterable(pending))
+        del pending  # (the stories' lists go before the rows are written: a lower peak)
         self.db.conn.executemany(
             "INSERT INTO term_frequencies (term, df) VALUES (?, ?) "
             "ON CONFLICT(term) DO UPDATE SET df = df + excluded.df",
-            rows,
+            itertools.chain(counts.items(), [("", stories)]),
         )
 
     def close(self) -> None:
@@ -155,14 +156,16 @@ class DetectionStore:
     # The large index is probed only for the keys its Bloom filter (`lsh_filter`,
     # `BloomParts`) may hold: nearly every key of a new story is in no other story, and at
     # 100,000 stories each probe of the 3.2 M-key index read a page that was not in the
-    # cache. The filter is made of parts of `LSH_FILTER_PART_KEYS` keys each (1.5 MB), the
+    # cache. The filter is made of parts of `LSH_FILTER_PART_KEYS` keys each (0.75 MB), the
     # last one filling up: it grows without being rebuilt. `merge_lsh` adds the merged keys
     # and saves the parts it changed in the merge's transaction, so the saved filter always
     # covers the saved index; any other write into `story_lsh` marks it stale (a trigger,
     # m007) and the next lookup builds it again from one scan of the index. A key deleted
     # from the index stays in the filter: a needless probe, never a missed one.
     LSH_MERGE_ROWS = 8192 * 32  # ~8,000 stories' keys
-    LSH_FILTER_PART_KEYS = 1 << 20
+    # (saving a part costs a few times its size at once, in Python and in SQLite: parts of
+    # 2^20 keys added ~5 MB to a cold poll's peak at N = 1,000)
+    LSH_FILTER_PART_KEYS = 1 << 19
     _lsh_recent: RecentKeys | None = None  # story_lsh_recent's keys (None: not read yet)
     _lsh_recent_version: int | None = None  # PRAGMA data_version when they were read
     _lsh_filter: BloomParts | None = None
@@ -212,9 +215,15 @@ class DetectionStore:
         version = int(self.db.conn.execute("PRAGMA data_version").fetchone()[0])
         if self._lsh_recent is None or version != self._lsh_recent_version:
             rows = self.db.conn.execute("SELECT signature, bands FROM story_lsh_recent")
-            self._lsh_recent = RecentKeys((int(sig), bytes(blob)) for sig, blob in rows)
+            self._lsh_recent = RecentKeys(
+                ((int(sig), bytes(blob)) for sig, blob in rows), capacity=self._recent_room()
+            )
             self._lsh_recent_version = version
         return self._lsh_recent
+
+    def _recent_room(self) -> int:
+        """The most keys the recent ones reach: a merge is due at `LSH_MERGE_ROWS`."""
+        return self.LSH_MERGE_ROWS + 64
 
     def forget_uncommitted(self) -> None:
         """A transaction was rolled back: what is held in memory of the index is read
@@ -231,15 +240,18 @@ class DetectionStore:
         the filter in memory keeps them, which costs a probe at most)."""
         conn = self.db.conn
         self._lsh_index_filter()  # up to date before the insert marks it stale
-        keys, sigs = self._recent_keys().items()
         assert self._lsh_filter is not None
-        changed = self._lsh_filter.add(keys)
-        conn.executemany(
-            "INSERT OR IGNORE INTO story_lsh (band, signature) VALUES (?, ?)",
-            zip(keys.tolist(), sigs.tolist(), strict=True),
-        )
+        changed: set[int] = set()
+        for keys, sigs in self._recent_keys().runs():  # each in key order
+            changed |= self._lsh_filter.add(keys)
+            for start in range(0, len(keys), _KEY_CHUNK):  # (Python ints for all: ~20 MB)
+                end = start + _KEY_CHUNK
+                conn.executemany(
+                    "INSERT OR IGNORE INTO story_lsh (band, signature) VALUES (?, ?)",
+                    zip(keys[start:end].tolist(), sigs[start:end].tolist(), strict=True),
+                )
         conn.execute("DELETE FROM story_lsh_recent")
-        self._lsh_recent = RecentKeys()
+        self._lsh_recent = RecentKeys(capacity=self._recent_room())
         self._save_lsh_filter(changed)
 
     def _add_selected_to_filter(self, sql: str) -> set[int]:

@@ -4,11 +4,11 @@
 order, so a feed's commit writes a page or two for it; the lookups it serves run here. The
 keys live in two parts: a sorted pair of numpy arrays (key, signature id), found by binary
 search, and a dict of the keys added since the arrays were last rebuilt, folded into them
-every `TAIL_KEYS` keys (one stable sort of two sorted runs, about half a millisecond at
-a merge's worth of keys, instead of an insert per story).
+every `TAIL_KEYS` keys (one merge in place, under a millisecond at a merge's worth of
+keys, instead of an insert per story).
 
-At a merge's worth of keys (~131,000) the arrays take 2 MB; the same keys in a dict of
-Python ints took about 13 MB.
+At a merge's worth of keys (262,144) the arrays take 3 MB; the same keys in a dict of
+Python ints would take about 26 MB.
 """
 
 from __future__ import annotations
@@ -19,6 +19,9 @@ import numpy as np
 import numpy.typing as npt
 
 Keys = npt.NDArray[np.int64]
+Ids = npt.NDArray[np.uint32]  # signature ids: four bytes each (numpy refuses one past 2^32)
+
+_CHUNK = 8192  # old keys moved at a time by a fold
 
 # How a story's band keys are kept in a blob: signed little-endian 64-bit integers.
 KEY_DTYPE = np.dtype("<i8")
@@ -39,9 +42,15 @@ class RecentKeys:
 
     TAIL_KEYS = 8192  # keys kept in the dict before they are folded into the arrays
 
-    def __init__(self, rows: Iterable[tuple[int, bytes]] = ()) -> None:
-        self._keys: Keys = np.empty(0, dtype=np.int64)
-        self._sigs: Keys = np.empty(0, dtype=np.int64)
+    def __init__(self, rows: Iterable[tuple[int, bytes]] = (), *, capacity: int = 0) -> None:
+        # The arrays are views of the first keys of two buffers of ``capacity`` keys (the
+        # most the caller will hold: untouched pages of np.empty take no memory), folded
+        # into in place: a new pair of arrays at every fold made the allocator keep a
+        # few MB more of a poll's peak.
+        self._kbuf: Keys = np.empty(capacity, dtype=np.int64)
+        self._sbuf: Ids = np.empty(capacity, dtype=np.uint32)
+        self._keys: Keys = self._kbuf[:0]
+        self._sigs: Ids = self._sbuf[:0]
         self._tail: dict[int, list[int]] = {}
         self._tail_keys = 0
         self._stories: dict[int, int] = {}  # signature id -> its number of keys
@@ -50,11 +59,11 @@ class RecentKeys:
         for sig_id, blob in sorted(rows):
             found = unpack(blob)
             keys.append(found)
-            sigs.append(np.full(len(found), sig_id, dtype=np.int64))
+            sigs.append(np.full(len(found), sig_id, dtype=np.uint32))
             self._stories[sig_id] = self._stories.get(sig_id, 0) + len(found)
             self._count += len(found)
         if keys:
-            self._keys, self._sigs = _by_key(np.concatenate(keys), np.concatenate(sigs))
+            self._set(*_by_key(np.concatenate(keys), np.concatenate(sigs)))
 
     def __len__(self) -> int:
         """How many keys are held."""
@@ -81,7 +90,7 @@ class RecentKeys:
             return
         self._count -= count
         keep = self._sigs != sig_id
-        self._keys, self._sigs = self._keys[keep], self._sigs[keep]
+        self._set(self._keys[keep], self._sigs[keep])
         for band in [band for band, held in self._tail.items() if sig_id in held]:
             held = self._tail[band]
             held.remove(sig_id)
@@ -113,33 +122,67 @@ class RecentKeys:
                 found.update(sorted(held)[:per_band])
         return found
 
-    def items(self) -> tuple[Keys, Keys]:
-        """Every (key, signature id) held, sorted by key, then id (the arrays are kept
-        sorted by key only: a re-signed story keeps its older id)."""
-        self._fold()
-        order = np.lexsort((self._sigs, self._keys))
-        return self._keys[order], self._sigs[order]
+    def runs(self) -> list[tuple[Keys, Ids]]:
+        """Every (key, signature id) held, as runs sorted by key: the arrays, then the keys
+        not folded into them yet (a merge reads them so: folding first would copy the
+        arrays at the moment the merge needs the most memory)."""
+        tail = self._tail_arrays()
+        return [(self._keys, self._sigs)] + ([tail] if len(tail[0]) else [])
 
-    def _fold(self) -> None:
-        if not self._tail:
-            self._tail_keys = 0
-            return
+    def _tail_arrays(self) -> tuple[Keys, Ids]:
+        """The dict's keys and ids as arrays, sorted by key, then id."""
         keys: list[int] = []
         sigs: list[int] = []
         for band, held in self._tail.items():
             keys += [band] * len(held)
             sigs += held
-        new_keys, new_sigs = np.array(keys, dtype=np.int64), np.array(sigs, dtype=np.int64)
+        new_keys, new_sigs = np.array(keys, dtype=np.int64), np.array(sigs, dtype=np.uint32)
         order = np.lexsort((new_sigs, new_keys))
-        self._keys, self._sigs = _by_key(
-            np.concatenate([self._keys, new_keys[order]]),
-            np.concatenate([self._sigs, new_sigs[order]]),
-        )
+        return new_keys[order], new_sigs[order]
+
+    def _fold(self) -> None:
+        if not self._tail:
+            self._tail_keys = 0
+            return
+        new_keys, new_sigs = self._tail_arrays()
+        n, m = len(self._keys), len(new_keys)
+        self._reserve(n + m)
+        kbuf, sbuf = self._kbuf, self._sbuf
+        # A merge in place: a new key goes after the old keys equal to it, and an old key
+        # moves right by the number of new keys below it; the old keys are moved last
+        # first, a chunk at a time, each chunk copied before it is written (its places
+        # are at or right of where it was: nothing is overwritten before it is moved).
+        to_new = np.searchsorted(kbuf[:n], new_keys, side="right") + np.arange(m)
+        for end in range(n, 0, -_CHUNK):
+            start = max(0, end - _CHUNK)
+            keys, sigs = kbuf[start:end].copy(), sbuf[start:end].copy()
+            to_old = np.searchsorted(new_keys, keys, side="left") + np.arange(start, end)
+            kbuf[to_old], sbuf[to_old] = keys, sigs
+        kbuf[to_new], sbuf[to_new] = new_keys, new_sigs
+        self._keys, self._sigs = kbuf[: n + m], sbuf[: n + m]
         self._tail = {}
         self._tail_keys = 0
 
+    def _reserve(self, size: int) -> None:
+        """Room for ``size`` keys in the buffers (doubled, if short)."""
+        if size <= len(self._kbuf):
+            return
+        n = len(self._keys)
+        kbuf = np.empty(max(size, 2 * len(self._kbuf), 4 * self.TAIL_KEYS), dtype=np.int64)
+        sbuf = np.empty(len(kbuf), dtype=np.uint32)
+        kbuf[:n], sbuf[:n] = self._keys, self._sigs
+        self._kbuf, self._sbuf = kbuf, sbuf
+        self._keys, self._sigs = kbuf[:n], sbuf[:n]
 
-def _by_key(keys: Keys, sigs: Keys) -> tuple[Keys, Keys]:
+    def _set(self, keys: Keys, sigs: Ids) -> None:
+        """Hold these arrays (sorted by key) in the buffers."""
+        self._keys = self._keys[:0]
+        self._reserve(len(keys))
+        self._kbuf[: len(keys)], self._sbuf[: len(keys)] = keys, sigs
+        self._keys, self._sigs = self._kbuf[: len(keys)], self._sbuf[: len(keys)]
+
+
+def _by_key(keys: Keys, sigs: Ids) -> tuple[Keys, Ids]:
     """Sorted by key, keeping the given order among equal keys (a stable sort, fast on
     arrays made of two sorted runs)."""
     order = np.argsort(keys, kind="stable")
