@@ -217,11 +217,8 @@ class Background:
     smoothing: int = 50
     prior: Prior | None = None
     surfaces: dict[str, str] = field(default_factory=dict)  # term → a word form seen (`terms`)
-    # word → its weight: by the prior for good when it knows the word, else from df for
-    # this epoch (one lookup on the hot path, where a prior cache then a stream cache took
-    # two for every word the prior does not know)
-    _weights: dict[str, float] = field(default_factory=dict)
-    _unknown: set[str] = field(default_factory=set)  # words the prior does not know
+    _prior: dict[str, float] = field(default_factory=dict)  # term → its weight by the prior, or -1
+    _stream: dict[str, float] = field(default_factory=dict)  # idf from df, this epoch
     _epoch: int = -1
     _epoch_floor: int = 0  # n + smoothing at which the current epoch began
 
@@ -232,10 +229,12 @@ class Background:
         return self._cached(term)
 
     def _cached(self, term: str) -> float:
-        """The term's weight from the cache, else computed (epoch checked by the caller)."""
-        weight = self._weights.get(term, -1.0)
+        """The term's weight from the caches, else computed (epoch checked by the caller)."""
+        weight = self._prior.get(term, -1.0)
         if weight < 0.0:
-            weight = self._weigh(term)
+            weight = self._stream.get(term, -1.0)
+            if weight < 0.0:
+                weight = self._weigh(term)
         return weight
 
     def _check_epoch(self) -> None:
@@ -245,11 +244,7 @@ class Background:
         epoch = int(math.log(self.n + self.smoothing, 1.2))
         if epoch != self._epoch:
             self._epoch = epoch
-            if self.prior is None:
-                self._weights.clear()
-            else:  # the stream's weights go; the prior's stay
-                for word in self._unknown:
-                    self._weights.pop(word, None)
+            self._stream.clear()
         # below this n + smoothing the epoch cannot have changed (rounding: one less)
         self._epoch_floor = math.ceil(1.2 ** (epoch + 1)) - 1
 
@@ -258,22 +253,19 @@ class Background:
         if " " in term:  # not cached: derived from the cached weights of its two words
             first, _, second = term.partition(" ")
             return BIGRAM_WEIGHT * max(self._cached(first), self._cached(second))
-        room = len(self._weights) < 2 * _SURFACE_MAX  # (as many as the two caches it replaced)
-        if self.prior is not None and term not in self._unknown:
-            known = self.prior(self.surface(term))
-            if known is not None:
-                value = min(MAX_IDF, max(0.0, known))
-                if room:
-                    self._weights[term] = value
-                return value
-            if len(self._unknown) < _SURFACE_MAX:
-                self._unknown.add(term)
-            else:
-                room = False  # a stream weight the epoch's end could not find to drop
+        if self.prior is not None:
+            general = self._prior.get(term)
+            if general is None:
+                known = self.prior(self.surface(term))
+                general = -1.0 if known is None else min(MAX_IDF, max(0.0, known))
+                if len(self._prior) < _SURFACE_MAX:
+                    self._prior[term] = general
+            if general >= 0.0:
+                return general
         stream = min(MAX_IDF, math.log((self.n + self.smoothing) / (self.df.get(term, 0) + 1)))
         value = max(stream, 0.0)
-        if room:
-            self._weights[term] = value
+        if len(self._stream) < _SURFACE_MAX:
+            self._stream[term] = value
         return value
 
     def surface(self, term: str) -> str:
@@ -289,10 +281,11 @@ class Background:
 def vector(bag: Mapping[str, float], background: Background) -> Vector:
     """Unit-length sublinear tf-idf vector of a bag."""
     background._check_epoch()
-    # `Background._cached` inlined (the hot path of every story): a word weighed this
-    # epoch, else computed; a bigram (about half a bag's keys, never in the cache) weighs
-    # half its heavier word.
-    cached = background._weights
+    # `Background._cached` inlined (the hot path of every story): a word the prior knows,
+    # else a word weighed from the stream this epoch, else computed; a bigram (about half
+    # a bag's keys, never in the caches) weighs half its heavier word.
+    prior = background._prior
+    stream = background._stream
     weigh = background._weigh
     log = math.log
     tf = _TF.get
@@ -303,17 +296,23 @@ def vector(bag: Mapping[str, float], background: Background) -> Vector:
             continue
         if " " in term:
             first, _, second = term.partition(" ")
-            one = cached.get(first, -1.0)
+            one = prior.get(first, -1.0)
             if one < 0.0:
-                one = weigh(first)
-            two = cached.get(second, -1.0)
+                one = stream.get(first, -1.0)
+                if one < 0.0:
+                    one = weigh(first)
+            two = prior.get(second, -1.0)
             if two < 0.0:
-                two = weigh(second)
+                two = stream.get(second, -1.0)
+                if two < 0.0:
+                    two = weigh(second)
             weight = BIGRAM_WEIGHT * (one if one > two else two)
         else:
-            weight = cached.get(term, -1.0)
+            weight = prior.get(term, -1.0)
             if weight < 0.0:
-                weight = weigh(term)
+                weight = stream.get(term, -1.0)
+                if weight < 0.0:
+                    weight = weigh(term)
         weight = (tf(count) or 1.0 + log(count)) * weight
         out[term] = weight
         total += weight * weight
