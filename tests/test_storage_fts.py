@@ -8,6 +8,7 @@ import sqlite3
 from datetime import UTC, datetime
 from pathlib import Path
 
+import pytest
 from sqlite_utils import Database
 
 from monitor.models import Entry
@@ -28,6 +29,12 @@ def _entry(n: int, text: str) -> Entry:
 def _hits(store: Storage, query: str) -> int:
     sql = "SELECT count(*) FROM stories_fts WHERE stories_fts MATCH ?"
     return int(store.db.execute(sql, [query]).fetchone()[0])
+
+
+def _stored(store: Storage) -> dict[str, int]:
+    """The term counts written so far."""
+    rows = store.db.execute("SELECT term, df FROM term_frequencies").fetchall()
+    return {term: int(df) for term, df in rows}
 
 
 def _consistent(store: Storage, *, all_indexed: bool = True) -> None:
@@ -135,19 +142,48 @@ def test_term_counts_are_written_in_batches_and_at_the_end_of_a_cycle(tmp_path: 
     store = Storage(tmp_path / "m.db")
     store.TERM_FLUSH_STORIES = 2
 
-    def stored() -> dict[str, int]:
-        rows = store.db.execute("SELECT term, df FROM term_frequencies").fetchall()
-        return {term: int(df) for term, df in rows}
-
     with store.atomic():
         store.count_terms(["harbour", "ferry"])
-        assert stored() == {}
+        assert _stored(store) == {}
         store.count_terms(["harbour"])  # the second story: a batch
-    assert stored() == {"": 2, "harbour": 2, "ferry": 1}
+    assert _stored(store) == {"": 2, "harbour": 2, "ferry": 1}
     store.count_terms(["ferry", "quay"])
     store.insert_story(_entry(1, "quay works"), origin="o", feed_id=None, now=WHEN)
-    assert stored()["ferry"] == 1 and _hits(store, "quay") == 0
+    assert _stored(store)["ferry"] == 1 and _hits(store, "quay") == 0
     store.write_buffered()  # the end of a poll cycle or a replay
-    assert stored() == {"": 3, "harbour": 2, "ferry": 2, "quay": 1}
+    assert _stored(store) == {"": 3, "harbour": 2, "ferry": 2, "quay": 1}
     assert _hits(store, "quay") == 1
+    store.close()
+
+
+def test_a_failed_feed_or_flush_loses_no_committed_term_counts(tmp_path: Path) -> None:
+    store = Storage(tmp_path / "m.db")
+    store.TERM_FLUSH_STORIES = 3
+
+    with store.atomic():
+        store.count_terms(["harbour"])
+        store.count_terms(["harbour", "ferry"])
+    try:
+        with store.atomic():
+            store.count_terms(["quay"])  # the batch is due, but waits for the commit
+            raise RuntimeError("feed write failed")
+    except RuntimeError:
+        pass
+    assert _stored(store) == {}  # nothing written inside the failed transaction
+    with store.atomic():
+        pass  # the next feed's commit: the batch that came due is written now
+    assert _stored(store) == {"": 3, "harbour": 2, "ferry": 1, "quay": 1}
+
+    # a flush whose own write fails (a trigger stands in for a full disk) keeps its counts
+    store.count_terms(["ferry"])
+    store.db.execute(
+        "CREATE TEMP TRIGGER full_disk BEFORE INSERT ON term_frequencies "
+        "BEGIN SELECT RAISE(ABORT, 'database or disk is full'); END"
+    )
+    with pytest.raises(sqlite3.IntegrityError, match="disk is full"):
+        store.write_buffered()
+    assert _stored(store)["ferry"] == 1
+    store.db.execute("DROP TRIGGER full_disk")
+    store.write_buffered()
+    assert _stored(store) == {"": 4, "harbour": 2, "ferry": 2, "quay": 1}
     store.close()

@@ -34,6 +34,6 @@ class Storage(FeedStore, StoryStore, DetectionStore, AlertStore, StorageBase):
         of a poll cycle or a replay, so that a quiet daemon's stories do not wait for the
         next batch."""
         self.index_stories()
-        if self._pending_stories:
+        if self.has_buffered_terms():
             with self.atomic():
                 self.flush_terms()

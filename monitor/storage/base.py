@@ -88,10 +88,16 @@ class StorageBase:
         except BaseException:
             self.forget_uncommitted()
             raise
+        if not self.db.conn.in_transaction:
+            self.after_commit()
 
     def forget_uncommitted(self) -> None:
         """Drop what is held in memory of rows a rollback may have undone (the mixins that
         hold any extend this)."""
+
+    def after_commit(self) -> None:
+        """The outermost transaction has committed (the mixins that wait for it extend
+        this)."""
 
     def acquire_run_lock(self) -> None:
         """Claim the database for one daemon; a second `monitor run` gets AlreadyRunning.

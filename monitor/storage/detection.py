@@ -91,9 +91,16 @@ class DetectionStore:
     # stories; bench/decide.py at 100,000 stored: 85 → 28 µs a story). They are a
     # background statistic (the judge keeps its own live copy), so a process killed
     # between flushes loses at most that many stories' counts.
+    #
+    # A flush runs in a transaction of its own: when the count is reached inside a feed's
+    # transaction, it waits for that transaction's commit (`after_commit`), so a feed that
+    # fails cannot take earlier stories' counts down with it; and counts whose transaction
+    # is rolled back come back into the buffer (`forget_uncommitted`).
     TERM_FLUSH_STORIES = 2048
     _pending_terms: list[Sequence[str]] | None = None  # each story's terms, counted at the flush
     _pending_stories: int = 0
+    _unconfirmed: tuple[Counter[str], int] | None = None  # written, transaction still open
+    _returned: tuple[Counter[str], int] | None = None  # written, then rolled back
 
     def term_frequencies(self) -> tuple[Counter[str], int]:
         self.flush_terms()
@@ -112,12 +119,15 @@ class DetectionStore:
             self._pending_terms = []
         self._pending_terms.append(terms if isinstance(terms, list | tuple) else list(terms))
         self._pending_stories += 1
-        if self._pending_stories >= self.TERM_FLUSH_STORIES:
+        if self._pending_stories >= self.TERM_FLUSH_STORIES and not self.db.conn.in_transaction:
             self.flush_terms()
+
+    def has_buffered_terms(self) -> bool:
+        return bool(self._pending_stories) or self._returned is not None
 
     def flush_terms(self) -> None:
         """Write the buffered term counts (inside the caller's transaction, if any)."""
-        if not self._pending_stories:
+        if not self.has_buffered_terms():
             return
         # Counted here, all at once, rather than as each story comes: between two stories
         # the judge's work pushes a counter of this size out of the CPU caches.
@@ -126,11 +136,21 @@ class DetectionStore:
         self._pending_stories = 0
         counts = Counter(itertools.chain.from_iterable(pending))
         del pending  # (the stories' lists go before the rows are written: a lower peak)
-        self.db.conn.executemany(
-            "INSERT INTO term_frequencies (term, df) VALUES (?, ?) "
-            "ON CONFLICT(term) DO UPDATE SET df = df + excluded.df",
-            itertools.chain(counts.items(), [("", stories)]),
-        )
+        if self._returned is not None:
+            counts.update(self._returned[0])
+            stories += self._returned[1]
+            self._returned = None
+        try:
+            self.db.conn.executemany(
+                "INSERT INTO term_frequencies (term, df) VALUES (?, ?) "
+                "ON CONFLICT(term) DO UPDATE SET df = df + excluded.df",
+                itertools.chain(counts.items(), [("", stories)]),
+            )
+        except BaseException:
+            self._returned = (counts, stories)
+            raise
+        if self.db.conn.in_transaction:
+            self._unconfirmed = _added(self._unconfirmed, (counts, stories))
 
     def close(self) -> None:
         """Flush the buffered term counts, then close the database."""
@@ -227,11 +247,31 @@ class DetectionStore:
 
     def forget_uncommitted(self) -> None:
         """A transaction was rolled back: what is held in memory of the index is read
-        again from the database when next needed."""
+        again from the database when next needed, and term counts it wrote are written
+        again at the next flush."""
         self._lsh_recent = None
+        if self._unconfirmed is not None:
+            self._returned = _added(self._returned, self._unconfirmed)
+            self._unconfirmed = None
         forget = getattr(super(), "forget_uncommitted", None)
         if forget is not None:
             forget()
+
+    def after_commit(self) -> None:
+        """The outermost transaction committed: its term counts are in; a flush that came
+        due inside it runs now, in a transaction of its own."""
+        self._unconfirmed = None
+        if self._pending_stories >= self.TERM_FLUSH_STORIES:
+            try:
+                with self.db.atomic():
+                    self.flush_terms()
+            except BaseException:
+                self.forget_uncommitted()
+                raise
+            self._unconfirmed = None
+        after = getattr(super(), "after_commit", None)
+        if after is not None:
+            after()
 
     def merge_lsh(self) -> None:
         """Move the recent band keys into the large index, in key order, and add them to
@@ -544,6 +584,16 @@ _KEY_CHUNK = 8192  # band keys read from the index at a time (filter builds and 
 @functools.lru_cache(maxsize=64)
 def _band_probe_sql(count: int) -> str:
     return " UNION ALL ".join([_PROBE_INDEX] * count)
+
+
+def _added(
+    held: tuple[Counter[str], int] | None, more: tuple[Counter[str], int]
+) -> tuple[Counter[str], int]:
+    """Term counts and a number of stories, added together."""
+    if held is None:
+        return more
+    held[0].update(more[0])
+    return held[0], held[1] + more[1]
 
 
 def when(value: str | None) -> datetime | None:
