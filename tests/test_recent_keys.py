@@ -5,6 +5,7 @@ from __future__ import annotations
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from monitor.storage import recent_keys
 from monitor.storage.recent_keys import RecentKeys, pack, unpack
 
 # few distinct keys, so that stories share some
@@ -29,7 +30,17 @@ def test_lookups_find_what_a_plain_scan_finds(
     steps: list[tuple[str, int, list[int]]], probe: list[int], per_band: int
 ) -> None:
     recent = RecentKeys()
-    recent.TAIL_KEYS = 5  # fold into the arrays often
+    recent.TAIL_KEYS = 5  # fold into the arrays often, moving the old keys 3 at a time
+    chunk, recent_keys._CHUNK = recent_keys._CHUNK, 3
+    try:
+        _check(recent, steps, probe, per_band)
+    finally:
+        recent_keys._CHUNK = chunk
+
+
+def _check(
+    recent: RecentKeys, steps: list[tuple[str, int, list[int]]], probe: list[int], per_band: int
+) -> None:
     stories: dict[int, list[int]] = {}
     for action, sig_id, keys in steps:
         if action == "add" and sig_id not in stories:
