@@ -100,26 +100,15 @@ class RecentKeys:
     def lookup(self, bands: Sequence[int], per_band: int) -> set[int]:
         """The signature ids holding any of ``bands``: each band's ``per_band`` smallest."""
         found: set[int] = set()
-        keys = self._keys
-        if len(keys):
-            probe = np.asarray(bands, dtype=np.int64)
-            at = np.searchsorted(keys, probe)
-            inside = at < len(keys)
-            hit = np.flatnonzero(inside & (keys[np.minimum(at, len(keys) - 1)] == probe))
-            for i in hit.tolist():
-                start = int(at[i])
-                end = int(np.searchsorted(keys, probe[i], side="right"))
-                ids = self._sigs[start:end].tolist()
-                ids += self._tail.get(bands[i], ())
-                found.update(sorted(ids)[:per_band])
-            misses = set(range(len(bands))) - set(hit.tolist())
-        else:
-            misses = set(range(len(bands)))
+        probe = np.asarray(bands, dtype=np.int64)
+        starts = np.searchsorted(self._keys, probe).tolist()
+        ends = np.searchsorted(self._keys, probe, side="right").tolist()
         tail = self._tail
-        for i in misses:
-            held = tail.get(bands[i])
-            if held is not None:
-                found.update(sorted(held)[:per_band])
+        for band, start, end in zip(bands, starts, ends, strict=True):
+            ids: list[int] = self._sigs[start:end].tolist() if end > start else []
+            ids += tail.get(band, [])
+            if ids:
+                found.update(sorted(ids)[:per_band])
         return found
 
     def runs(self) -> list[tuple[Keys, Ids]]:
@@ -183,7 +172,7 @@ class RecentKeys:
 
 
 def _by_key(keys: Keys, sigs: Ids) -> tuple[Keys, Ids]:
-    """Sorted by key, keeping the given order among equal keys (a stable sort, fast on
-    arrays made of two sorted runs)."""
+    """Sorted by key, keeping the given order among equal keys (a stable sort: the ids of
+    one key stay in the order given)."""
     order = np.argsort(keys, kind="stable")
     return keys[order], sigs[order]
