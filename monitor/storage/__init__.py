@@ -29,6 +29,14 @@ __all__ = [
 class Storage(FeedStore, StoryStore, DetectionStore, AlertStore, StorageBase):
     """The one database handle of a process."""
 
+    def after_commit(self) -> None:
+        """A term-count batch that came due inside the transaction just committed is
+        written now, in one of its own (a failed feed cannot take it down)."""
+        super().after_commit()
+        if self.term_flush_due():
+            with self.atomic():
+                self.flush_terms()
+
     def write_buffered(self) -> None:
         """Write what is held back for batches (full-text index, term counts): at the end
         of a poll cycle or a replay, so that a quiet daemon's stories do not wait for the

@@ -93,7 +93,7 @@ class DetectionStore:
     # between flushes loses at most that many stories' counts.
     #
     # A flush runs in a transaction of its own: when the count is reached inside a feed's
-    # transaction, it waits for that transaction's commit (`after_commit`), so a feed that
+    # transaction, it waits for that transaction's commit (`Storage.after_commit`), so a feed that
     # fails cannot take earlier stories' counts down with it; and counts whose transaction
     # is rolled back come back into the buffer (`forget_uncommitted`).
     TERM_FLUSH_STORIES = 2048
@@ -119,11 +119,14 @@ class DetectionStore:
             self._pending_terms = []
         self._pending_terms.append(terms if isinstance(terms, list | tuple) else list(terms))
         self._pending_stories += 1
-        if self._pending_stories >= self.TERM_FLUSH_STORIES and not self.db.conn.in_transaction:
+        if self.term_flush_due() and not self.db.conn.in_transaction:
             self.flush_terms()
 
     def has_buffered_terms(self) -> bool:
         return bool(self._pending_stories) or self._returned is not None
+
+    def term_flush_due(self) -> bool:
+        return self._pending_stories >= self.TERM_FLUSH_STORIES
 
     def flush_terms(self) -> None:
         """Write the buffered term counts (inside the caller's transaction, if any)."""
@@ -258,17 +261,9 @@ class DetectionStore:
             forget()
 
     def after_commit(self) -> None:
-        """The outermost transaction committed: its term counts are in; a flush that came
-        due inside it runs now, in a transaction of its own."""
+        """The outermost transaction committed: the term counts it wrote are in (a flush
+        that came due inside it is run by `Storage.after_commit`)."""
         self._unconfirmed = None
-        if self._pending_stories >= self.TERM_FLUSH_STORIES:
-            try:
-                with self.db.atomic():
-                    self.flush_terms()
-            except BaseException:
-                self.forget_uncommitted()
-                raise
-            self._unconfirmed = None
         after = getattr(super(), "after_commit", None)
         if after is not None:
             after()
