@@ -6,8 +6,8 @@ words of one 512-bit block (one cache line), where a classic filter scatters its
 over the whole bit array. The near-duplicate lookup asks about a story's 32
 band keys in every part between two stories' worth of other work, so its cost is cache
 misses: ~95 µs a story with rbloom's classic filter (7 lines a key and part, and a call
-into Python for each key's hash), ~20 µs here, where every part is asked about all 32 keys
-in a few array operations.
+into Python for each key's hash), ~34 µs here (16 alone), where every part is asked about
+all 32 keys in a few array operations.
 
 The keys are uniform 64-bit digests already (`dedupe.band_keys`), so they are not hashed
 again: the high half picks the block, and the key times an odd constant gives the eight bit
