@@ -97,14 +97,15 @@ class FeedStore:
         CLI or the poller gave it (a 410 stays disabled). Feeds removed from the config are
         disabled, not deleted, so their stories keep their source.
         """
+        # One read of every feed, then a write only where the config changed something: a
+        # `monitor poll` from cron syncs its config every time, and 1,000 unchanged feeds
+        # written one by one took ~0.1 s of each run.
         listed: set[str] = set()
         with self.db.atomic():
+            rows, by_url, by_config_url = self._feed_rows()
             for feed in feeds:
                 listed.add(feed.url)
-                row = self.db.execute(
-                    "SELECT id FROM feeds WHERE config_url = ? OR url = ?", [feed.url, feed.url]
-                ).fetchone()
-                values = {
+                values: dict[str, Any] = {
                     "name": feed.name,
                     "interval_s": feed.interval,
                     "fetch_full_text": int(feed.full_text),
@@ -112,27 +113,50 @@ class FeedStore:
                     "from_config": 1,
                     "config_url": feed.url,
                 }
-                if row is None:
-                    self.db.table("feeds").insert(
-                        {
-                            **values,
-                            "url": feed.url,
-                            "enabled": int(feed.enabled),
-                            "created_at": iso(now),
-                        }
-                    )
-                else:
-                    if not feed.enabled:
-                        values["enabled"] = 0
-                        values["disabled_reason"] = "disabled in the config"
-                    self.db.table("feeds").update(row[0], values)
-            for feed_id, config_url in self.db.execute(
-                "SELECT id, config_url FROM feeds WHERE from_config = 1 AND enabled = 1"
-            ).fetchall():
-                if config_url not in listed:
-                    self.db.table("feeds").update(
-                        feed_id, {"enabled": 0, "disabled_reason": "removed from the config"}
-                    )
+                feed_id = by_config_url.get(feed.url, by_url.get(feed.url))
+                if feed_id is None:
+                    added = {**values, "url": feed.url, "enabled": int(feed.enabled)}
+                    table = self.db.table("feeds").insert({**added, "created_at": iso(now)})
+                    assert table.last_rowid is not None  # an insert always sets it
+                    feed_id = table.last_rowid
+                    rows[feed_id] = added
+                    by_url[feed.url] = by_config_url[feed.url] = feed_id
+                    continue
+                if not feed.enabled:
+                    values["enabled"] = 0
+                    values["disabled_reason"] = "disabled in the config"
+                self._update_changed(feed_id, rows[feed_id], values)
+            for feed_id, row in rows.items():
+                gone = row["config_url"] not in listed
+                if gone and row["from_config"] == 1 and row["enabled"] == 1:
+                    removed = {"enabled": 0, "disabled_reason": "removed from the config"}
+                    self._update_changed(feed_id, row, removed)
+
+    _SYNCED = ("url", "enabled", "disabled_reason", "name", "interval_s", "fetch_full_text",
+               "topics", "from_config", "config_url")  # fmt: skip
+
+    def _feed_rows(self) -> tuple[dict[int, dict[str, Any]], dict[str, int], dict[str, int]]:
+        """Every feed's synced columns by id, and ids by URL and by config URL."""
+        rows: dict[int, dict[str, Any]] = {}
+        by_url: dict[str, int] = {}
+        by_config_url: dict[str, int] = {}
+        names = ", ".join(self._SYNCED)
+        for feed_id, *values in self.db.execute(f"SELECT id, {names} FROM feeds").fetchall():
+            row = rows[feed_id] = dict(zip(self._SYNCED, values, strict=True))
+            by_url[row["url"]] = feed_id
+            if row["config_url"] is not None:
+                by_config_url[row["config_url"]] = feed_id
+        return rows, by_url, by_config_url
+
+    def _update_changed(self, feed_id: int, row: dict[str, Any], values: dict[str, Any]) -> None:
+        """Write the columns of ``values`` that differ from ``row`` (as read), and note them."""
+        changed = {key: value for key, value in values.items() if row.get(key) != value}
+        if changed:
+            assignments = ", ".join(f"[{key}] = ?" for key in changed)
+            self.db.execute(
+                f"UPDATE feeds SET {assignments} WHERE id = ?", [*changed.values(), feed_id]
+            )
+            row.update(changed)
 
     def feeds(self, *, enabled_only: bool = False) -> list[FeedRow]:
         where = "WHERE enabled = 1" if enabled_only else ""
