@@ -65,6 +65,7 @@ class Request:
     path: str
     headers: Mapping[str, str]
     received: float  # time.monotonic()
+    peer: tuple[str, int] = ("", 0)  # the client's address and port: one per connection
 
     def header(self, name: str) -> str | None:
         return self.headers.get(name.lower())
@@ -188,6 +189,7 @@ def _handler_for(server: FeedServer) -> type[BaseHTTPRequestHandler]:
                 path=self.path,
                 headers={k.lower(): v for k, v in self.headers.items()},
                 received=time.monotonic(),
+                peer=(str(self.client_address[0]), int(self.client_address[1])),
             )
             try:
                 self._answer(server._next_reply(request))

@@ -246,6 +246,57 @@ def test_404_is_an_http_error(feed_server: FeedServer) -> None:
     assert (error.kind, error.status) == ("http", 404)
 
 
+# -- connection reuse ----------------------------------------------------------------------
+
+
+def test_bodies_we_do_not_need_are_read_so_the_connection_is_kept(feed_server: FeedServer) -> None:
+    feed = feed_server.route("/feed", conditional)
+    moved = feed_server.redirect("/old", "/feed", status=302)
+    page = feed_server.route("/missing", Reply(404, "<html>" + "not here " * 500 + "</html>"))
+
+    async def go() -> Fetched:
+        async with Fetcher() as fetcher:
+            assert (await fetcher.fetch(feed, etag=ETAG, last_modified=LAST_MODIFIED)).not_modified
+            assert (await fetcher.fetch(moved, etag=ETAG, last_modified=LAST_MODIFIED)).not_modified
+            with pytest.raises(FetchError):
+                await fetcher.fetch(page)
+            return await fetcher.fetch(feed)
+
+    assert run(go()).body == FEED
+    requests = feed_server.requests
+    assert [r.path for r in requests] == ["/feed", "/old", "/feed", "/missing", "/feed"]
+    assert len({r.peer for r in requests}) == 1  # five requests, one connection
+
+
+def test_a_client_keeps_more_connections_than_it_uses_at_once() -> None:
+    servers = [FeedServer().start() for _ in range(12)]  # 12 hosts, one client of 10 slots
+    try:
+        urls = [server.route("/feed", conditional) for server in servers]
+
+        async def go() -> None:
+            async with Fetcher(FetchLimits(global_limit=10)) as fetcher:
+                for _ in range(2):
+                    for url in urls:
+                        await fetcher.fetch(url, etag=ETAG, last_modified=LAST_MODIFIED)
+
+        run(go())
+        for server in servers:  # the second round found every host's connection still open
+            assert len(server.requests) == 2 and len({r.peer for r in server.requests}) == 1
+    finally:
+        for server in servers:
+            server.stop()
+
+
+def test_a_long_or_slow_body_we_do_not_need_is_cut(feed_server: FeedServer) -> None:
+    big = feed_server.route("/big", Reply(404, b"x" * 300_000))
+    slow = feed_server.route("/slow", Reply(500, b"x" * 100, drip=0.2))  # 20 s for the body
+    started = time.monotonic()
+    assert fetch_error(big).status == 404
+    error = fetch_error(slow, timeout=10.0)
+    assert (error.kind, error.status) == ("http", 500)  # not a timeout: the page was not needed
+    assert time.monotonic() - started < 5.0
+
+
 def test_parse_retry_after_forms() -> None:
     now = datetime(2025, 6, 3, 12, 0, tzinfo=UTC)
     assert parse_retry_after("30", now) == 30.0
