@@ -13,6 +13,7 @@ config file and the environment; it does no other I/O.
 
 from __future__ import annotations
 
+import functools
 import os
 import re
 import tomllib
@@ -334,8 +335,15 @@ def _convert(kind: Any, value: Any, key: str, base: Path) -> Any:
     raise TypeError(f"unsupported settings type {kind!r}")
 
 
+@functools.cache
+def _hints(cls: type) -> dict[str, Any]:
+    """The settings class's field types, resolved once (not once per feed: resolving them
+    evaluates every annotation's text, ~60 µs a class, 60 ms of a 1,000-feed config)."""
+    return typing.get_type_hints(cls)
+
+
 def _build(cls: type, raw: dict[str, Any], prefix: str, base: Path) -> Any:
-    hints = typing.get_type_hints(cls)
+    hints = _hints(cls)
     known = {f.name for f in fields(cls) if f.name != "source"}
     for name in raw:
         if name not in known:
@@ -423,7 +431,7 @@ def describe_settings() -> list[tuple[str, str, str, str]]:
     rows: list[tuple[str, str, str, str]] = []
 
     def walk(cls: type, prefix: str) -> None:
-        hints = typing.get_type_hints(cls)
+        hints = _hints(cls)
         for spec in fields(cls):
             if spec.name == "source":
                 continue
