@@ -102,7 +102,7 @@ class Judge:
     @classmethod
     def open(cls, storage: DetectionStore, topics: Sequence[TopicLike], now: datetime) -> Judge:
         df, n = storage.term_frequencies()
-        judge = cls(storage, Background(df=df, n=n, prior=wordfreq_prior()))
+        judge = cls(storage, Background(df=df, n=n, prior=wordfreq_prior(storage)))
         for settings in topics:
             judge.topics[settings.name] = judge._open_topic(settings, now)
         judge._feedback_seen = storage.latest_feedback()

@@ -25,15 +25,20 @@ How a story is scored (see docs/design.md, "Detection"):
 
 from __future__ import annotations
 
+import importlib.util
 import math
 import re
 from collections import Counter
 from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from itertools import pairwise
+from typing import TYPE_CHECKING
 
 from .models import Reason
 from .text import tokenize
+
+if TYPE_CHECKING:  # `wordprior` (and numpy) are imported when the prior is first asked
+    from .wordprior import TableCache
 
 TITLE_WEIGHT = 2
 BIGRAM_WEIGHT = 0.5
@@ -828,21 +833,20 @@ def relevance(
     )
 
 
-def wordfreq_prior() -> Prior | None:
+def wordfreq_prior(cache: TableCache | None = None) -> Prior | None:
     """The general-language prior from the `wordfreq` package, or None when not installed.
 
     Rarity of a word form = 7 - its Zipf frequency (so "the" ≈ 0, "list" ≈ 1.7, "taliban" ≈
     3.3); Cyrillic words are looked up as Russian, others as English; unknown words give None.
+    ``cache`` keeps the tables `wordprior` builds, between processes.
     """
-    try:
-        import wordfreq  # noqa: F401  (the lists `wordprior` reads)
-    except ImportError:  # pragma: no cover - depends on the environment
+    if importlib.util.find_spec("wordfreq") is None:  # pragma: no cover - environment
         return None
     from . import wordprior
 
     def rarity(word: str) -> float | None:
         language = "ru" if _CYRILLIC_OR_GREEK.search(word) else "en"
-        zipf = wordprior.zipf_frequency(word, language)
+        zipf = wordprior.zipf_frequency(word, language, cache)
         if zipf <= 0.0:
             return None
         return 7.0 - zipf

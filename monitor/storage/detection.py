@@ -113,6 +113,22 @@ class DetectionStore:
                 df[term] = int(count)
         return df, n
 
+    # -- kept word-frequency tables (`wordprior.TableCache`) ---------------------------------
+
+    def load_word_prior(self, lang: str, source: str) -> tuple[bytes, bytes] | None:
+        row = self.db.execute(
+            "SELECT keys, buckets FROM word_prior WHERE lang = ? AND source = ?", [lang, source]
+        ).fetchone()
+        return None if row is None else (bytes(row[0]), bytes(row[1]))
+
+    def save_word_prior(self, lang: str, source: str, keys: bytes, buckets: bytes) -> None:
+        with self.db.atomic():  # a savepoint when a feed's transaction is open
+            self.db.execute(
+                "INSERT OR REPLACE INTO word_prior (lang, source, keys, buckets) "
+                "VALUES (?, ?, ?, ?)",
+                [lang, source, keys, buckets],
+            )
+
     def count_terms(self, terms: Iterable[str]) -> None:
         """One more story counted, containing each of ``terms`` (distinct) once."""
         if self._pending_terms is None:

@@ -431,3 +431,14 @@ def m009_full_text_in_batches(db: Database) -> None:
         f"CREATE TRIGGER stories_au AFTER UPDATE OF title, summary, content ON stories "
         f"WHEN old.rowid <= {indexed} BEGIN {remove} {add} END"
     )
+
+
+@migrations()
+def m010_word_prior(db: Database) -> None:
+    """Kept word-frequency tables (`wordprior`): one row per language, its sorted word keys
+    and buckets as little-endian arrays, and what they were built from (`source`: another
+    wordfreq version makes the row stale, and it is rebuilt and replaced)."""
+    db.execute(
+        "CREATE TABLE word_prior (lang TEXT PRIMARY KEY, source TEXT NOT NULL, "
+        "keys BLOB NOT NULL, buckets BLOB NOT NULL)"
+    )

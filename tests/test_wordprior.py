@@ -1,0 +1,104 @@
+"""`wordprior`'s kept tables: built once per database, read back by later processes."""
+
+from __future__ import annotations
+
+import json
+import math
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import wordfreq
+
+from monitor import wordprior
+from monitor.storage import Storage
+
+WORDS = ["the", "government", "taliban", "list", "zzzqqq", "москва", "o'brien", "1999", "3rd"]
+
+
+@pytest.fixture
+def storage(tmp_path: Path) -> Iterator[Storage]:
+    opened = Storage(tmp_path / "monitor.db")
+    yield opened
+    opened.close()
+
+
+@pytest.fixture
+def no_held_tables(monkeypatch: pytest.MonkeyPatch) -> None:
+    """This test starts as a new process would: no table held in memory."""
+    monkeypatch.setattr(wordprior, "_tables", {})
+
+
+def kept(storage: Storage) -> list[tuple[str, str, int]]:
+    return [
+        (row[0], row[1], len(row[2]))
+        for row in storage.db.execute("SELECT lang, source, keys FROM word_prior ORDER BY lang")
+    ]
+
+
+def test_conversions_equal_wordfreqs_to_the_last_bit() -> None:
+    for bucket in range(0, 1200):
+        assert wordprior._cb_to_freq(-bucket) == wordfreq.cB_to_freq(-bucket)
+    for step in range(1, 2000):
+        freq = step / 2000 * 1e-3
+        assert wordprior._freq_to_zipf(freq) == wordfreq.freq_to_zipf(freq)
+    for zipf in (0.0, 0.5, 1.0, 3.3, 7.0, 8.1):
+        assert wordprior._zipf_to_freq(zipf) == wordfreq.zipf_to_freq(zipf)
+
+
+def test_a_table_built_once_is_kept_and_read_back(storage: Storage, no_held_tables: None) -> None:
+    answers = {word: wordprior.zipf_frequency(word, "en", storage) for word in WORDS}
+    assert answers == {word: wordfreq.zipf_frequency(word, "en") for word in WORDS}
+    built = wordprior._tables["en"]
+    assert kept(storage) == [("en", wordprior.source("en"), 8 * len(built))]
+
+    wordprior._tables.clear()  # a later process: the table comes from the database
+    assert {word: wordprior.zipf_frequency(word, "en", storage) for word in WORDS} == answers
+    read = wordprior._tables["en"]
+    assert read is not built and (read.keys == built.keys).all()
+    assert (read.buckets == built.buckets).all()
+
+
+def test_a_stale_or_damaged_table_is_built_again(storage: Storage, no_held_tables: None) -> None:
+    keys, buckets = b"\x01" * 16, b"\x02" * 4  # two entries: keys equal, so not a table
+    storage.save_word_prior("en", wordprior.source("en"), keys, buckets)
+    storage.save_word_prior("ru", "wordfreq 0.1 best ru; blake2b-64 keys", b"", b"")
+    assert wordprior.zipf_frequency("government", "en", storage) == wordfreq.zipf_frequency(
+        "government", "en"
+    )
+    assert wordprior.zipf_frequency("москва", "ru", storage) == wordfreq.zipf_frequency(
+        "москва", "ru"
+    )
+    assert [(lang, source) for lang, source, _ in kept(storage)] == [
+        ("en", wordprior.source("en")),
+        ("ru", wordprior.source("ru")),
+    ]
+    assert all(size > 1_000_000 for _, _, size in kept(storage))
+
+
+def test_plain_words_from_a_kept_table_need_no_wordfreq(
+    storage: Storage, no_held_tables: None
+) -> None:
+    """A new process answers a-z words from the database without importing wordfreq; a
+    word with digits or other letters still goes through wordfreq's own code."""
+    wordprior.table("en", storage)
+    db = storage.path
+    script = (
+        "import json, sys\n"
+        "from monitor import wordprior\n"
+        "from monitor.storage import Storage\n"
+        f"s = Storage({str(db)!r})\n"
+        "plain = [wordprior.zipf_frequency(w, 'en', s) for w in ('government', 'zzzqqq')]\n"
+        "before = 'wordfreq' in sys.modules\n"
+        "other = wordprior.zipf_frequency('1999', 'en', s)\n"
+        "print(json.dumps([plain, before, other, 'wordfreq' in sys.modules]))\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=120, check=True
+    )
+    plain, imported_before, other, imported_after = json.loads(done.stdout)
+    assert plain == [wordfreq.zipf_frequency("government", "en"), 0.0]
+    assert not imported_before and imported_after
+    assert math.isclose(other, wordfreq.zipf_frequency("1999", "en"))
