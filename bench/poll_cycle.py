@@ -4,6 +4,8 @@
     .venv/bin/python bench/poll_cycle.py --quick            # N = 50, a smoke run
     .venv/bin/python bench/poll_cycle.py --write-docs       # also update docs/benchmarks.md
     .venv/bin/python bench/poll_cycle.py --profile /tmp/p   # monitor under cProfile only
+    .venv/bin/python bench/poll_cycle.py --tools monitor \
+        --wrap '.venv/bin/py-spy record -f raw -o /tmp/spy-{phase}.txt --'  # a sampler
 
 For each N the farm (bench/farm.py) serves N feeds x 50 entries (~140 KB, half RSS 2.0,
 half Atom, deterministic from --seed) on 127.0.0.1 from its own process. Each tool then runs
@@ -33,6 +35,7 @@ import json
 import os
 import platform
 import re
+import shlex
 import shutil
 import signal
 import subprocess
@@ -183,6 +186,9 @@ def run_size(feeds: int, args: argparse.Namespace, work: Path) -> list[Measure]:
                     profile = (Path(args.profile) / f"monitor-{feeds}-{phase}.prof"
                                if args.profile else None)
                     cmd = monitor_command(config, profile)
+                    if args.wrap:
+                        cmd = [part.replace("{phase}", f"{feeds}-{phase}")
+                               for part in shlex.split(args.wrap)] + cmd
                 else:
                     cmd = [sys.executable, str(Path(__file__).resolve()), "--reader-child",
                            str(folder / "reader.sqlite"), str(urls_file),
@@ -364,6 +370,9 @@ def main() -> int:
     parser.add_argument("--profile", metavar="DIR",
                         help="run monitor only, under cProfile, writing DIR/*.prof")
     parser.add_argument("--keep", action="store_true", help="keep the temporary folder")
+    parser.add_argument("--wrap", metavar="CMD",
+                        help="run monitor under CMD ({phase} becomes e.g. 1000-cold), e.g. "
+                             "'py-spy record -f raw -o /tmp/spy-{phase}.txt --'")
     args = parser.parse_args()
     sizes = [50] if args.quick else [int(s) for s in args.sizes.split(",") if s.strip()]
     args.tools = [t.strip() for t in args.tools.split(",") if t.strip()]
