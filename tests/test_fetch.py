@@ -268,8 +268,8 @@ def test_bodies_we_do_not_need_are_read_so_the_connection_is_kept(feed_server: F
     assert len({r.peer for r in requests}) == 1  # five requests, one connection
 
 
-def test_a_client_keeps_more_connections_than_it_uses_at_once() -> None:
-    servers = [FeedServer().start() for _ in range(12)]  # 12 hosts, one client of 10 slots
+def test_connections_stay_open_for_the_next_feed_on_each_host() -> None:
+    servers = [FeedServer().start() for _ in range(12)]  # 12 hosts, 10 connections at once
     try:
         urls = [server.route("/feed", conditional) for server in servers]
 
