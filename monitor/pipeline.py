@@ -105,6 +105,7 @@ class Pipeline:
         self.settings = settings
         self.storage = storage
         self.clock = clock
+        storage.start_checkpointer()  # the WAL is copied back on another thread meanwhile
         self._judge: Judge | None = None
         polling = settings.polling
         self.limits = FetchLimits(

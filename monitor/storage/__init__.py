@@ -45,3 +45,5 @@ class Storage(FeedStore, StoryStore, DetectionStore, AlertStore, StorageBase):
         if self.has_buffered_terms():
             with self.atomic():
                 self.flush_terms()
+        if self.checkpointer is not None:
+            self.checkpointer.nudge()  # the cycle's last pages, while the caller winds up

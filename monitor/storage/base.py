@@ -19,6 +19,7 @@ from typing import IO, Any
 from sqlite_utils import Database
 
 from ..errors import AlreadyRunning, StorageError
+from .checkpoint import Checkpointer
 from .schema import migrations
 
 
@@ -74,8 +75,18 @@ class StorageBase:
         except sqlite3.DatabaseError as error:
             raise StorageError(f"{path}: cannot open the database: {error}") from error
         self._lock_file: IO[str] | None = None
+        self.checkpointer: Checkpointer | None = None
+
+    def start_checkpointer(self) -> None:
+        """Copy the WAL back into the database on a thread of its own from now on (for the
+        poll cycles and replays that write a lot; see `checkpoint`)."""
+        if self.checkpointer is None and str(self.path) != ":memory:":
+            self.checkpointer = Checkpointer(self.path)
 
     def close(self) -> None:
+        if self.checkpointer is not None:  # before the writer, whose close copies the rest
+            self.checkpointer.stop()
+            self.checkpointer = None
         self.release_run_lock()
         self.db.close()
 
