@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import csv
+import fcntl
 import io
 import json
 import os
+import sqlite3
 import subprocess
 import sys
 from pathlib import Path
@@ -13,6 +15,7 @@ from pathlib import Path
 import click
 import pytest
 
+from monitor import __version__
 from monitor.cli import EXPORT_FIELDS, main
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -102,6 +105,40 @@ def test_user_errors_exit_2_with_one_line(
     assert message in done.stderr
     assert "Traceback" not in done.stderr
     assert len(done.stderr.strip().splitlines()) == 1
+
+
+def test_the_program_exits_at_once_with_everything_written(replayed: Path) -> None:
+    """`monitor` ends with os._exit (`cli.entry`): the database must be whole and closed
+    and the output complete by then."""
+    db = sqlite3.connect(replayed / "cli.db")
+    try:
+        (indexed, last) = db.execute(
+            "SELECT indexed_upto, (SELECT max(rowid) FROM stories) FROM stories_fts_state"
+        ).fetchone()
+        assert indexed == last > 0  # the last full-text batch was written on close
+        assert db.execute("SELECT df FROM term_frequencies WHERE term = ''").fetchone()[0] > 0
+    finally:
+        db.close()
+    assert not (replayed / "cli.db-wal").exists()  # closed: the log was copied back
+    version = run(replayed, "--version")
+    assert version.returncode == 0 and __version__ in version.stdout
+
+
+def test_a_reader_that_stops_early_gets_no_traceback(replayed: Path) -> None:
+    config = replayed / "monitor.toml"
+    process = subprocess.Popen(
+        [sys.executable, "-m", "monitor", "--config", str(config), "export"],
+        env={**os.environ, "MONITOR_DB": str(replayed / "cli.db")},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    assert process.stdout is not None and process.stderr is not None
+    fcntl.fcntl(process.stdout.fileno(), 1031, 4096)  # F_SETPIPE_SZ: less than the export
+    assert json.loads(process.stdout.readline())["id"]
+    process.stdout.close()  # like `monitor export | head -1`
+    error = process.stderr.read().decode()
+    assert process.wait(timeout=60) == 1  # what click answers to a broken pipe
+    assert "Traceback" not in error
 
 
 def test_bad_replay_line_names_file_and_line(tmp_path: Path) -> None:

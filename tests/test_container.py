@@ -179,7 +179,7 @@ def test_dockerfile_command_is_a_real_monitor_command() -> None:
     cmd = exec_form(next(args for keyword, args in stage if keyword == "CMD"))
     assert entrypoint == ["monitor"]
     pyproject = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))
-    assert pyproject["project"]["scripts"]["monitor"] == "monitor.cli:main"
+    assert pyproject["project"]["scripts"]["monitor"] == "monitor.cli:entry"  # runs main
     assert cmd == ["run"]
     assert cmd[0] in main.commands
 
