@@ -64,7 +64,7 @@ from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
 from hashlib import blake2b
 from types import TracebackType
-from typing import Self
+from typing import Any, Self
 
 import httpx
 
@@ -131,7 +131,7 @@ class Fetcher:
         }
         tls = httpx.create_ssl_context()  # one certificate store for the pool, built once
         self._clients = [
-            httpx.AsyncClient(
+            _Client(
                 headers=headers,
                 verify=tls,
                 follow_redirects=False,
@@ -286,6 +286,37 @@ class Fetcher:
         finally:
             connection.release()
             host.release()
+
+
+class _Cookies(httpx.Cookies):
+    """A client's cookie jar that looks at a response only when it sets a cookie.
+
+    httpx hands every response to the standard library's jar through adapters that copy
+    all its headers into an `email.message.Message` first: ~40 µs a request, 10% of a 304's
+    cost here, for feeds that almost never set cookies. Cookies that are set (a consent
+    page's, before its redirect) are kept and sent exactly as before.
+    """
+
+    def extract_cookies(self, response: httpx.Response) -> None:
+        if "set-cookie" in response.headers or "set-cookie2" in response.headers:
+            super().extract_cookies(response)
+
+
+class _Client(httpx.AsyncClient):
+    """An `httpx.AsyncClient` whose cookie jar is `_Cookies` (httpx wraps any jar it is
+    given in its own `Cookies`, so the jar is supplied through the `cookies` property)."""
+
+    _feed_cookies: _Cookies | None = None
+
+    @property
+    def cookies(self) -> httpx.Cookies:
+        if self._feed_cookies is None:
+            self._feed_cookies = _Cookies()
+        return self._feed_cookies
+
+    @cookies.setter
+    def cookies(self, cookies: Any) -> None:
+        self._feed_cookies = _Cookies(cookies)
 
 
 @dataclass(slots=True)

@@ -164,6 +164,29 @@ def test_relative_location_and_validators_follow_the_redirect(feed_server: FeedS
     assert fetched.permanent_url == feed_server.url("/feed")
 
 
+def test_a_cookie_set_by_a_redirect_goes_with_the_next_requests(feed_server: FeedServer) -> None:
+    """A consent page that sets a cookie and sends the reader back works as in a browser."""
+    feed = feed_server.route(
+        "/feed",
+        lambda r: Reply(200, FEED) if r.header("cookie") == "consent=yes" else Reply(403),
+    )
+    gate = feed_server.route(
+        "/gate", Reply(302, headers={"Location": feed, "Set-Cookie": "consent=yes; Path=/"})
+    )
+
+    async def go() -> tuple[Fetched, Fetched]:
+        async with Fetcher() as fetcher:
+            return await fetcher.fetch(gate), await fetcher.fetch(feed)
+
+    through_gate, later = run(go())
+    assert through_gate.body == later.body == FEED
+    assert [r.header("cookie") for r in feed_server.requests] == [
+        None,
+        "consent=yes",
+        "consent=yes",
+    ]
+
+
 def test_redirect_loop_is_refused(feed_server: FeedServer) -> None:
     feed_server.redirect("/b", "/a", 302)
     start = feed_server.redirect("/a", "/b", 302)
