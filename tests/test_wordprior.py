@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+import random
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -48,6 +49,23 @@ def test_conversions_equal_wordfreqs_to_the_last_bit() -> None:
         assert wordprior._zipf_to_freq(zipf) == wordfreq.zipf_to_freq(zipf)
 
 
+def test_latin_1_letters_are_one_english_token() -> None:
+    """The plain path's claim: wordfreq's English tokenizer leaves such a word whole."""
+    from wordfreq.tokens import lossy_tokenize
+
+    letters = "abcdefghijklmnopqrstuvwxyz" + "".join(
+        chr(c) for c in [*range(0xE0, 0xF7), *range(0xF8, 0x100)]
+    )
+    rng = random.Random(7)
+    for _ in range(5000):
+        word = "".join(rng.choice(letters) for _ in range(rng.randint(1, 9)))
+        assert wordprior._PLAIN_EN.match(word)
+        assert lossy_tokenize(word, "en") == [word], word
+        assert wordprior.zipf_frequency(word, "en") == wordfreq.zipf_frequency(word, "en"), word
+    for word in ("josé", "são", "pokémon", "naïve", "café"):
+        assert wordprior.zipf_frequency(word, "en") == wordfreq.zipf_frequency(word, "en") > 0
+
+
 def test_a_table_built_once_is_kept_and_read_back(storage: Storage, no_held_tables: None) -> None:
     answers = {word: wordprior.zipf_frequency(word, "en", storage) for word in WORDS}
     assert answers == {word: wordfreq.zipf_frequency(word, "en") for word in WORDS}
@@ -90,7 +108,7 @@ def test_plain_words_from_a_kept_table_need_no_wordfreq(
         "from monitor import wordprior\n"
         "from monitor.storage import Storage\n"
         f"s = Storage({str(db)!r})\n"
-        "plain = [wordprior.zipf_frequency(w, 'en', s) for w in ('government', 'zzzqqq')]\n"
+        "plain = [wordprior.zipf_frequency(w, 'en', s) for w in ('government', 'zzzqqq', 'josé')]\n"
         "before = 'wordfreq' in sys.modules\n"
         "other = wordprior.zipf_frequency('1999', 'en', s)\n"
         "print(json.dumps([plain, before, other, 'wordfreq' in sys.modules]))\n"
@@ -99,6 +117,6 @@ def test_plain_words_from_a_kept_table_need_no_wordfreq(
         [sys.executable, "-c", script], capture_output=True, text=True, timeout=120, check=True
     )
     plain, imported_before, other, imported_after = json.loads(done.stdout)
-    assert plain == [wordfreq.zipf_frequency("government", "en"), 0.0]
+    assert plain == [wordfreq.zipf_frequency(w, "en") for w in ("government", "zzzqqq", "josé")]
     assert not imported_before and imported_after
     assert math.isclose(other, wordfreq.zipf_frequency("1999", "en"))
