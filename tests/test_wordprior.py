@@ -33,9 +33,13 @@ def no_held_tables(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 def kept(storage: Storage) -> list[tuple[str, str, int]]:
+    """(language, source, bytes of keys) of each kept table."""
     return [
-        (row[0], row[1], len(row[2]))
-        for row in storage.db.execute("SELECT lang, source, keys FROM word_prior ORDER BY lang")
+        (row[0], row[1], int(row[2]))
+        for row in storage.db.execute(
+            "SELECT lang, source, sum(length(keys)) FROM word_prior GROUP BY lang, source "
+            "ORDER BY lang"
+        )
     ]
 
 
@@ -71,6 +75,8 @@ def test_a_table_built_once_is_kept_and_read_back(storage: Storage, no_held_tabl
     assert answers == {word: wordfreq.zipf_frequency(word, "en") for word in WORDS}
     built = wordprior._tables["en"]
     assert kept(storage) == [("en", wordprior.source("en"), 8 * len(built))]
+    parts = storage.db.execute("SELECT count(*) FROM word_prior").fetchone()[0]
+    assert parts == -(-len(built) // storage.WORD_PRIOR_PART) > 1
 
     wordprior._tables.clear()  # a later process: the table comes from the database
     assert {word: wordprior.zipf_frequency(word, "en", storage) for word in WORDS} == answers

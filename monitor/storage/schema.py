@@ -435,10 +435,12 @@ def m009_full_text_in_batches(db: Database) -> None:
 
 @migrations()
 def m010_word_prior(db: Database) -> None:
-    """Kept word-frequency tables (`wordprior`): one row per language, its sorted word keys
-    and buckets as little-endian arrays, and what they were built from (`source`: another
-    wordfreq version makes the row stale, and it is rebuilt and replaced)."""
+    """Kept word-frequency tables (`wordprior`): a language's sorted word keys and their
+    buckets as little-endian arrays, in parts of a few thousand words (`part` 0, 1, ...),
+    and what they were built from (`source`: another wordfreq version makes them stale,
+    and they are rebuilt and replaced)."""
     db.execute(
-        "CREATE TABLE word_prior (lang TEXT PRIMARY KEY, source TEXT NOT NULL, "
-        "keys BLOB NOT NULL, buckets BLOB NOT NULL)"
+        "CREATE TABLE word_prior (lang TEXT NOT NULL, part INTEGER NOT NULL, "
+        "source TEXT NOT NULL, keys BLOB NOT NULL, buckets BLOB NOT NULL, "
+        "PRIMARY KEY (lang, part))"
     )
