@@ -366,6 +366,16 @@ def test_feedback_changes_later_decisions(seed_dir: Path, store: Store) -> None:
     assert judge_one(judge, store, similar, later) != Status.UNRELATED
     with pytest.raises(UserError):
         record_feedback(store, "s_nope", "relevant", later)
+    rows = store.feedback_rows("bridge")  # what the next judge reads at its start
+    assert [(row["id"], row["feedback"]) for row in rows] == [(sid, "relevant")]
+    assert store.feedback_rows("another topic") == []
+    executed: list[str] = []
+    store.db.conn.set_trace_callback(executed.append)
+    store.feedback_rows("bridge")
+    store.db.conn.set_trace_callback(None)
+    (query,) = [sql for sql in executed if "feedback" in sql]  # its parameters filled in
+    plan = " ".join(str(step[-1]) for step in store.db.execute(f"EXPLAIN QUERY PLAN {query}"))
+    assert "decisions_feedback" in plan and "TEMP B-TREE" not in plan
 
 
 def test_explain_golden(seed_dir: Path, store: Store) -> None:

@@ -522,12 +522,15 @@ class DetectionStore:
         return rows
 
     def feedback_rows(self, topic: str) -> list[dict[str, Any]]:
+        # Through `decisions_feedback` (feedback and feedback_at are set together), not
+        # the topic's index, which SQLite preferred: that read every decision of the topic
+        # (9 ms at 50,000 stories, at every judge's start) to find the few with feedback.
         return list(
             self.db.query(
                 """
                 SELECT s.id, s.title, s.summary, s.content, d.feedback, d.feedback_at
                 FROM decisions d JOIN stories s ON s.id = d.story_id
-                WHERE d.topic = ? AND d.feedback IS NOT NULL
+                WHERE d.feedback_at IS NOT NULL AND +d.topic = ? AND d.feedback IS NOT NULL
                 ORDER BY d.feedback_at
                 """,
                 [topic],
