@@ -88,9 +88,13 @@ CONNECTIONS_PER_CLIENT = 10  # connections per client, in use or kept open (idle
 # times as many small clients keep them (54 of 1,000) without the longer bookkeeping of a
 # bigger pool (40 connections a client: the same reuse, 15% more CPU per request).
 CLIENTS_PER_10 = 4
+# ... but never more than this many clients (320 open sockets), so that a large global limit
+# cannot approach the usual limit of 1,024 open files with idle connections.
+MAX_CLIENTS = 32
 STEP = 64 * 1024  # most decoded bytes produced from the wire at a time
 DRAIN_BYTES = 64 * 1024  # a body we do not need is read to its end up to this size ...
-DRAIN_SECONDS = 1.0  # ... and this long, to keep its connection
+DRAIN_SECONDS = 1.0  # ... and this long, to keep its connection,
+DRAIN_MARGIN = 0.25  # ... ending this long before the exchange's deadline at the latest
 
 _PERMANENT = frozenset({301, 308})
 _REDIRECTS = frozenset({301, 302, 303, 307, 308})
@@ -204,7 +208,7 @@ class Fetcher:
             index = _bucket(key, len(self._clients))
             async with self._slot(key, index, deadline, ex):
                 if deadline is None:  # waiting for our turn is not the server's time
-                    deadline = loop.time() + ex.timeout
+                    deadline = ex.deadline = loop.time() + ex.timeout
                 try:
                     async with asyncio.timeout_at(deadline):
                         outcome = await self._one(ex, self._clients[index], target)
@@ -246,16 +250,16 @@ class Fetcher:
                         kind="http",
                         status=status,
                     )
-                await _drain(response)
+                await _drain(response, ex)
                 return status, url.join(location.strip())
             if status == 304:
-                await _drain(response)
+                await _drain(response, ex)
                 return _fetched(response, b"", ex)
             if 200 <= status < 300:
                 ex.phase = "reading body"
                 body = await _read_capped(response, ex)
                 return _fetched(response, body, ex)
-            await _drain(response)
+            await _drain(response, ex)
             raise _status_error(response, ex)
         except httpx.HTTPError as exc:
             raise _translate(exc, ex) from exc
@@ -328,13 +332,15 @@ class _Exchange:
     max_bytes: int
     conditional: dict[str, str]
     phase: str = "starting"
+    deadline: float = math.inf  # the event loop's clock; set when the exchange starts
 
     def timed_out(self, phase: str) -> FetchError:
         return FetchError(f"{self.url}: timed out after {self.timeout:g}s {phase}", kind="timeout")
 
 
 def _pool_size(global_limit: int) -> int:
-    return CLIENTS_PER_10 * max(1, math.ceil(max(1, global_limit) / CONNECTIONS_PER_CLIENT))
+    needed = max(1, math.ceil(max(1, global_limit) / CONNECTIONS_PER_CLIENT))
+    return max(needed, min(CLIENTS_PER_10 * needed, MAX_CLIENTS))
 
 
 def _host_key(url: httpx.URL) -> str:
@@ -375,14 +381,19 @@ def _translate(exc: httpx.HTTPError, ex: _Exchange) -> FetchError:
     return FetchError(f"{ex.url}: network error {ex.phase}: {detail}", kind="network")
 
 
-async def _drain(response: httpx.Response) -> None:
+async def _drain(response: httpx.Response, ex: _Exchange) -> None:
     """Read the body we have no use for (a 304's, a redirect's, an error page) when it is
     short and quick, so that the connection goes back to the pool for the next feed on that
     host: closed before its end, it is dropped, and the next request opens another (a new
-    TLS handshake on HTTPS). A longer or slower body is left to be cut by the close."""
+    TLS handshake on HTTPS). A longer or slower body is left to be cut by the close, and so
+    is one that would still be arriving near the exchange's deadline: the answer already
+    received (a 410, a Retry-After, a redirect) must never become a timeout."""
+    budget = min(DRAIN_SECONDS, ex.deadline - asyncio.get_running_loop().time() - DRAIN_MARGIN)
+    if budget <= 0:
+        return
     read = 0
     try:
-        async with asyncio.timeout(DRAIN_SECONDS):
+        async with asyncio.timeout(budget):
             async for chunk in response.aiter_raw():
                 read += len(chunk)
                 if read > DRAIN_BYTES:

@@ -310,6 +310,16 @@ def test_connections_stay_open_for_the_next_feed_on_each_host() -> None:
             server.stop()
 
 
+def test_kept_connections_stay_bounded() -> None:
+    """Enough clients for the global limit, up to four times that for reuse, but never so
+    many idle sockets that a large limit nears the usual 1,024 open files."""
+    from monitor.fetch import CONNECTIONS_PER_CLIENT, _pool_size
+
+    for limit in range(1, 2000, 7):
+        sockets = _pool_size(limit) * CONNECTIONS_PER_CLIENT
+        assert limit <= sockets <= max(limit + CONNECTIONS_PER_CLIENT - 1, 320), limit
+
+
 def test_a_long_or_slow_body_we_do_not_need_is_cut(feed_server: FeedServer) -> None:
     big = feed_server.route("/big", Reply(404, b"x" * 300_000))
     slow = feed_server.route("/slow", Reply(500, b"x" * 100, drip=0.2))  # 20 s for the body
@@ -318,6 +328,24 @@ def test_a_long_or_slow_body_we_do_not_need_is_cut(feed_server: FeedServer) -> N
     error = fetch_error(slow, timeout=10.0)
     assert (error.kind, error.status) == ("http", 500)  # not a timeout: the page was not needed
     assert time.monotonic() - started < 5.0
+
+
+def test_a_slow_unneeded_body_near_the_deadline_never_hides_the_answer(
+    feed_server: FeedServer,
+) -> None:
+    """The status and headers arrived in time: a body still dripping when the deadline
+    nears is abandoned, and the answer stands (a 500 is an HTTP error, not a timeout; a
+    redirect is followed)."""
+    error_page = feed_server.route("/error", Reply(500, b"x" * 100, drip=0.2))
+    error = fetch_error(error_page, timeout=0.5)
+    assert (error.kind, error.status) == ("http", 500), str(error)
+    feed = feed_server.route("/feed", Reply(200, FEED))
+    moved = feed_server.route(
+        "/moved", Reply(302, b"x" * 100, headers={"Location": feed}, drip=0.2)
+    )
+    assert fetch(moved, timeout=1.0).body == FEED
+    gone = feed_server.route("/gone", Reply(410, b"x" * 100, drip=0.2))
+    assert fetch_error(gone, timeout=0.5).kind == "gone"
 
 
 def test_parse_retry_after_forms() -> None:
