@@ -95,3 +95,16 @@ def test_a_feed_added_on_the_command_line_is_adopted_by_the_config(storage: Stor
     storage.add_feed(B, None, None, T0)
     storage.sync_feeds([FeedSettings(url=A, name="from config")], T0)
     assert rows(storage)[B]["enabled"] == 1
+
+
+def test_a_feed_listed_at_its_old_and_new_address_gets_two_rows(storage: Storage) -> None:
+    """After A moved to B (301), a config that lists B and A: B takes the moved row, A gets
+    a row of its own (as when each feed was looked up in the table), and a second sync
+    changes nothing."""
+    storage.sync_feeds([FeedSettings(url=A, name="a")], T0)
+    storage.db.execute("UPDATE feeds SET url = ? WHERE config_url = ?", [B, A])
+    feeds = [FeedSettings(url=B, name="b"), FeedSettings(url=A, name="a")]
+    storage.sync_feeds(feeds, T0)
+    table = sorted(storage.db.execute("SELECT url, config_url, name FROM feeds").fetchall())
+    assert table == [(A, A, "a"), (B, B, "b")]
+    assert changes_made_by(storage, feeds) == 0

@@ -125,7 +125,12 @@ class FeedStore:
                 if not feed.enabled:
                     values["enabled"] = 0
                     values["disabled_reason"] = "disabled in the config"
-                self._update_changed(feed_id, rows[feed_id], values)
+                row = rows[feed_id]
+                if row["config_url"] != feed.url:  # a moved feed's config URL, taken over
+                    if by_config_url.get(row["config_url"]) == feed_id:
+                        del by_config_url[row["config_url"]]
+                    by_config_url[feed.url] = feed_id
+                self._update_changed(feed_id, row, values)
             for feed_id, row in rows.items():
                 gone = row["config_url"] not in listed
                 if gone and row["from_config"] == 1 and row["enabled"] == 1:
