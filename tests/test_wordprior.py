@@ -126,3 +126,31 @@ def test_plain_words_from_a_kept_table_need_no_wordfreq(
     assert plain == [wordfreq.zipf_frequency(w, "en") for w in ("government", "zzzqqq", "josé")]
     assert not imported_before and imported_after
     assert math.isclose(other, wordfreq.zipf_frequency("1999", "en"))
+
+
+def test_a_table_with_a_part_missing_is_built_again(storage: Storage, no_held_tables: None) -> None:
+    wordprior.table("en", storage)
+    storage.db.execute("DELETE FROM word_prior WHERE lang = 'en' AND part = 3")
+    assert storage.load_word_prior("en", wordprior.source("en")) is None
+    wordprior._tables.clear()
+    assert wordprior.zipf_frequency("people", "en", storage) == wordfreq.zipf_frequency(
+        "people", "en"
+    )
+    assert storage.load_word_prior("en", wordprior.source("en")) is not None  # replaced
+
+
+def test_a_table_that_cannot_be_kept_is_still_used(
+    storage: Storage, no_held_tables: None, caplog: pytest.LogCaptureFixture
+) -> None:
+    storage.db.execute(
+        "CREATE TRIGGER no_room BEFORE INSERT ON word_prior "
+        "BEGIN SELECT RAISE(ABORT, 'disk full'); END"
+    )
+    with storage.atomic():  # inside a feed's transaction, as in a poll
+        storage.db.execute("CREATE TABLE feed_rows (x)")
+        assert wordprior.zipf_frequency("people", "en", storage) > 0
+        storage.db.execute("INSERT INTO feed_rows VALUES (1)")
+    assert storage.db.execute("SELECT count(*) FROM feed_rows").fetchone()[0] == 1
+    assert "not kept" in caplog.text and "disk full" in caplog.text
+    assert "en" in wordprior._tables  # held in memory all the same
+    assert kept(storage) == []

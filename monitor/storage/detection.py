@@ -9,7 +9,9 @@ from __future__ import annotations
 import functools
 import itertools
 import json
+import logging
 import secrets
+import sqlite3
 from collections import Counter
 from collections.abc import Iterable, Sequence
 from datetime import datetime
@@ -24,6 +26,8 @@ from .base import dumps, iso, parse_iso
 from .bloom import BloomParts
 from .recent_keys import RecentKeys
 from .recent_keys import pack as pack_keys
+
+log = logging.getLogger("monitor.storage")
 
 
 class DetectionStore:
@@ -120,29 +124,40 @@ class DetectionStore:
     WORD_PRIOR_PART = 8192
 
     def load_word_prior(self, lang: str, source: str) -> tuple[bytes, bytes] | None:
+        """``lang``'s kept table built from ``source``, or None (none, stale, or a part
+        missing: then it is built again)."""
         rows = self.db.execute(
-            "SELECT keys, buckets FROM word_prior WHERE lang = ? AND source = ? ORDER BY part",
+            "SELECT part, words, keys, buckets FROM word_prior "
+            "WHERE lang = ? AND source = ? ORDER BY part",
             [lang, source],
         ).fetchall()
-        if not rows:
-            return None
-        return b"".join(row[0] for row in rows), b"".join(row[1] for row in rows)
+        keys = b"".join(row[2] for row in rows)
+        buckets = b"".join(row[3] for row in rows)
+        whole = [row[0] for row in rows] == list(range(len(rows))) and all(
+            row[1] * 8 == len(keys) and row[1] * 2 == len(buckets) for row in rows
+        )
+        return (keys, buckets) if rows and whole else None
 
     def save_word_prior(self, lang: str, source: str, keys: bytes, buckets: bytes) -> None:
-        """Replace ``lang``'s table: ``keys`` (8 bytes each) and ``buckets`` (2 bytes each)."""
+        """Replace ``lang``'s table: ``keys`` (8 bytes each) and ``buckets`` (2 bytes each).
+        A table that cannot be written is only not kept: the caller has it in memory."""
         step = self.WORD_PRIOR_PART
         words = len(keys) // 8
         key_view, bucket_view = memoryview(keys), memoryview(buckets)
-        with self.db.atomic():  # a savepoint when a feed's transaction is open
-            self.db.execute("DELETE FROM word_prior WHERE lang = ?", [lang])
-            for part, start in enumerate(range(0, max(words, 1), step)):
-                end = min(words, start + step)
-                self.db.execute(
-                    "INSERT INTO word_prior (lang, part, source, keys, buckets) "
-                    "VALUES (?, ?, ?, ?, ?)",
-                    [lang, part, source, key_view[8 * start : 8 * end],
-                     bucket_view[2 * start : 2 * end]],
-                )  # fmt: skip
+        try:
+            with self.db.atomic():  # a savepoint when a feed's transaction is open
+                self.db.execute("DELETE FROM word_prior WHERE lang = ?", [lang])
+                for part, start in enumerate(range(0, max(words, 1), step)):
+                    end = min(words, start + step)
+                    self.db.execute(
+                        "INSERT INTO word_prior (lang, part, source, words, keys, buckets) "
+                        "VALUES (?, ?, ?, ?, ?, ?)",
+                        [lang, part, source, words, key_view[8 * start : 8 * end],
+                         bucket_view[2 * start : 2 * end]],
+                    )  # fmt: skip
+        except sqlite3.Error as error:
+            log.warning("the %s word-frequency table was not kept (built again next time): %s",
+                        lang, error)  # fmt: skip
 
     def count_terms(self, terms: Iterable[str]) -> None:
         """One more story counted, containing each of ``terms`` (distinct) once."""
