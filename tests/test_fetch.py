@@ -348,6 +348,18 @@ def test_a_slow_unneeded_body_near_the_deadline_never_hides_the_answer(
     assert fetch_error(gone, timeout=0.5).kind == "gone"
 
 
+def test_a_proxy_named_in_the_environment_is_used(
+    feed_server: FeedServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Requests go to the clients' transports directly, except when the environment names
+    a proxy: httpx applies it only through the client."""
+    target = "http://feeds.example.invalid/rss"
+    feed_server.route(target, Reply(200, FEED))  # a proxy sees the absolute URL
+    monkeypatch.setenv("HTTP_PROXY", feed_server.base_url)
+    assert fetch(target).body == FEED
+    assert [request.path for request in feed_server.requests] == [target]
+
+
 def test_parse_retry_after_forms() -> None:
     now = datetime(2025, 6, 3, 12, 0, tzinfo=UTC)
     assert parse_retry_after("30", now) == 30.0
