@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import math
 import random
+import sqlite3
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -154,3 +155,20 @@ def test_a_table_that_cannot_be_kept_is_still_used(
     assert "not kept" in caplog.text and "disk full" in caplog.text
     assert "en" in wordprior._tables  # held in memory all the same
     assert kept(storage) == []
+
+
+def test_a_failure_that_ends_the_transaction_is_not_hidden(
+    storage: Storage, no_held_tables: None
+) -> None:
+    """An error that rolls back the caller's whole transaction (not just the savepoint) is
+    raised: the feed's rows before it are gone, and carrying on would commit the rest alone."""
+    storage.db.execute(
+        "CREATE TRIGGER no_room BEFORE INSERT ON word_prior "
+        "BEGIN SELECT RAISE(ROLLBACK, 'disk full'); END"
+    )
+    storage.db.execute("CREATE TABLE feed_rows (x)")
+    with pytest.raises(sqlite3.Error), storage.atomic():
+        storage.db.execute("INSERT INTO feed_rows VALUES (1)")
+        wordprior.zipf_frequency("people", "en", storage)
+        storage.db.execute("INSERT INTO feed_rows VALUES (2)")
+    assert storage.db.execute("SELECT count(*) FROM feed_rows").fetchone()[0] == 0

@@ -144,6 +144,7 @@ class DetectionStore:
         step = self.WORD_PRIOR_PART
         words = len(keys) // 8
         key_view, bucket_view = memoryview(keys), memoryview(buckets)
+        in_transaction = self.db.conn.in_transaction
         try:
             with self.db.atomic():  # a savepoint when a feed's transaction is open
                 self.db.execute("DELETE FROM word_prior WHERE lang = ?", [lang])
@@ -156,6 +157,8 @@ class DetectionStore:
                          bucket_view[2 * start : 2 * end]],
                     )  # fmt: skip
         except sqlite3.Error as error:
+            if in_transaction and not self.db.conn.in_transaction:
+                raise  # it took the caller's whole transaction with it: the caller must know
             log.warning("the %s word-frequency table was not kept (built again next time): %s",
                         lang, error)  # fmt: skip
 
