@@ -365,9 +365,15 @@ async def _send_direct(
     six). The request was built by the client (its headers and cookies merged in, its
     timeout set), so nothing else differs.
     """
+    if client.is_closed:  # what `send` would say; the transport would quietly reconnect
+        raise RuntimeError("the fetcher's clients are closed")
     response = await transport.handle_async_request(request)
     response.request = request
-    client.cookies.extract_cookies(response)  # `_Cookies`: only if it sets one
+    try:
+        client.cookies.extract_cookies(response)  # `_Cookies`: only if it sets one
+    except BaseException:
+        await response.aclose()
+        raise
     return response
 
 

@@ -343,7 +343,7 @@ def test_a_slow_unneeded_body_near_the_deadline_never_hides_the_answer(
     moved = feed_server.route(
         "/moved", Reply(302, b"x" * 100, headers={"Location": feed}, drip=0.2)
     )
-    assert fetch(moved, timeout=1.0).body == FEED
+    assert fetch(moved, timeout=2.0).body == FEED  # the drain stops at 1 s: time to follow
     gone = feed_server.route("/gone", Reply(410, b"x" * 100, drip=0.2))
     assert fetch_error(gone, timeout=0.5).kind == "gone"
 
@@ -358,6 +358,20 @@ def test_a_proxy_named_in_the_environment_is_used(
     monkeypatch.setenv("HTTP_PROXY", feed_server.base_url)
     assert fetch(target).body == FEED
     assert [request.path for request in feed_server.requests] == [target]
+
+
+def test_a_closed_fetcher_refuses_to_fetch(feed_server: FeedServer) -> None:
+    url = feed_server.route("/feed", Reply(200, FEED))
+
+    async def go() -> None:
+        fetcher = Fetcher()
+        assert (await fetcher.fetch(url)).body == FEED
+        await fetcher.aclose()
+        with pytest.raises(RuntimeError):
+            await fetcher.fetch(url)
+
+    run(go())
+    assert len(feed_server.requests) == 1
 
 
 def test_parse_retry_after_forms() -> None:
