@@ -33,7 +33,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 from . import article
 from .config import Settings
-from .errors import FetchError, ParseError, UserError
+from .errors import FeedError, FetchError, ParseError, UserError
 from .fetch import Fetcher, FetchLimits
 from .models import Entry, FeedOutcome, Fetched
 from .parse import entry_from_item, parse_feed
@@ -184,6 +184,9 @@ class Pipeline:
             )
         except FetchError as error:
             fetched = error
+        except Exception as error:  # a bug, or a library error nobody translated: this feed's
+            log.exception("feed %s: unexpected error while fetching", feed.label)
+            fetched = FetchError(f"{feed.url}: unexpected error: {error!r}"[:500], kind="internal")
         return feed, fetched, started
 
     async def _process(
@@ -202,6 +205,22 @@ class Pipeline:
         now = self.clock()
         if isinstance(outcome, FetchError):
             return await self.on_worker(self._record_failure, feed, outcome, now, started, summary)
+        try:
+            return await self._process_fetched(client, feed, outcome, now, started, summary)
+        except Exception as error:  # a bug or an unforeseen failure: one feed's, recorded on it
+            log.exception("feed %s: unexpected error while processing it", feed.label)
+            failure = FeedError(f"{feed.url}: unexpected error: {error!r}"[:500], kind="internal")
+            return await self.on_worker(self._record_failure, feed, failure, now, started, summary)
+
+    async def _process_fetched(
+        self,
+        client: Fetcher,
+        feed: FeedRow,
+        outcome: Fetched,
+        now: datetime,
+        started: float,
+        summary: PollSummary,
+    ) -> FeedReport:
         if outcome.not_modified:
             if feed.health_alerted:  # recovering: its alert is written on its own
                 return await self.on_worker(
@@ -391,7 +410,7 @@ class Pipeline:
     def _record_failure(
         self,
         feed: FeedRow,
-        error: FetchError | ParseError,
+        error: FeedError,
         now: datetime,
         started: float,
         summary: PollSummary,
@@ -472,6 +491,16 @@ class Pipeline:
                 "feed_recovered", feed, feed.error_message, feed.error_since, now, summary
             )
         report.duration_ms = (time.perf_counter() - started) * 1000
+        moved_to = fetched.permanent_url
+        if moved_to is not None:
+            other = self.storage.feed_with_url(moved_to)
+            if other is not None and other != feed.id:  # two feeds cannot share an address
+                log.warning(
+                    "feed %s moved permanently to %s, which feed %d already polls; "
+                    "it keeps its old address",
+                    feed.label, moved_to, other,
+                )  # fmt: skip
+                moved_to = None
         self.storage.update_feed(
             FeedUpdate(
                 feed_id=feed.id,
@@ -480,7 +509,7 @@ class Pipeline:
                 next_due=due,
                 status=fetched.status,
                 duration_ms=report.duration_ms,
-                url=fetched.permanent_url,
+                url=moved_to,
                 title=title,
                 etag=fetched.etag,
                 last_modified=fetched.last_modified,

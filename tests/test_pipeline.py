@@ -378,6 +378,68 @@ def test_permanent_redirect_moves_the_feed_temporary_does_not(
     assert len(feed_server.requests_for("/old.xml")) == 1
 
 
+def test_a_feed_moved_onto_another_feed_keeps_its_address(
+    feed_server: FeedServer, setup: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A 301 to a URL another feed already polls (two feeds cannot share an address) used
+    to break the feed's write with a UNIQUE error and end the whole poll."""
+    new = feed_server.route("/new.xml", Reply(200, rss(items("n", 3))))
+    old = feed_server.redirect("/old.xml", "/new.xml", 301)
+    settings, storage = setup([new, old])
+    summary = poll(settings, storage, Clock())
+    assert dict(summary.outcomes) == {"ok": 2}
+    assert feed_row(storage, old)["url"] == old and feed_row(storage, new)["url"] == new
+    assert "moved permanently to" in caplog.text and "keeps its old address" in caplog.text
+
+
+def test_an_unexpected_error_in_one_feed_spares_the_others(
+    feed_server: FeedServer, setup: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A bug that raises while one feed is processed is recorded on that feed (error kind
+    "internal", with the exception) and the poll goes on with the others."""
+    from monitor import pipeline as pipeline_module
+
+    good = feed_server.route("/good.xml", Reply(200, rss(items("g", 2))))
+    bad = feed_server.route("/bad.xml", Reply(200, rss(items("b", 2))))
+    real_parse = pipeline_module.parse_feed
+
+    def parse_or_fail(body: bytes, headers: Any, url: str, *args: Any, **kwargs: Any) -> Any:
+        if url.endswith("/bad.xml"):
+            raise KeyError("a parser bug")
+        return real_parse(body, headers, url, *args, **kwargs)
+
+    monkeypatch.setattr(pipeline_module, "parse_feed", parse_or_fail)
+    settings, storage = setup([good, bad])
+    summary = poll(settings, storage, Clock())
+    assert dict(summary.outcomes) == {"ok": 1, "error": 1}
+    assert count(storage, "SELECT count(*) FROM stories") == 2
+    row = feed_row(storage, bad)
+    assert row["error_kind"] == "internal" and "a parser bug" in row["error_message"]
+    assert row["failures"] == 1 and row["next_due"] is not None
+
+
+def test_an_unexpected_error_while_fetching_is_that_feeds_failure(
+    feed_server: FeedServer, setup: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from monitor.fetch import Fetcher
+
+    good = feed_server.route("/good.xml", Reply(200, rss(items("g", 2))))
+    bad = feed_server.route("/bad.xml", Reply(200, rss(items("b", 2))))
+    real_fetch = Fetcher.fetch
+
+    async def fetch_or_fail(self: Fetcher, url: str, **kwargs: Any) -> Any:
+        if url.endswith("/bad.xml"):
+            raise ValueError("a fetcher bug")
+        return await real_fetch(self, url, **kwargs)
+
+    monkeypatch.setattr(Fetcher, "fetch", fetch_or_fail)
+    settings, storage = setup([good, bad])
+    summary = poll(settings, storage, Clock())
+    assert dict(summary.outcomes) == {"ok": 1, "error": 1}
+    row = feed_row(storage, bad)
+    assert row["error_kind"] == "internal" and "a fetcher bug" in row["error_message"]
+
+
 def test_ten_thousand_entries(feed_server: FeedServer, setup: Any) -> None:
     url = feed_server.route("/big.xml", Reply(200, rss(items("big", 10_000)), gzip=True))
     settings, storage = setup([url], max_bytes=50_000_000)

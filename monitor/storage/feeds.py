@@ -183,6 +183,11 @@ class FeedStore:
         row = self.db.execute("SELECT min(next_due) FROM feeds WHERE enabled = 1").fetchone()
         return parse_iso(row[0]) if row else None
 
+    def feed_with_url(self, url: str) -> int | None:
+        """The ID of the feed polled at ``url``, if any."""
+        row = self.db.execute("SELECT id FROM feeds WHERE url = ?", [url]).fetchone()
+        return None if row is None else int(row[0])
+
     def find_feed(self, id_or_url: str) -> FeedRow:
         if id_or_url.isdigit():
             rows = list(self.db.query("SELECT * FROM feeds WHERE id = ?", [int(id_or_url)]))
