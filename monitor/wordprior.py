@@ -156,30 +156,22 @@ def zipf_frequency(word: str, lang: str, cache: TableCache | None = None) -> flo
     minimum = _zipf_to_freq(0.0)
     freq = minimum
     if (_PLAIN_EN if lang == "en" else _PLAIN).match(word):  # its own one token, no digits
-        tokens = [word]
-        plain = True
-    else:
+        tokens = [(word, word)]  # (token, the form looked up)
+    else:  # wordfreq's tokenizer and digit handling, imported only for such words
+        from wordfreq.numbers import digit_freq, smash_numbers
         from wordfreq.tokens import lossy_tokenize
 
-        tokens = lossy_tokenize(word, lang)
-        plain = False
+        tokens = [(token, smash_numbers(token)) for token in lossy_tokenize(word, lang)]
     if tokens:
         listed = table(lang, cache)
         one_over = 0.0
-        for token in tokens:
-            smashed = token
-            if not plain:
-                from wordfreq.numbers import smash_numbers
-
-                smashed = smash_numbers(token)
+        for token, smashed in tokens:
             bucket = listed.bucket(smashed)
             if bucket is None:
                 one_over = 0.0
                 break
             part = _cb_to_freq(-bucket)
-            if smashed != token:
-                from wordfreq.numbers import digit_freq
-
+            if smashed != token:  # (only from the second branch above)
                 part *= digit_freq(token)
             one_over += 1.0 / part
         if one_over:
