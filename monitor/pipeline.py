@@ -153,8 +153,12 @@ class Pipeline:
 
         async def one(feed: FeedRow) -> FeedReport:
             async with slots:
-                feed, outcome, started = await self._fetch(client, feed)
-                return await self._process(client, feed, outcome, started, summary)
+                started = time.perf_counter()
+                try:
+                    outcome = await self._fetch(client, feed)
+                    return await self._process(client, feed, outcome, started, summary)
+                except Exception as error:  # a bug, or a library error nobody translated
+                    return await self._unexpected(feed, error, started, summary)
 
         tasks = [asyncio.create_task(one(feed)) for feed in feeds]
         try:
@@ -174,20 +178,22 @@ class Pipeline:
                 await client.aclose()
         return summary
 
-    async def _fetch(
-        self, client: Fetcher, feed: FeedRow
-    ) -> tuple[FeedRow, Fetched | FetchError, float]:
-        started = time.perf_counter()
+    async def _fetch(self, client: Fetcher, feed: FeedRow) -> Fetched | FetchError:
         try:
-            fetched: Fetched | FetchError = await client.fetch(
-                feed.url, etag=feed.etag, last_modified=feed.last_modified
-            )
+            return await client.fetch(feed.url, etag=feed.etag, last_modified=feed.last_modified)
         except FetchError as error:
-            fetched = error
-        except Exception as error:  # a bug, or a library error nobody translated: this feed's
-            log.exception("feed %s: unexpected error while fetching", feed.label)
-            fetched = FetchError(f"{feed.url}: unexpected error: {error!r}"[:500], kind="internal")
-        return feed, fetched, started
+            return error
+
+    async def _unexpected(
+        self, feed: FeedRow, error: Exception, started: float, summary: PollSummary
+    ) -> FeedReport:
+        """An exception nobody foresaw while fetching or processing one feed: logged with its
+        traceback and recorded on that feed like any failure (kind "internal", with backoff),
+        so that the poll goes on with the others."""
+        log.error("feed %s: unexpected error", feed.label, exc_info=error)
+        failure = FeedError(f"{feed.url}: unexpected error: {error!r}"[:500], kind="internal")
+        now = self.clock()
+        return await self.on_worker(self._record_failure, feed, failure, now, started, summary)
 
     async def _process(
         self,
@@ -205,22 +211,6 @@ class Pipeline:
         now = self.clock()
         if isinstance(outcome, FetchError):
             return await self.on_worker(self._record_failure, feed, outcome, now, started, summary)
-        try:
-            return await self._process_fetched(client, feed, outcome, now, started, summary)
-        except Exception as error:  # a bug or an unforeseen failure: one feed's, recorded on it
-            log.exception("feed %s: unexpected error while processing it", feed.label)
-            failure = FeedError(f"{feed.url}: unexpected error: {error!r}"[:500], kind="internal")
-            return await self.on_worker(self._record_failure, feed, failure, now, started, summary)
-
-    async def _process_fetched(
-        self,
-        client: Fetcher,
-        feed: FeedRow,
-        outcome: Fetched,
-        now: datetime,
-        started: float,
-        summary: PollSummary,
-    ) -> FeedReport:
         if outcome.not_modified:
             if feed.health_alerted:  # recovering: its alert is written on its own
                 return await self.on_worker(
