@@ -9,11 +9,11 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
-from sqlite_utils import Database
 
 from monitor.models import Entry
 from monitor.storage import Storage
-from monitor.storage.schema import migrations
+from tests.storage_helpers import database_before
+from tests.storage_helpers import fts_hits as _hits
 
 WHEN = datetime(2026, 3, 1, tzinfo=UTC)
 
@@ -24,11 +24,6 @@ def _entry(n: int, text: str) -> Entry:
         key=url, url=url, canonical_url=url, title=f"Report {n}", summary="", content=text,
         published=WHEN, content_hash=f"h{n}", source="Desk", language="en",
     )  # fmt: skip
-
-
-def _hits(store: Storage, query: str) -> int:
-    sql = "SELECT count(*) FROM stories_fts WHERE stories_fts MATCH ?"
-    return int(store.db.execute(sql, [query]).fetchone()[0])
 
 
 def _stored(store: Storage) -> dict[str, int]:
@@ -116,15 +111,12 @@ def test_migration_keeps_the_indexed_stories_and_drops_the_insert_trigger_s_work
     tmp_path: Path,
 ) -> None:
     path = tmp_path / "old.db"
-    conn = sqlite3.connect(path, isolation_level=None)
-    migrations.apply(Database(conn), stop_before="m009_full_text_in_batches")
-    conn.execute(
-        "INSERT INTO stories (id, origin, entry_key, url, canonical_url, title, content, "
-        "published, seen_at, content_hash) VALUES ('s_old', 'o', 'k', 'https://e.org/1', "
-        "'https://e.org/1', 'Harbour reopens', 'Boats are back.', '2026-01-01', "
-        "'2026-01-01', 'h1')"
-    )
-    conn.close()
+    database_before(path, "m009_full_text_in_batches", {
+        "id": "s_old", "origin": "o", "entry_key": "k", "url": "https://e.org/1",
+        "canonical_url": "https://e.org/1", "title": "Harbour reopens",
+        "content": "Boats are back.", "published": "2026-01-01", "seen_at": "2026-01-01",
+        "content_hash": "h1",
+    })  # fmt: skip
 
     store = Storage(path)
     assert _hits(store, "boats") == 1  # indexed by the old trigger, kept

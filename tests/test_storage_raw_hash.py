@@ -2,31 +2,22 @@
 
 from __future__ import annotations
 
-import sqlite3
 from pathlib import Path
 
-from sqlite_utils import Database
-
 from monitor.storage import Storage
-from monitor.storage.schema import migrations
-
-
-def _fts_hits(store: Storage, word: str) -> int:
-    sql = "SELECT count(*) FROM stories_fts WHERE stories_fts MATCH ?"
-    return int(store.db.execute(sql, [word]).fetchone()[0])
+from tests.storage_helpers import database_before
+from tests.storage_helpers import fts_hits as _fts_hits
 
 
 def test_migration_adds_raw_hash_and_narrows_the_fts_update_trigger(tmp_path: Path) -> None:
     path = tmp_path / "old.db"
-    conn = sqlite3.connect(path, isolation_level=None)
-    migrations.apply(Database(conn), stop_before="m004_raw_item_hash")
-    conn.execute(
-        "INSERT INTO stories (id, origin, entry_key, url, canonical_url, title, summary, "
-        "published, seen_at, content_hash) VALUES ('s_old', 'https://e.org/rss', 'k', "
-        "'https://e.org/1', 'https://e.org/1', 'Harbour reopens', 'Boats are back.', "
-        "'2026-01-01T00:00:00+00:00', '2026-01-01T00:00:00+00:00', 'h1')"
-    )
-    conn.close()
+    database_before(path, "m004_raw_item_hash", {
+        "id": "s_old", "origin": "https://e.org/rss", "entry_key": "k",
+        "url": "https://e.org/1", "canonical_url": "https://e.org/1",
+        "title": "Harbour reopens", "summary": "Boats are back.",
+        "published": "2026-01-01T00:00:00+00:00", "seen_at": "2026-01-01T00:00:00+00:00",
+        "content_hash": "h1",
+    })  # fmt: skip
 
     store = Storage(path)
     row = store.db.execute("SELECT raw_hash FROM stories WHERE id = 's_old'").fetchone()

@@ -1,0 +1,32 @@
+"""Helpers shared by the storage tests: full-text hits, and a database as an older version
+of monitor left it (for the tests of a migration)."""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Mapping
+from pathlib import Path
+
+from sqlite_utils import Database
+
+from monitor.storage import Storage
+from monitor.storage.schema import migrations
+
+
+def fts_hits(store: Storage, query: str) -> int:
+    """Stories the full-text index finds for ``query``."""
+    sql = "SELECT count(*) FROM stories_fts WHERE stories_fts MATCH ?"
+    return int(store.db.execute(sql, [query]).fetchone()[0])
+
+
+def database_before(path: Path, migration: str, story: Mapping[str, str]) -> None:
+    """A database file with every migration before ``migration`` applied and one row in
+    `stories` (``story``: its columns as those migrations left the table)."""
+    conn = sqlite3.connect(path, isolation_level=None)
+    try:
+        migrations.apply(Database(conn), stop_before=migration)
+        columns = ", ".join(story)
+        marks = ", ".join("?" * len(story))
+        conn.execute(f"INSERT INTO stories ({columns}) VALUES ({marks})", list(story.values()))
+    finally:
+        conn.close()
