@@ -6,11 +6,14 @@ STAMP  := $(VENV)/.installed
 
 .PHONY: run test lint bench clean
 
+# The package's bytecode is compiled as `pip install` would for a regular install, so that
+# a process started with PYTHONDONTWRITEBYTECODE=1 does not compile the source every time.
 $(STAMP): requirements.lock pyproject.toml
 	$(PYTHON) -c 'import sys; sys.exit("monitor needs Python >= 3.11") if sys.version_info < (3, 11) else None'
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --require-hashes -r requirements.lock
 	$(BIN)/python -m pip install --quiet --no-deps -e .
+	$(BIN)/python -m compileall -q monitor
 	touch $(STAMP)
 
 ## run: the daemon with the default config (Ctrl-C stops it)

@@ -18,6 +18,9 @@ peak RSS of that process):
 
 monitor:  `monitor --config <generated> poll --json`, MONITOR_DB in a temporary folder,
           one topic on the repository's seeds/, no alert channels, default [polling].
+          Its bytecode is compiled first, as `pip install` compiles an installed package's
+          (reader's was, when it was installed): with PYTHONDONTWRITEBYTECODE set, an
+          editable checkout would otherwise compile its source in every process.
 reader:   a child process that opens `reader.make_reader(db)`, adds the same feeds (cold
           only) and runs `update_feeds(scheduled=False)` with reader's default workers=1
           (scheduled=False only because reader would otherwise skip feeds updated a moment
@@ -354,6 +357,15 @@ def print_profiles(folder: Path) -> None:
         pstats.Stats(str(path)).sort_stats("tottime").print_stats(25)
 
 
+def compile_monitor() -> None:
+    """Write monitor's bytecode, as installing a package does (see the module's text)."""
+    import compileall
+
+    package = Path(__file__).resolve().parent.parent / "monitor"
+    if not compileall.compile_dir(str(package), quiet=1):
+        raise SystemExit(f"compiling {package} failed")
+
+
 def main() -> int:
     if len(sys.argv) == 5 and sys.argv[1] == "--reader-child":
         reader_child(sys.argv[2], sys.argv[3], sys.argv[4] == "add")
@@ -378,6 +390,8 @@ def main() -> int:
     args.tools = [t.strip() for t in args.tools.split(",") if t.strip()]
     if args.profile:
         Path(args.profile).mkdir(parents=True, exist_ok=True)
+    if "monitor" in args.tools:
+        compile_monitor()
     work = Path(tempfile.mkdtemp(prefix="poll_cycle-"))
     measures: list[Measure] = []
     try:
