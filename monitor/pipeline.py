@@ -608,7 +608,10 @@ class Pipeline:
                 },
             )
         else:
-            log.info(
+            # A feed that brought nothing new (a 304, most polls) is a debug line: with
+            # hundreds of feeds an INFO line each would bury the ones that changed.
+            log.log(
+                logging.INFO if report.new or report.edited else logging.DEBUG,
                 "feed %s: %s%s, %d entries, %d new, %d edited (%.0f ms)",
                 report.feed,
                 report.outcome,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
 import signal
 import sqlite3
@@ -145,6 +146,28 @@ def test_conditional_get_round_trip(feed_server: FeedServer, setup: Any) -> None
     assert row["next_due"] > (clock.now + timedelta(minutes=10)).isoformat()
     assert count(storage, "SELECT count(*) FROM stories") == 5
     assert count(storage, "SELECT count(*) FROM decisions") == 5
+
+
+def test_a_feed_with_nothing_new_logs_at_debug_one_with_news_at_info(
+    feed_server: FeedServer, setup: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    etag, modified = 'W/"v1-abc"', "Sat, 31 Oct 2026 10:00:00 GMT"
+    url = feed_server.route("/feed.xml", conditional(etag, modified, rss(items("a", 2))))
+    settings, storage = setup([url])
+    clock = Clock()
+    caplog.set_level(logging.DEBUG, logger="monitor.pipeline")
+
+    def feed_lines() -> list[tuple[int, str]]:
+        return [(r.levelno, r.getMessage()) for r in caplog.records if r.msg.startswith("feed ")]
+
+    poll(settings, storage, clock)
+    [(level, message)] = feed_lines()
+    assert level == logging.INFO and "2 new" in message
+    caplog.clear()
+    clock.now += timedelta(hours=1)
+    poll(settings, storage, clock)
+    [(level, message)] = feed_lines()
+    assert level == logging.DEBUG and "not_modified 304" in message
 
 
 def test_edited_entry_is_updated_not_new(feed_server: FeedServer, setup: Any) -> None:
