@@ -86,6 +86,17 @@ def test_a_table_built_once_is_kept_and_read_back(storage: Storage, no_held_tabl
     assert (read.buckets == built.buckets).all()
 
 
+def test_a_table_is_named_by_the_word_lists_it_comes_from() -> None:
+    """The kept table's source names the language's list files and their sizes (another
+    wordfreq with other lists makes it stale), read without importing wordfreq's metadata."""
+    from wordfreq import available_languages
+
+    best = Path(available_languages("best")["ru"])
+    assert f"{best.name} {best.stat().st_size}" in wordprior.source("ru")
+    assert wordprior.source("en") != wordprior.source("ru")
+    assert "_ru." not in wordprior.source("en")
+
+
 def test_a_stale_or_damaged_table_is_built_again(storage: Storage, no_held_tables: None) -> None:
     keys, buckets = b"\x01" * 16, b"\x02" * 4  # two entries: keys equal, so not a table
     storage.save_word_prior("en", wordprior.source("en"), keys, buckets)
