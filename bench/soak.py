@@ -1,6 +1,6 @@
 """Memory of a long-running daemon: `monitor run` against feeds that never stop publishing.
 
-    python bench/soak.py [--feeds 60] [--seconds 300] [--interval 2]
+    python bench/soak.py [--feeds 60] [--seconds 300] [--interval 2] [--dedupe-window 60s]
 
 A local HTTP server (a thread of this process, 127.0.0.1 only) serves ``--feeds`` RSS feeds;
 every request for a feed returns its 20 newest items, 5 of them new since the last request
@@ -74,9 +74,10 @@ class _Feeds(BaseHTTPRequestHandler):
         )
 
 
-def _config(folder: Path, port: int, feeds: int, interval: float) -> Path:
+def _config(folder: Path, port: int, feeds: int, interval: float, window: str | None) -> Path:
+    kept = f'dedupe_window = "{window}"\n' if window else ""
     lines = [
-        '[database]\npath = "soak.db"\n',
+        f'[database]\npath = "soak.db"\n{kept}',
         f'[polling]\ninterval = "{interval:g}s"\ntick = "1s"\njitter = 0.0\n',
         f'[[topics]]\nname = "soak"\nseeds = ["{ROOT / "seeds"}"]\n',
     ]
@@ -110,6 +111,10 @@ def main() -> int:
     parser.add_argument("--seconds", type=float, default=300.0)
     parser.add_argument("--interval", type=float, default=2.0, help="poll interval, s")
     parser.add_argument("--sample", type=float, default=5.0, help="seconds between samples")
+    parser.add_argument(
+        "--dedupe-window", metavar="DURATION",
+        help='database.dedupe_window (e.g. "60s": the near-duplicate index keeps a minute)',
+    )  # fmt: skip
     args = parser.parse_args()
 
     from wordfreq import top_n_list
@@ -120,7 +125,9 @@ def main() -> int:
     samples: list[tuple[float, float, int]] = []
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)
-        config = _config(folder, server.server_address[1], args.feeds, args.interval)
+        config = _config(
+            folder, server.server_address[1], args.feeds, args.interval, args.dedupe_window
+        )
         db = folder / "soak.db"
         env = {**os.environ, "MONITOR_DB": str(db)}
         log = (folder / "run.log").open("w")

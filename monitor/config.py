@@ -122,6 +122,10 @@ def _setting(default: Any = MISSING, *, check: Any = None, doc: str = "") -> Any
 @dataclass(frozen=True, slots=True)
 class DatabaseSettings:
     path: Path = _setting(Path("../data/monitor.db"), doc="SQLite file (MONITOR_DB overrides)")
+    dedupe_window: Duration = _setting(
+        Duration(90 * 86400),
+        doc="how long a story stays in the near-duplicate index (0: for ever)",
+    )
 
 
 @dataclass(frozen=True, slots=True)

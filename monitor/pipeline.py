@@ -20,6 +20,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import sqlite3
 import threading
 import time
 from collections import Counter
@@ -169,6 +170,7 @@ class Pipeline:
                 for observer in self.observers:
                     observer(report)
             await self.on_worker(self.storage.write_buffered)
+            await self.on_worker(self._keep_window, self.clock())
         finally:
             unfinished = [task for task in tasks if not task.done()]
             for task in unfinished:  # stopped or failed: a feed's transaction is whole or none
@@ -568,6 +570,25 @@ class Pipeline:
                 "; ".join(reason.text for reason in intent.reasons[:3]),
             )
 
+    def _keep_window(self, now: datetime) -> None:
+        """Keep the near-duplicate index to `database.dedupe_window` (`keep_lsh_window`);
+        a database error here is logged, and the next cycle tries again."""
+        if not self.storage.lsh_window_due(now):
+            return
+        window = timedelta(seconds=self.settings.database.dedupe_window)
+        try:
+            with self.storage.atomic():
+                removed = self.storage.keep_lsh_window(now, window)
+        except sqlite3.Error as error:
+            log.warning("near-duplicate index window not kept: %s", error)
+            return
+        if removed:
+            log.info(
+                "near-duplicate index: %d keys removed, of stories signed before %s",
+                removed,
+                (now - window).isoformat(timespec="minutes"),
+            )
+
     # -- replay ------------------------------------------------------------------------------
 
     def replay(
@@ -580,10 +601,12 @@ class Pipeline:
         report = FeedReport(path.name, FeedOutcome.OK, entries=len(items))
         for done, (entry, published) in enumerate(items, 1):
             now = max(published, entry.published)
+            self._keep_window(now)  # as a daemon would have, between its polls
             if not self.storage.known_entries(origin, [entry.key]):
                 with self.storage.atomic():
                     self._judge_new(entry, origin, None, now, summary)
                 report.new += 1
+                self._keep_window(now)  # the story's signature marked with its own time
             if progress:
                 progress(done, len(items))
         self.storage.write_buffered()

@@ -14,7 +14,7 @@ import secrets
 import sqlite3
 from collections import Counter
 from collections.abc import Iterable, Sequence
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from sqlite_utils import Database
@@ -337,6 +337,76 @@ class DetectionStore:
         conn.execute("DELETE FROM story_lsh_recent")
         self._lsh_recent = RecentKeys(capacity=self._recent_room())
         self._save_lsh_filter(changed)
+
+    # The window of the near-duplicate index (`database.dedupe_window`): a story's band
+    # keys leave `story_lsh` once it was signed longer ago than the window, so the index
+    # and its Bloom filter (held in memory) stop growing with the years; the seeds' keys
+    # stay. `lsh_marks` (m011) ties signature ids to times, a mark about once a day
+    # (`LSH_MARK_EVERY`, or a tenth of a shorter window); keys are removed a tenth of the
+    # window at a time, so that the filter, which cannot forget a key, is rebuilt only
+    # that often.
+    LSH_MARK_EVERY = timedelta(days=1)
+    _lsh_window_next: datetime | None = None  # nothing to do before this (this process)
+
+    def lsh_window_due(self, now: datetime) -> bool:
+        """Whether `keep_lsh_window` may have anything to do at ``now`` (this process knows
+        it has not, until the time of its next mark or removal)."""
+        return self._lsh_window_next is None or now >= self._lsh_window_next
+
+    def keep_lsh_window(self, now: datetime, window: timedelta) -> int:
+        """Mark the signatures made so far, and remove from the index the band keys of the
+        stories signed more than ``window`` before ``now`` (none if ``window`` is zero).
+        The number of keys removed. Inside the caller's transaction, if any."""
+        if not self.lsh_window_due(now):
+            return 0
+        conn = self.db.conn
+        every = (
+            min(self.LSH_MARK_EVERY, window / 10) if window > timedelta(0) else self.LSH_MARK_EVERY
+        )
+        newest = conn.execute("SELECT coalesce(max(id), 0) FROM story_signatures").fetchone()[0]
+        last = conn.execute("SELECT upto, at FROM lsh_marks ORDER BY upto DESC LIMIT 1").fetchone()
+        marked_at = parse_iso(last[1]) if last is not None else None
+        if newest > (last[0] if last is not None else 0) and (
+            marked_at is None or now - marked_at >= every
+        ):
+            conn.execute(
+                "INSERT OR IGNORE INTO lsh_marks (upto, at) VALUES (?, ?)", [newest, iso(now)]
+            )
+            marked_at = now
+        removed = self._prune_lsh(now - window, window / 10) if window > timedelta(0) else 0
+        upcoming = [marked_at + every] if marked_at is not None else []
+        row = conn.execute("SELECT min(at) FROM lsh_marks WHERE pruned = 0").fetchone()
+        oldest = parse_iso(row[0]) if window > timedelta(0) else None
+        if oldest is not None:  # its keys leave once it is a tenth of the window past it
+            upcoming.append(oldest + window + window / 10)
+        self._lsh_window_next = min(upcoming) if upcoming else None
+        return removed
+
+    def _prune_lsh(self, cutoff: datetime, batch: timedelta) -> int:
+        """Remove the keys of the signatures marked at or before ``cutoff``, once the
+        oldest of them is ``batch`` older than that (see `keep_lsh_window`)."""
+        conn = self.db.conn
+        due = conn.execute(
+            "SELECT max(upto), min(at) FROM lsh_marks WHERE pruned = 0 AND at <= ?", [iso(cutoff)]
+        ).fetchone()
+        oldest = parse_iso(due[1]) if due[0] is not None else None
+        if oldest is None or oldest > cutoff - batch:
+            return 0
+        done = conn.execute("SELECT coalesce(max(upto), 0) FROM lsh_marks WHERE pruned = 1")
+        low, high = int(done.fetchone()[0]), int(due[0])
+        if len(self._recent_keys()):
+            self.merge_lsh()  # the range's keys still in the recent table join the index
+        seeds = "SELECT id FROM story_signatures WHERE story_id >= 'seed:' AND story_id < 'seed;'"
+        cursor = conn.execute(
+            f"DELETE FROM story_lsh WHERE signature > ? AND signature <= ? "
+            f"AND signature NOT IN ({seeds})",
+            [low, high],
+        )
+        conn.execute("UPDATE lsh_marks SET pruned = 1 WHERE upto = ?", [high])
+        conn.execute("DELETE FROM lsh_marks WHERE upto < ?", [high])  # the newest pruned stays
+        if cursor.rowcount:
+            conn.execute("UPDATE lsh_filter_state SET stale = 1")  # rebuilt at the next lookup
+        return int(cursor.rowcount)
 
     def _add_selected_to_filter(self, sql: str) -> set[int]:
         """Add the keys a query selects to the filter, a chunk at a time (3.2 M keys as one

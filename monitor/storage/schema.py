@@ -445,3 +445,15 @@ def m010_word_prior(db: Database) -> None:
         "source TEXT NOT NULL, words INTEGER NOT NULL, keys BLOB NOT NULL, "
         "buckets BLOB NOT NULL, PRIMARY KEY (lang, part))"
     )
+
+
+@migrations()
+def m011_lsh_window(db: Database) -> None:
+    """Marks for the near-duplicate index's window (`DetectionStore.keep_lsh_window`): each
+    row says that every signature up to `upto` (`story_signatures.id`, which grows as
+    stories are signed) was made by the time `at`; `pruned` is 1 once their band keys have
+    left the index. A mark is added about once a day."""
+    db.execute(
+        "CREATE TABLE lsh_marks (upto INTEGER PRIMARY KEY, at TEXT NOT NULL, "
+        "pruned INTEGER NOT NULL DEFAULT 0)"
+    )

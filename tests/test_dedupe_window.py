@@ -1,0 +1,146 @@
+"""The near-duplicate index's window (`database.dedupe_window`): a story's band keys leave
+the index once it was signed longer ago than the window; the seeds' keys stay."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+
+from monitor import dedupe
+from monitor.config import load_settings
+from monitor.pipeline import Pipeline
+from monitor.storage import Storage
+from tests.test_storage_lsh import CYCLING, WIRE, _add, _sig
+
+ROOT = Path(__file__).resolve().parents[1]
+EVAL2 = ROOT / "tests/data/eval2"
+T0 = datetime(2026, 1, 1, tzinfo=UTC)
+DAY = timedelta(days=1)
+WINDOW = timedelta(days=90)
+MARKET = (
+    "The weekly market moves to the harbour square from next month while the old hall is "
+    "repaired, and stallholders will pay the same fees until the work is finished."
+)
+
+
+def _found(store: Storage, text: str) -> list[str]:
+    """The stored stories a copy of ``text`` would be compared with."""
+    copy = _sig(text + " Read more on our site.")
+    return [row[0] for row in store.dedupe_candidates(dedupe.band_keys(copy))]
+
+
+def _keys(store: Storage) -> int:
+    return int(store.db.execute("SELECT count(*) FROM story_lsh").fetchone()[0])
+
+
+@pytest.fixture
+def store(tmp_path: Path) -> Storage:
+    opened = Storage(tmp_path / "m.db")
+    yield opened
+    opened.close()
+
+
+def test_old_stories_leave_the_index_seeds_and_younger_ones_stay(store: Storage) -> None:
+    _add(store, "seed:wire.txt", _sig(WIRE))
+    _add(store, "s-old", _sig(CYCLING))
+    assert store.keep_lsh_window(T0, WINDOW) == 0  # marks what is signed so far
+    _add(store, "s-young", _sig(MARKET))
+    assert store.keep_lsh_window(T0 + 30 * DAY, WINDOW) == 0
+    assert _found(store, CYCLING) == ["s-old"]  # still in the recent keys, not yet merged
+
+    removed = store.keep_lsh_window(T0 + 100 * DAY, WINDOW)
+
+    assert removed == dedupe.BANDS  # s-old's keys, merged from the recent ones first
+    assert _found(store, CYCLING) == []
+    assert _found(store, WIRE) == ["seed:wire.txt"]
+    assert _found(store, MARKET) == ["s-young"]
+    assert _keys(store) == 2 * dedupe.BANDS
+    stale = store.db.execute("SELECT stale FROM lsh_filter_state").fetchone()[0]
+    assert stale == 0  # the lookups above rebuilt the filter without the removed keys
+    assert store._lsh_filter is not None and sum(store._lsh_filter.counts) == 2 * dedupe.BANDS
+
+
+def test_keys_leave_a_tenth_of_the_window_at_a_time(store: Storage) -> None:
+    _add(store, "s-old", _sig(CYCLING))
+    store.keep_lsh_window(T0, WINDOW)
+    # 95 days on, s-old is past the window, but only by 5 of the 9 days that make a batch
+    assert store.keep_lsh_window(T0 + 95 * DAY, WINDOW) == 0
+    assert _found(store, CYCLING) == ["s-old"]
+    assert store.keep_lsh_window(T0 + 99 * DAY + timedelta(hours=1), WINDOW) == dedupe.BANDS
+    assert _found(store, CYCLING) == []
+
+
+def test_a_short_window_is_marked_more_often_than_daily(store: Storage) -> None:
+    hour, minute = timedelta(hours=1), timedelta(minutes=1)
+    _add(store, "s-old", _sig(CYCLING))
+    store.keep_lsh_window(T0, hour)
+    _add(store, "s-young", _sig(MARKET))
+    store.keep_lsh_window(T0 + 10 * minute, hour)  # a tenth of the window on: a new mark
+    assert store.keep_lsh_window(T0 + hour + 7 * minute, hour) == dedupe.BANDS
+    assert _found(store, CYCLING) == [] and _found(store, MARKET) == ["s-young"]
+    assert store.keep_lsh_window(T0 + hour + 17 * minute, hour) == dedupe.BANDS
+    assert _found(store, MARKET) == []
+
+
+def test_a_window_of_zero_keeps_every_story(store: Storage) -> None:
+    _add(store, "s-old", _sig(CYCLING))
+    store.keep_lsh_window(T0, timedelta(0))
+    assert store.keep_lsh_window(T0 + 1000 * DAY, timedelta(0)) == 0
+    assert _found(store, CYCLING) == ["s-old"]
+
+
+def test_the_window_is_kept_across_processes(tmp_path: Path) -> None:
+    first = Storage(tmp_path / "m.db")
+    _add(first, "s-old", _sig(CYCLING))
+    first.keep_lsh_window(T0, WINDOW)
+    first.close()
+    second = Storage(tmp_path / "m.db")
+    _add(second, "s-young", _sig(MARKET))
+    assert second.keep_lsh_window(T0 + 100 * DAY, WINDOW) == dedupe.BANDS
+    assert _found(second, CYCLING) == [] and _found(second, MARKET) == ["s-young"]
+    marks = second.db.execute("SELECT upto, pruned FROM lsh_marks ORDER BY upto").fetchall()
+    assert [tuple(row) for row in marks] == [(1, 1), (2, 0)]  # pruned ones are folded away
+    second.close()
+
+
+def _replay_wire_copy_days_later(tmp_path: Path, days: int, window: str) -> str:
+    """Replay eval2's G01 pair (a story and its wire copy) with the copy ``days`` later;
+    the copy's decision status."""
+    rows = [json.loads(line) for line in (EVAL2 / "stream.jsonl").read_text().splitlines()]
+    original, copy = (row for row in rows if row.get("dup_group") == "G01")
+    moved = datetime.fromisoformat(copy["published"]) + timedelta(days=days)
+    copy = {**copy, "published": moved.isoformat()}
+    archive = tmp_path / "pair.jsonl"
+    archive.write_text("".join(json.dumps(row) + "\n" for row in (original, copy)))
+    config = tmp_path / "monitor.toml"
+    config.write_text(
+        f'[database]\npath = "m.db"\ndedupe_window = "{window}"\n\n'
+        f'[[topics]]\nname = "valdoria"\nseeds = ["{EVAL2 / "seeds"}"]\n'
+    )
+    settings = load_settings(config)
+    storage = Storage(settings.database_path)
+    pipeline = Pipeline(settings, storage)
+    try:
+        pipeline.replay(archive)
+    finally:
+        pipeline.close()
+        storage.close()
+    db = sqlite3.connect(tmp_path / "m.db")
+    status = db.execute(
+        "SELECT d.status FROM decisions d JOIN stories s ON s.id = d.story_id WHERE s.url = ?",
+        [copy["url"]],
+    ).fetchone()[0]
+    db.close()
+    return str(status)
+
+
+def test_a_wire_copy_within_the_window_is_a_duplicate(tmp_path: Path) -> None:
+    assert _replay_wire_copy_days_later(tmp_path, 10, "90d") == "duplicate"
+
+
+def test_a_wire_copy_after_the_window_is_judged_afresh(tmp_path: Path) -> None:
+    assert _replay_wire_copy_days_later(tmp_path, 10, "2d") != "duplicate"
