@@ -573,10 +573,10 @@ class Pipeline:
     def _keep_window(self, now: datetime) -> None:
         """Keep the near-duplicate index to `database.dedupe_window` (`keep_lsh_window`);
         a database error here is logged, and the next cycle tries again."""
-        if not self.storage.lsh_window_due(now):
-            return
         window = timedelta(seconds=self.settings.database.dedupe_window)
         try:
+            if not self.storage.lsh_window_due(now, window):
+                return
             with self.storage.atomic():
                 removed = self.storage.keep_lsh_window(now, window)
         except sqlite3.Error as error:
@@ -606,7 +606,7 @@ class Pipeline:
                 with self.storage.atomic():
                     self._judge_new(entry, origin, None, now, summary)
                 report.new += 1
-                self._keep_window(now)  # the story's signature marked with its own time
+                self._keep_window(now)  # its signature marked with its own time
             if progress:
                 progress(done, len(items))
         self.storage.write_buffered()

@@ -14,6 +14,9 @@ from monitor import dedupe
 from monitor.config import load_settings
 from monitor.pipeline import Pipeline
 from monitor.storage import Storage
+from tests.feedserver import FeedServer, Reply
+from tests.storage_helpers import database_before
+from tests.test_pipeline import Clock, count, items, poll, rss
 from tests.test_storage_lsh import CYCLING, WIRE, _add, _sig
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -108,14 +111,17 @@ def test_the_window_is_kept_across_processes(tmp_path: Path) -> None:
 
 
 def _replay_wire_copy_days_later(tmp_path: Path, days: int, window: str) -> str:
-    """Replay eval2's G01 pair (a story and its wire copy) with the copy ``days`` later;
-    the copy's decision status."""
+    """Replay eval2's G01 pair (a story and its wire copy) with the copy ``days`` later,
+    after an unrelated item an hour before the original; the copy's decision status."""
     rows = [json.loads(line) for line in (EVAL2 / "stream.jsonl").read_text().splitlines()]
     original, copy = (row for row in rows if row.get("dup_group") == "G01")
+    start = datetime.fromisoformat(original["published"])
+    other = {**rows[0], "published": (start - timedelta(hours=1)).isoformat()}
+    assert other["id"] not in (original["id"], copy["id"]) and not other.get("dup_group")
     moved = datetime.fromisoformat(copy["published"]) + timedelta(days=days)
     copy = {**copy, "published": moved.isoformat()}
     archive = tmp_path / "pair.jsonl"
-    archive.write_text("".join(json.dumps(row) + "\n" for row in (original, copy)))
+    archive.write_text("".join(json.dumps(row) + "\n" for row in (other, original, copy)))
     config = tmp_path / "monitor.toml"
     config.write_text(
         f'[database]\npath = "m.db"\ndedupe_window = "{window}"\n\n'
@@ -142,5 +148,104 @@ def test_a_wire_copy_within_the_window_is_a_duplicate(tmp_path: Path) -> None:
     assert _replay_wire_copy_days_later(tmp_path, 10, "90d") == "duplicate"
 
 
-def test_a_wire_copy_after_the_window_is_judged_afresh(tmp_path: Path) -> None:
-    assert _replay_wire_copy_days_later(tmp_path, 10, "2d") != "duplicate"
+@pytest.mark.parametrize(("days", "window"), [(10, "2d"), (120, "90d")])
+def test_a_wire_copy_after_the_window_is_judged_afresh(
+    tmp_path: Path, days: int, window: str
+) -> None:
+    """Each replayed story is marked with its own time, as a daemon marks it at the end of
+    its cycle: the original leaves the index once the window (and a tenth) has passed."""
+    assert _replay_wire_copy_days_later(tmp_path, days, window) != "duplicate"
+
+
+def test_an_upgraded_database_marks_its_stories_with_the_time_of_the_upgrade(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "m.db"
+    database_before(path, "m011_lsh_window", {
+        "id": "s-old", "origin": "https://e.org/rss", "entry_key": "k",
+        "url": "https://e.org/1", "canonical_url": "https://e.org/1",
+        "title": "Cycle race", "summary": CYCLING,
+        "published": "2026-01-01T00:00:00+00:00", "seen_at": "2026-01-01T00:00:00+00:00",
+        "content_hash": "h",
+    })  # fmt: skip
+    conn = sqlite3.connect(path)
+    conn.execute(
+        "INSERT INTO story_signatures (story_id, kind, size, signature) VALUES (?, ?, ?, ?)",
+        ["s-old", "body", 1, _sig(CYCLING).to_bytes()],
+    )
+    conn.executemany(
+        "INSERT INTO story_lsh (band, signature) VALUES (?, 1)",
+        [(band,) for band in dedupe.band_keys(_sig(CYCLING))],
+    )
+    conn.commit()
+    conn.close()
+    before = datetime.now(UTC).replace(microsecond=0)
+    store = Storage(path)
+    [(upto, at)] = store.db.execute("SELECT upto, at FROM lsh_marks").fetchall()
+    assert upto == 1 and datetime.fromisoformat(at) >= before
+    # a replay of a two-year-old archive, a year long, must not date the story back
+    assert store.keep_lsh_window(T0 - 700 * DAY, WINDOW) == 0
+    _add(store, "s-replayed", _sig(MARKET))  # a story of that archive, marked at its time
+    assert store.keep_lsh_window(T0 - 700 * DAY, WINDOW) == 0
+    assert store.keep_lsh_window(T0 - 500 * DAY, WINDOW) == dedupe.BANDS  # its keys only
+    assert _found(store, CYCLING) == ["s-old"] and _found(store, MARKET) == []
+    store.close()
+
+
+def test_a_rolled_back_removal_is_tried_again(store: Storage) -> None:
+    _add(store, "s-old", _sig(CYCLING))
+    store.keep_lsh_window(T0, WINDOW)
+    with pytest.raises(RuntimeError), store.atomic():
+        assert store.keep_lsh_window(T0 + 100 * DAY, WINDOW) == dedupe.BANDS
+        raise RuntimeError("the transaction fails")
+    assert _found(store, CYCLING) == ["s-old"]
+    assert store.keep_lsh_window(T0 + 100 * DAY, WINDOW) == dedupe.BANDS
+    assert _found(store, CYCLING) == []
+
+
+def test_a_poll_cycle_keeps_the_window(tmp_path: Path, feed_server: FeedServer) -> None:
+    """The daemon's path: the end of each poll cycle marks and removes."""
+    first = feed_server.route("/a.xml", Reply(200, rss(items("a", 2))))
+    config = tmp_path / "monitor.toml"
+    config.write_text(
+        f'[database]\npath = "m.db"\ndedupe_window = "1h"\n\n'
+        f'[[topics]]\nname = "t"\nseeds = ["{ROOT / "seeds"}"]\n\n'
+        f'[[feeds]]\nurl = "{first}"\n'
+    )
+    settings = load_settings(config)
+    storage = Storage(settings.database_path)
+    clock = Clock(T0)
+    try:
+        poll(settings, storage, clock)
+        signed = storage.db.execute("SELECT max(id) FROM story_signatures").fetchone()[0]
+        assert [tuple(r) for r in storage.db.execute("SELECT upto, at FROM lsh_marks")] == [
+            (signed, T0.isoformat())
+        ]
+        assert count(storage, "SELECT count(*) FROM story_lsh_recent") == 3  # seed + 2
+        feed_server.route("/a.xml", Reply(200, rss(items("b", 1))))
+        clock.now = T0 + timedelta(hours=2)
+        poll(settings, storage, clock)
+        stories = "SELECT id FROM story_signatures WHERE story_id NOT LIKE 'seed:%' AND id <= ?"
+        left = f"SELECT count(*) FROM story_lsh WHERE signature IN ({stories})"
+        assert count(storage, left, signed) == 0
+        assert count(storage, "SELECT count(*) FROM story_lsh_recent") <= 1  # the new one
+    finally:
+        storage.close()
+
+
+def test_a_database_error_while_keeping_the_window_is_logged_not_raised(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    config = tmp_path / "monitor.toml"
+    config.write_text(f'[[topics]]\nname = "t"\nseeds = ["{ROOT / "seeds"}"]\n')
+    settings = load_settings(config)
+    storage = Storage(tmp_path / "m.db")
+    _add(storage, "s-old", _sig(CYCLING))
+    storage.db.execute("DROP TABLE lsh_marks")  # a damaged database, as far as this goes
+    pipeline = Pipeline(settings, storage)
+    try:
+        pipeline._keep_window(T0)
+    finally:
+        pipeline.close()
+        storage.close()
+    assert "near-duplicate index window not kept" in caplog.text and "lsh_marks" in caplog.text

@@ -302,6 +302,7 @@ class DetectionStore:
         again from the database when next needed, and term counts it wrote are written
         again at the next flush."""
         self._lsh_recent = None
+        self._lsh_prune_next = None
         if self._unconfirmed is not None:
             self._returned = _added(self._returned, self._unconfirmed)
             self._unconfirmed = None
@@ -341,72 +342,89 @@ class DetectionStore:
     # The window of the near-duplicate index (`database.dedupe_window`): a story's band
     # keys leave `story_lsh` once it was signed longer ago than the window, so the index
     # and its Bloom filter (held in memory) stop growing with the years; the seeds' keys
-    # stay. `lsh_marks` (m011) ties signature ids to times, a mark about once a day
-    # (`LSH_MARK_EVERY`, or a tenth of a shorter window); keys are removed a tenth of the
-    # window at a time, so that the filter, which cannot forget a key, is rebuilt only
-    # that often.
-    LSH_MARK_EVERY = timedelta(days=1)
-    _lsh_window_next: datetime | None = None  # nothing to do before this (this process)
+    # stay. `lsh_marks` (m011) ties signature ids to times: a call that finds signatures
+    # made since the last mark adds one (the ids after the previous mark's `upto`, up to
+    # this one's, were made by `at`), so each range carries its own time even when a
+    # replay of an old archive runs on a live database. Keys leave a tenth of the window at
+    # a time, so that the filter, which cannot forget a key, is rebuilt only that often.
+    _lsh_prune_next: datetime | None = None  # no removal due before this (this process)
 
-    def lsh_window_due(self, now: datetime) -> bool:
-        """Whether `keep_lsh_window` may have anything to do at ``now`` (this process knows
-        it has not, until the time of its next mark or removal)."""
-        return self._lsh_window_next is None or now >= self._lsh_window_next
+    def lsh_window_due(self, now: datetime, window: timedelta) -> bool:
+        """Whether `keep_lsh_window` has anything to do: signatures to mark, or a removal
+        that may be due (two small reads; a cycle of 304s then opens no transaction)."""
+        if window <= timedelta(0):
+            return False
+        if self._lsh_prune_next is None or now >= self._lsh_prune_next:
+            return True
+        conn = self.db.conn
+        newest = conn.execute("SELECT coalesce(max(id), 0) FROM story_signatures").fetchone()[0]
+        return bool(
+            newest > conn.execute("SELECT coalesce(max(upto), 0) FROM lsh_marks").fetchone()[0]
+        )
 
     def keep_lsh_window(self, now: datetime, window: timedelta) -> int:
-        """Mark the signatures made so far, and remove from the index the band keys of the
-        stories signed more than ``window`` before ``now`` (none if ``window`` is zero).
-        The number of keys removed. Inside the caller's transaction, if any."""
-        if not self.lsh_window_due(now):
-            return 0
+        """Mark the signatures made since the last call, and remove from the index the band
+        keys of the stories signed more than ``window`` before ``now`` (nothing at all if
+        ``window`` is zero). The number of keys removed. Inside the caller's transaction."""
+        if window <= timedelta(0):
+            return 0  # (no marks either: a window set later starts its stories then)
         conn = self.db.conn
-        every = (
-            min(self.LSH_MARK_EVERY, window / 10) if window > timedelta(0) else self.LSH_MARK_EVERY
-        )
+        batch = window / 10
         newest = conn.execute("SELECT coalesce(max(id), 0) FROM story_signatures").fetchone()[0]
-        last = conn.execute("SELECT upto, at FROM lsh_marks ORDER BY upto DESC LIMIT 1").fetchone()
-        marked_at = parse_iso(last[1]) if last is not None else None
-        if newest > (last[0] if last is not None else 0) and (
-            marked_at is None or now - marked_at >= every
-        ):
-            conn.execute(
-                "INSERT OR IGNORE INTO lsh_marks (upto, at) VALUES (?, ?)", [newest, iso(now)]
-            )
-            marked_at = now
-        removed = self._prune_lsh(now - window, window / 10) if window > timedelta(0) else 0
-        upcoming = [marked_at + every] if marked_at is not None else []
+        marked = conn.execute("SELECT coalesce(max(upto), 0) FROM lsh_marks").fetchone()[0]
+        if newest > marked:
+            conn.execute("INSERT INTO lsh_marks (upto, at) VALUES (?, ?)", [newest, iso(now)])
+            if self._lsh_prune_next is not None:  # (earlier, if a replay went back in time)
+                self._lsh_prune_next = min(self._lsh_prune_next, now + window + batch)
+        if self._lsh_prune_next is not None and now < self._lsh_prune_next:
+            return 0
+        removed = self._prune_lsh(now - window, batch)
         row = conn.execute("SELECT min(at) FROM lsh_marks WHERE pruned = 0").fetchone()
-        oldest = parse_iso(row[0]) if window > timedelta(0) else None
-        if oldest is not None:  # its keys leave once it is a tenth of the window past it
-            upcoming.append(oldest + window + window / 10)
-        self._lsh_window_next = min(upcoming) if upcoming else None
+        oldest = parse_iso(row[0])  # its keys leave once it is a batch past the window
+        self._lsh_prune_next = oldest + window + batch if oldest is not None else now + batch
         return removed
 
     def _prune_lsh(self, cutoff: datetime, batch: timedelta) -> int:
-        """Remove the keys of the signatures marked at or before ``cutoff``, once the
+        """Remove the keys of the signature ranges marked at or before ``cutoff``, once the
         oldest of them is ``batch`` older than that (see `keep_lsh_window`)."""
         conn = self.db.conn
-        due = conn.execute(
-            "SELECT max(upto), min(at) FROM lsh_marks WHERE pruned = 0 AND at <= ?", [iso(cutoff)]
-        ).fetchone()
-        oldest = parse_iso(due[1]) if due[0] is not None else None
-        if oldest is None or oldest > cutoff - batch:
+        limit = iso(cutoff)
+        assert limit is not None
+        oldest = conn.execute("SELECT min(at) FROM lsh_marks WHERE pruned = 0").fetchone()[0]
+        if oldest is None or oldest > iso(cutoff - batch):
             return 0
-        done = conn.execute("SELECT coalesce(max(upto), 0) FROM lsh_marks WHERE pruned = 1")
-        low, high = int(done.fetchone()[0]), int(due[0])
+        ranges: list[tuple[int, int]] = []  # (after, upto): adjacent ones joined
+        after = 0
+        for upto, at, pruned in conn.execute(
+            "SELECT upto, at, pruned FROM lsh_marks ORDER BY upto"
+        ):
+            if not pruned and at <= limit:
+                if ranges and ranges[-1][1] == after:
+                    ranges[-1] = (ranges[-1][0], upto)
+                else:
+                    ranges.append((after, upto))
+            after = upto
         if len(self._recent_keys()):
-            self.merge_lsh()  # the range's keys still in the recent table join the index
+            self.merge_lsh()  # the ranges' keys still in the recent table join the index
         seeds = "SELECT id FROM story_signatures WHERE story_id >= 'seed:' AND story_id < 'seed;'"
-        cursor = conn.execute(
-            f"DELETE FROM story_lsh WHERE signature > ? AND signature <= ? "
-            f"AND signature NOT IN ({seeds})",
-            [low, high],
+        removed = 0
+        for after, upto in ranges:
+            cursor = conn.execute(
+                f"DELETE FROM story_lsh WHERE signature > ? AND signature <= ? "
+                f"AND signature NOT IN ({seeds})",
+                [after, upto],
+            )
+            removed += cursor.rowcount
+        conn.execute("UPDATE lsh_marks SET pruned = 1 WHERE pruned = 0 AND at <= ?", [limit])
+        # A removed range's mark is needed only as the start of the next one, if that one
+        # is still to come: the others go.
+        conn.execute(
+            "DELETE FROM lsh_marks AS m WHERE pruned = 1 AND coalesce((SELECT n.pruned "
+            "FROM lsh_marks AS n WHERE n.upto > m.upto ORDER BY n.upto LIMIT 1), 0) = 1"
         )
-        conn.execute("UPDATE lsh_marks SET pruned = 1 WHERE upto = ?", [high])
-        conn.execute("DELETE FROM lsh_marks WHERE upto < ?", [high])  # the newest pruned stays
-        if cursor.rowcount:
+        if removed:
             conn.execute("UPDATE lsh_filter_state SET stale = 1")  # rebuilt at the next lookup
-        return int(cursor.rowcount)
+        return removed
 
     def _add_selected_to_filter(self, sql: str) -> set[int]:
         """Add the keys a query selects to the filter, a chunk at a time (3.2 M keys as one

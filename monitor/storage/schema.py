@@ -8,6 +8,7 @@ has shipped. This module only defines the schema; `Storage` applies it.
 from __future__ import annotations
 
 import logging
+from datetime import UTC, datetime
 
 from sqlite_utils import Database, Migrations
 
@@ -450,10 +451,17 @@ def m010_word_prior(db: Database) -> None:
 @migrations()
 def m011_lsh_window(db: Database) -> None:
     """Marks for the near-duplicate index's window (`DetectionStore.keep_lsh_window`): each
-    row says that every signature up to `upto` (`story_signatures.id`, which grows as
-    stories are signed) was made by the time `at`; `pruned` is 1 once their band keys have
-    left the index. A mark is added about once a day."""
+    row says that the signatures after the previous mark's `upto`, up to this one's
+    (`story_signatures.id` grows as stories are signed), were made by the time `at`;
+    `pruned` is 1 once their band keys have left the index. The signatures already there
+    are marked with the time of the upgrade: the window starts for them now (a replay of
+    an old archive must not date them back to its own time)."""
     db.execute(
         "CREATE TABLE lsh_marks (upto INTEGER PRIMARY KEY, at TEXT NOT NULL, "
         "pruned INTEGER NOT NULL DEFAULT 0)"
+    )
+    db.execute(
+        "INSERT INTO lsh_marks (upto, at) SELECT max(id), ? FROM story_signatures "
+        "HAVING max(id) IS NOT NULL",
+        [datetime.now(UTC).isoformat(timespec="seconds")],
     )
