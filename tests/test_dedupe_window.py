@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import json
 import sqlite3
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -110,6 +112,24 @@ def test_the_window_is_kept_across_processes(tmp_path: Path) -> None:
     second.close()
 
 
+@contextmanager
+def _pipeline(tmp_path: Path, window: str, seeds: Path) -> Iterator[Pipeline]:
+    """A pipeline on ``tmp_path/m.db`` with this window and one topic on ``seeds``."""
+    config = tmp_path / "monitor.toml"
+    config.write_text(
+        f'[database]\npath = "m.db"\ndedupe_window = "{window}"\n\n'
+        f'[[topics]]\nname = "t"\nseeds = ["{seeds}"]\n'
+    )
+    settings = load_settings(config)
+    storage = Storage(settings.database_path)
+    pipeline = Pipeline(settings, storage)
+    try:
+        yield pipeline
+    finally:
+        pipeline.close()
+        storage.close()
+
+
 def _replay_wire_copy_days_later(tmp_path: Path, days: int, window: str) -> str:
     """Replay eval2's G01 pair (a story and its wire copy) with the copy ``days`` later,
     after an unrelated item an hour before the original; the copy's decision status."""
@@ -122,19 +142,8 @@ def _replay_wire_copy_days_later(tmp_path: Path, days: int, window: str) -> str:
     copy = {**copy, "published": moved.isoformat()}
     archive = tmp_path / "pair.jsonl"
     archive.write_text("".join(json.dumps(row) + "\n" for row in (other, original, copy)))
-    config = tmp_path / "monitor.toml"
-    config.write_text(
-        f'[database]\npath = "m.db"\ndedupe_window = "{window}"\n\n'
-        f'[[topics]]\nname = "valdoria"\nseeds = ["{EVAL2 / "seeds"}"]\n'
-    )
-    settings = load_settings(config)
-    storage = Storage(settings.database_path)
-    pipeline = Pipeline(settings, storage)
-    try:
+    with _pipeline(tmp_path, window, EVAL2 / "seeds") as pipeline:
         pipeline.replay(archive)
-    finally:
-        pipeline.close()
-        storage.close()
     db = sqlite3.connect(tmp_path / "m.db")
     status = db.execute(
         "SELECT d.status FROM decisions d JOIN stories s ON s.id = d.story_id WHERE s.url = ?",
@@ -236,16 +245,8 @@ def test_a_poll_cycle_keeps_the_window(tmp_path: Path, feed_server: FeedServer) 
 def test_a_database_error_while_keeping_the_window_is_logged_not_raised(
     tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
-    config = tmp_path / "monitor.toml"
-    config.write_text(f'[[topics]]\nname = "t"\nseeds = ["{ROOT / "seeds"}"]\n')
-    settings = load_settings(config)
-    storage = Storage(tmp_path / "m.db")
-    _add(storage, "s-old", _sig(CYCLING))
-    storage.db.execute("DROP TABLE lsh_marks")  # a damaged database, as far as this goes
-    pipeline = Pipeline(settings, storage)
-    try:
+    with _pipeline(tmp_path, "90d", ROOT / "seeds") as pipeline:
+        _add(pipeline.storage, "s-old", _sig(CYCLING))
+        pipeline.storage.db.execute("DROP TABLE lsh_marks")  # damaged, as far as this goes
         pipeline._keep_window(T0)
-    finally:
-        pipeline.close()
-        storage.close()
     assert "near-duplicate index window not kept" in caplog.text and "lsh_marks" in caplog.text
