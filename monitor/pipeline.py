@@ -108,6 +108,7 @@ class Pipeline:
         self.clock = clock
         storage.start_checkpointer()  # the WAL is copied back on another thread meanwhile
         self._judge: Judge | None = None
+        self.dedupe_window = timedelta(seconds=settings.database.dedupe_window)
         polling = settings.polling
         self.limits = FetchLimits(
             timeout=polling.timeout,
@@ -363,6 +364,8 @@ class Pipeline:
             self._write_feed_state(
                 feed, outcome, report, now, started, summary, title=prepared.title
             )
+            if report.new:  # dated in the transaction that signed them
+                self.storage.mark_lsh(self.clock(), self.dedupe_window)
         return report
 
     async def _enrich(
@@ -571,9 +574,10 @@ class Pipeline:
             )
 
     def _keep_window(self, now: datetime) -> None:
-        """Keep the near-duplicate index to `database.dedupe_window` (`keep_lsh_window`);
-        a database error here is logged, and the next cycle tries again."""
-        window = timedelta(seconds=self.settings.database.dedupe_window)
+        """Remove what has left `database.dedupe_window` from the near-duplicate index
+        (`keep_lsh_window`); a database error here is logged, and the next cycle tries
+        again."""
+        window = self.dedupe_window
         try:
             if not self.storage.lsh_window_due(now, window):
                 return
@@ -605,8 +609,8 @@ class Pipeline:
             if not self.storage.known_entries(origin, [entry.key]):
                 with self.storage.atomic():
                     self._judge_new(entry, origin, None, now, summary)
+                    self.storage.mark_lsh(now, self.dedupe_window)  # at the item's time
                 report.new += 1
-                self._keep_window(now)  # its signature marked with its own time
             if progress:
                 progress(done, len(items))
         self.storage.write_buffered()

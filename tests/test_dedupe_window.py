@@ -49,11 +49,17 @@ def store(tmp_path: Path) -> Storage:
     opened.close()
 
 
+def _signed(store: Storage, story_id: str, text: str, at: datetime, window: timedelta) -> None:
+    """A story signed and dated at ``at``, in one transaction, as the pipeline does it."""
+    with store.atomic():
+        _add(store, story_id, _sig(text))
+        store.mark_lsh(at, window)
+
+
 def test_old_stories_leave_the_index_seeds_and_younger_ones_stay(store: Storage) -> None:
     _add(store, "seed:wire.txt", _sig(WIRE))
-    _add(store, "s-old", _sig(CYCLING))
-    assert store.keep_lsh_window(T0, WINDOW) == 0  # marks what is signed so far
-    _add(store, "s-young", _sig(MARKET))
+    _signed(store, "s-old", CYCLING, T0, WINDOW)
+    _signed(store, "s-young", MARKET, T0 + 30 * DAY, WINDOW)
     assert store.keep_lsh_window(T0 + 30 * DAY, WINDOW) == 0
     assert _found(store, CYCLING) == ["s-old"]  # still in the recent keys, not yet merged
 
@@ -70,7 +76,7 @@ def test_old_stories_leave_the_index_seeds_and_younger_ones_stay(store: Storage)
 
 
 def test_keys_leave_a_tenth_of_the_window_at_a_time(store: Storage) -> None:
-    _add(store, "s-old", _sig(CYCLING))
+    _signed(store, "s-old", CYCLING, T0, WINDOW)
     store.keep_lsh_window(T0, WINDOW)
     # 95 days on, s-old is past the window, but only by 5 of the 9 days that make a batch
     assert store.keep_lsh_window(T0 + 95 * DAY, WINDOW) == 0
@@ -79,37 +85,60 @@ def test_keys_leave_a_tenth_of_the_window_at_a_time(store: Storage) -> None:
     assert _found(store, CYCLING) == []
 
 
-def test_a_short_window_is_marked_more_often_than_daily(store: Storage) -> None:
-    hour, minute = timedelta(hours=1), timedelta(minutes=1)
-    _add(store, "s-old", _sig(CYCLING))
-    store.keep_lsh_window(T0, hour)
-    _add(store, "s-young", _sig(MARKET))
-    store.keep_lsh_window(T0 + 10 * minute, hour)  # a tenth of the window on: a new mark
-    assert store.keep_lsh_window(T0 + hour + 7 * minute, hour) == dedupe.BANDS
-    assert _found(store, CYCLING) == [] and _found(store, MARKET) == ["s-young"]
-    assert store.keep_lsh_window(T0 + hour + 17 * minute, hour) == dedupe.BANDS
-    assert _found(store, MARKET) == []
+def test_marks_close_a_hundredth_of_the_window_apart(store: Storage) -> None:
+    """Signatures within a hundredth of the window share a mark whose time moves on (they
+    leave a little later, never earlier); past that, a new mark starts."""
+    window, minute = timedelta(hours=100), timedelta(minutes=1)  # a hundredth: 60 minutes
+    _signed(store, "s-1", CYCLING, T0, window)
+    _signed(store, "s-2", MARKET, T0 + 5 * minute, window)
+    _signed(store, "s-3", WIRE, T0 + 30 * minute, window)  # extends the second mark
+    _signed(store, "s-4", WIRE + " Again.", T0 + 70 * minute, window)  # a new one
+    marks = [tuple(row) for row in store.db.execute("SELECT upto, at FROM lsh_marks")]
+    assert marks == [
+        (1, T0.isoformat()),
+        (3, (T0 + 30 * minute).isoformat()),
+        (4, (T0 + 70 * minute).isoformat()),
+    ]
+    # (removed all at once: the oldest is a tenth of the window, 10 hours, past it)
+    assert store.keep_lsh_window(T0 + 110 * 60 * minute, window) == 4 * dedupe.BANDS
 
 
 def test_a_window_of_zero_keeps_every_story(store: Storage) -> None:
-    _add(store, "s-old", _sig(CYCLING))
-    store.keep_lsh_window(T0, timedelta(0))
+    _signed(store, "s-old", CYCLING, T0, timedelta(0))
     assert store.keep_lsh_window(T0 + 1000 * DAY, timedelta(0)) == 0
     assert _found(store, CYCLING) == ["s-old"]
+    assert store.db.execute("SELECT count(*) FROM lsh_marks").fetchone()[0] == 0
 
 
 def test_the_window_is_kept_across_processes(tmp_path: Path) -> None:
     first = Storage(tmp_path / "m.db")
-    _add(first, "s-old", _sig(CYCLING))
-    first.keep_lsh_window(T0, WINDOW)
+    _signed(first, "s-old", CYCLING, T0, WINDOW)
     first.close()
     second = Storage(tmp_path / "m.db")
-    _add(second, "s-young", _sig(MARKET))
+    _signed(second, "s-young", MARKET, T0 + 100 * DAY, WINDOW)
     assert second.keep_lsh_window(T0 + 100 * DAY, WINDOW) == dedupe.BANDS
     assert _found(second, CYCLING) == [] and _found(second, MARKET) == ["s-young"]
     marks = second.db.execute("SELECT upto, pruned FROM lsh_marks ORDER BY upto").fetchall()
     assert [tuple(row) for row in marks] == [(1, 1), (2, 0)]  # pruned ones are folded away
     second.close()
+
+
+def test_a_replay_beside_the_daemon_dates_and_removes_only_its_own_stories(
+    tmp_path: Path,
+) -> None:
+    daemon, replay = Storage(tmp_path / "m.db"), Storage(tmp_path / "m.db")
+    _signed(daemon, "live", CYCLING, T0, WINDOW)
+    assert daemon.keep_lsh_window(T0, WINDOW) == 0  # nothing due for ~99 days, it knows
+    _signed(replay, "archived", MARKET, T0 - 300 * DAY, WINDOW)
+    assert replay.keep_lsh_window(T0 - 190 * DAY, WINDOW) == dedupe.BANDS
+    assert _found(replay, MARKET) == [] and _found(daemon, CYCLING) == ["live"]
+    _signed(replay, "archived-2", WIRE, T0 - 300 * DAY, WINDOW)
+    # the daemon learns of the replay's old range at its next cycle, not in 99 days
+    assert daemon.lsh_window_due(T0 + DAY, WINDOW)
+    assert daemon.keep_lsh_window(T0 + DAY, WINDOW) == dedupe.BANDS
+    assert _found(daemon, WIRE) == [] and _found(daemon, CYCLING) == ["live"]
+    daemon.close()
+    replay.close()
 
 
 @contextmanager
@@ -194,15 +223,14 @@ def test_an_upgraded_database_marks_its_stories_with_the_time_of_the_upgrade(
     assert upto == 1 and datetime.fromisoformat(at) >= before
     # a replay of a two-year-old archive, a year long, must not date the story back
     assert store.keep_lsh_window(T0 - 700 * DAY, WINDOW) == 0
-    _add(store, "s-replayed", _sig(MARKET))  # a story of that archive, marked at its time
-    assert store.keep_lsh_window(T0 - 700 * DAY, WINDOW) == 0
+    _signed(store, "s-replayed", MARKET, T0 - 700 * DAY, WINDOW)  # dated at its own time
     assert store.keep_lsh_window(T0 - 500 * DAY, WINDOW) == dedupe.BANDS  # its keys only
     assert _found(store, CYCLING) == ["s-old"] and _found(store, MARKET) == []
     store.close()
 
 
 def test_a_rolled_back_removal_is_tried_again(store: Storage) -> None:
-    _add(store, "s-old", _sig(CYCLING))
+    _signed(store, "s-old", CYCLING, T0, WINDOW)
     store.keep_lsh_window(T0, WINDOW)
     with pytest.raises(RuntimeError), store.atomic():
         assert store.keep_lsh_window(T0 + 100 * DAY, WINDOW) == dedupe.BANDS

@@ -342,46 +342,67 @@ class DetectionStore:
     # The window of the near-duplicate index (`database.dedupe_window`): a story's band
     # keys leave `story_lsh` once it was signed longer ago than the window, so the index
     # and its Bloom filter (held in memory) stop growing with the years; the seeds' keys
-    # stay. `lsh_marks` (m011) ties signature ids to times: a call that finds signatures
-    # made since the last mark adds one (the ids after the previous mark's `upto`, up to
-    # this one's, were made by `at`), so each range carries its own time even when a
-    # replay of an old archive runs on a live database. Keys leave a tenth of the window at
-    # a time, so that the filter, which cannot forget a key, is rebuilt only that often.
+    # stay. `lsh_marks` (m011) ties signature ids to times: the transaction that signs
+    # stories marks them (`mark_lsh`: the ids after the previous mark's `upto`, up to this
+    # one's, were signed by `at`), so each range carries its signer's time even when a
+    # replay of an old archive and the daemon write to one database. Keys leave a tenth of
+    # the window at a time (`keep_lsh_window`), so that the filter, which cannot forget a
+    # key, is rebuilt only that often.
     _lsh_prune_next: datetime | None = None  # no removal due before this (this process)
+    _lsh_prune_version: int | None = None  # PRAGMA data_version when it was worked out
 
-    def lsh_window_due(self, now: datetime, window: timedelta) -> bool:
-        """Whether `keep_lsh_window` has anything to do: signatures to mark, or a removal
-        that may be due (two small reads; a cycle of 304s then opens no transaction)."""
+    def mark_lsh(self, now: datetime, window: timedelta) -> None:
+        """Date the signatures made since the last mark with ``now`` (call it in the
+        transaction that made them). Marks a hundredth of the window apart at most: a newer
+        signature extends the last mark and moves its time on, never back (a signature is
+        never dated before it was made; at worst it stays that much longer)."""
         if window <= timedelta(0):
-            return False
-        if self._lsh_prune_next is None or now >= self._lsh_prune_next:
-            return True
+            return  # (a window set later starts the stories signed before it then)
         conn = self.db.conn
         newest = conn.execute("SELECT coalesce(max(id), 0) FROM story_signatures").fetchone()[0]
-        return bool(
-            newest > conn.execute("SELECT coalesce(max(upto), 0) FROM lsh_marks").fetchone()[0]
+        last = conn.execute(
+            "SELECT upto, at, pruned FROM lsh_marks ORDER BY upto DESC LIMIT 2"
+        ).fetchall()
+        if last and newest <= last[0][0]:
+            return
+        at = iso(now)
+        assert at is not None
+        if len(last) == 2 and not last[0][2] and last[0][1] <= at:
+            opened = parse_iso(last[1][1])
+            if opened is not None and now - opened < window / 100:
+                conn.execute(
+                    "UPDATE lsh_marks SET upto = ?, at = ? WHERE upto = ?", [newest, at, last[0][0]]
+                )
+                return
+        conn.execute("INSERT INTO lsh_marks (upto, at) VALUES (?, ?)", [newest, at])
+        if self._lsh_prune_next is not None:  # (earlier, if a replay went back in time)
+            self._lsh_prune_next = min(self._lsh_prune_next, now + window + window / 10)
+
+    def lsh_window_due(self, now: datetime, window: timedelta) -> bool:
+        """Whether a removal may be due (`keep_lsh_window`): known in memory until another
+        connection commits (a replay beside the daemon may add old ranges)."""
+        if window <= timedelta(0):
+            return False
+        version = int(self.db.conn.execute("PRAGMA data_version").fetchone()[0])
+        return (
+            self._lsh_prune_next is None
+            or version != self._lsh_prune_version
+            or now >= self._lsh_prune_next
         )
 
     def keep_lsh_window(self, now: datetime, window: timedelta) -> int:
-        """Mark the signatures made since the last call, and remove from the index the band
-        keys of the stories signed more than ``window`` before ``now`` (nothing at all if
-        ``window`` is zero). The number of keys removed. Inside the caller's transaction."""
+        """Remove from the index the band keys of the stories signed more than ``window``
+        before ``now`` (nothing if ``window`` is zero), a tenth of the window at a time.
+        The number of keys removed. Inside the caller's transaction."""
         if window <= timedelta(0):
-            return 0  # (no marks either: a window set later starts its stories then)
+            return 0
         conn = self.db.conn
         batch = window / 10
-        newest = conn.execute("SELECT coalesce(max(id), 0) FROM story_signatures").fetchone()[0]
-        marked = conn.execute("SELECT coalesce(max(upto), 0) FROM lsh_marks").fetchone()[0]
-        if newest > marked:
-            conn.execute("INSERT INTO lsh_marks (upto, at) VALUES (?, ?)", [newest, iso(now)])
-            if self._lsh_prune_next is not None:  # (earlier, if a replay went back in time)
-                self._lsh_prune_next = min(self._lsh_prune_next, now + window + batch)
-        if self._lsh_prune_next is not None and now < self._lsh_prune_next:
-            return 0
         removed = self._prune_lsh(now - window, batch)
         row = conn.execute("SELECT min(at) FROM lsh_marks WHERE pruned = 0").fetchone()
         oldest = parse_iso(row[0])  # its keys leave once it is a batch past the window
         self._lsh_prune_next = oldest + window + batch if oldest is not None else now + batch
+        self._lsh_prune_version = int(conn.execute("PRAGMA data_version").fetchone()[0])
         return removed
 
     def _prune_lsh(self, cutoff: datetime, batch: timedelta) -> int:
@@ -419,8 +440,8 @@ class DetectionStore:
         # A removed range's mark is needed only as the start of the next one, if that one
         # is still to come: the others go.
         conn.execute(
-            "DELETE FROM lsh_marks AS m WHERE pruned = 1 AND coalesce((SELECT n.pruned "
-            "FROM lsh_marks AS n WHERE n.upto > m.upto ORDER BY n.upto LIMIT 1), 0) = 1"
+            "DELETE FROM lsh_marks WHERE pruned = 1 AND coalesce((SELECT n.pruned FROM "
+            "lsh_marks AS n WHERE n.upto > lsh_marks.upto ORDER BY n.upto LIMIT 1), 0) = 1"
         )
         if removed:
             conn.execute("UPDATE lsh_filter_state SET stale = 1")  # rebuilt at the next lookup
