@@ -25,6 +25,7 @@ ROOT = Path(__file__).resolve().parents[1]
 EVAL2 = ROOT / "tests/data/eval2"
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
 DAY = timedelta(days=1)
+MINUTE = timedelta(minutes=1)
 WINDOW = timedelta(days=90)
 MARKET = (
     "The weekly market moves to the harbour square from next month while the old hall is "
@@ -137,6 +138,42 @@ def test_a_replay_beside_the_daemon_dates_and_removes_only_its_own_stories(
     assert daemon.lsh_window_due(T0 + DAY, WINDOW)
     assert daemon.keep_lsh_window(T0 + DAY, WINDOW) == dedupe.BANDS
     assert _found(daemon, WIRE) == [] and _found(daemon, CYCLING) == ["live"]
+    daemon.close()
+    replay.close()
+
+
+def test_a_replay_after_the_daemon_s_marks_keeps_marks_of_its_own(store: Storage) -> None:
+    """A replay of an old archive into a database the daemon has marked: each day of the
+    archive gets a mark at its own time, and the archive's stories leave in turn."""
+    _signed(store, "live-1", CYCLING, T0, WINDOW)
+    _signed(store, "live-2", WIRE, T0 + 2 * DAY, WINDOW)
+    start = T0 - 400 * DAY
+    for day in range(200):
+        store.keep_lsh_window(start + day * DAY, WINDOW)
+        _signed(
+            store,
+            f"archived-{day}",
+            f"{MARKET} Day {day} of the archive.",
+            start + day * DAY,
+            WINDOW,
+        )
+    left = _found(store, MARKET + " Day 0 of the archive.")  # (its near-copies too)
+    assert "archived-0" not in left and "archived-99" not in left  # gone after ~100 days
+    assert "archived-199" in left and "archived-110" in left
+    assert _found(store, CYCLING) == ["live-1"] and _found(store, WIRE) == ["live-2"]
+
+
+def test_the_daemon_never_extends_a_replay_s_mark(tmp_path: Path) -> None:
+    """The daemon and a replay taking turns: neither extends the other's mark, so the
+    replay's stories keep their archive times and leave as such."""
+    daemon, replay = Storage(tmp_path / "m.db"), Storage(tmp_path / "m.db")
+    _signed(daemon, "live-0", CYCLING, T0, WINDOW)
+    for turn in range(1, 6):
+        _signed(replay, f"archived-{turn}", f"{MARKET} Item {turn}.", T0 - 300 * DAY, WINDOW)
+        _signed(daemon, f"live-{turn}", f"{WIRE} Item {turn}.", T0 + turn * 5 * MINUTE, WINDOW)
+    assert replay.keep_lsh_window(T0 - 190 * DAY, WINDOW) == 5 * dedupe.BANDS
+    assert _found(daemon, f"{MARKET} Item 1.") == []
+    assert _found(daemon, f"{WIRE} Item 1.") == [f"live-{turn}" for turn in range(1, 6)]
     daemon.close()
     replay.close()
 

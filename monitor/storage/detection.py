@@ -367,9 +367,12 @@ class DetectionStore:
             return
         at = iso(now)
         assert at is not None
-        if len(last) == 2 and not last[0][2] and last[0][1] <= at:
+        # Extended only when the two last marks and ``now`` are in time order (a replay of
+        # an old archive beside the daemon interleaves marks of other times) and the range
+        # would still span less than a hundredth of the window.
+        if len(last) == 2 and not last[0][2] and last[1][1] <= last[0][1] <= at:
             opened = parse_iso(last[1][1])
-            if opened is not None and now - opened < window / 100:
+            if opened is not None and timedelta(0) <= now - opened < window / 100:
                 conn.execute(
                     "UPDATE lsh_marks SET upto = ?, at = ? WHERE upto = ?", [newest, at, last[0][0]]
                 )
