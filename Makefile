@@ -7,7 +7,8 @@ STAMP  := $(VENV)/.installed
 .PHONY: run test lint bench clean
 
 # The package's bytecode is compiled as `pip install` would for a regular install, so that
-# a process started with PYTHONDONTWRITEBYTECODE=1 does not compile the source every time.
+# a process started with PYTHONDONTWRITEBYTECODE=1 does not compile the source every time
+# (a source file edited later is compiled in each process again, until the next set-up).
 $(STAMP): requirements.lock pyproject.toml
 	$(PYTHON) -c 'import sys; sys.exit("monitor needs Python >= 3.11") if sys.version_info < (3, 11) else None'
 	$(PYTHON) -m venv $(VENV)

@@ -124,7 +124,7 @@ class DatabaseSettings:
     path: Path = _setting(Path("../data/monitor.db"), doc="SQLite file (MONITOR_DB overrides)")
     dedupe_window: Duration = _setting(
         Duration(90 * 86400),
-        doc="how long a story stays in the near-duplicate index (0: for ever)",
+        doc="how long, at least, a story stays in the near-duplicate index (0: for ever)",
     )
 
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
@@ -108,3 +110,17 @@ def test_a_feed_listed_at_its_old_and_new_address_gets_two_rows(storage: Storage
     table = sorted(storage.db.execute("SELECT url, config_url, name FROM feeds").fetchall())
     assert table == [(A, A, "a"), (B, B, "b")]
     assert changes_made_by(storage, feeds) == 0
+
+
+def test_the_daemon_s_connection_loads_no_sqlite_utils_plugins(tmp_path: Path) -> None:
+    """Loading them reads every installed distribution's entry points (~10 ms a process);
+    the daemon's own connection needs none (a fresh process: another test may load them)."""
+    code = (
+        "import sys; from monitor.storage import Storage; import sqlite_utils.plugins as p; "
+        "s = Storage(sys.argv[1]); print(p._plugins_loaded); s.close()"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code, str(tmp_path / "m.db")],
+        capture_output=True, text=True, timeout=60, check=True,
+    )  # fmt: skip
+    assert done.stdout.strip() == "False"

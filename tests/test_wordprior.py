@@ -97,6 +97,15 @@ def test_a_table_is_named_by_the_word_lists_it_comes_from() -> None:
     assert "_ru." not in wordprior.source("en")
 
 
+def test_without_wordfreq_s_data_folder_a_table_is_named_by_its_version(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from importlib.metadata import version
+
+    monkeypatch.setattr(wordprior.importlib.util, "find_spec", lambda name: None)
+    assert wordprior.source("en") == f"wordfreq {version('wordfreq')} best en; blake2b-64 keys"
+
+
 def test_a_stale_or_damaged_table_is_built_again(storage: Storage, no_held_tables: None) -> None:
     keys, buckets = b"\x01" * 16, b"\x02" * 4  # two entries: keys equal, so not a table
     storage.save_word_prior("en", wordprior.source("en"), keys, buckets)

@@ -344,7 +344,8 @@ class DetectionStore:
     # and its Bloom filter (held in memory) stop growing with the years; the seeds' keys
     # stay. `lsh_marks` (m011) ties signature ids to times: the transaction that signs
     # stories marks them (`mark_lsh`: the ids after the previous mark's `upto`, up to this
-    # one's, were signed by `at`), so each range carries its signer's time even when a
+    # one's, were signed by `at`; a range spans less than a hundredth of the window), so
+    # each range carries its signer's time even when a
     # replay of an old archive and the daemon write to one database. Keys leave a tenth of
     # the window at a time (`keep_lsh_window`), so that the filter, which cannot forget a
     # key, is rebuilt only that often.
@@ -353,9 +354,10 @@ class DetectionStore:
 
     def mark_lsh(self, now: datetime, window: timedelta) -> None:
         """Date the signatures made since the last mark with ``now`` (call it in the
-        transaction that made them). Marks a hundredth of the window apart at most: a newer
-        signature extends the last mark and moves its time on, never back (a signature is
-        never dated before it was made; at worst it stays that much longer)."""
+        transaction that made them). A mark's range spans less than a hundredth of the
+        window: within that, a newer signature extends the last mark and moves its time
+        on, never back (a signature is never dated before it was made; at worst it stays
+        that much longer)."""
         if window <= timedelta(0):
             return  # (a window set later starts the stories signed before it then)
         conn = self.db.conn

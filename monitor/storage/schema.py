@@ -461,7 +461,7 @@ def m011_lsh_window(db: Database) -> None:
         "pruned INTEGER NOT NULL DEFAULT 0)"
     )
     db.execute(
-        "INSERT INTO lsh_marks (upto, at) SELECT max(id), ? FROM story_signatures "
-        "HAVING max(id) IS NOT NULL",
+        "INSERT INTO lsh_marks (upto, at) "
+        "SELECT id, ? FROM story_signatures ORDER BY id DESC LIMIT 1",
         [datetime.now(UTC).isoformat(timespec="seconds")],
     )
