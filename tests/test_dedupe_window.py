@@ -104,6 +104,21 @@ def test_marks_close_a_hundredth_of_the_window_apart(store: Storage) -> None:
     assert store.keep_lsh_window(T0 + 110 * 60 * minute, window) == 4 * dedupe.BANDS
 
 
+def test_a_story_edited_after_its_window_gets_no_keys_back(store: Storage) -> None:
+    """Its window runs from its first signing: an edit months later does not renew it
+    (its new keys would otherwise stay for good, below the ranges already removed)."""
+    _add(store, "seed:wire.txt", _sig(WIRE))
+    _signed(store, "s-old", CYCLING, T0, WINDOW)
+    assert store.keep_lsh_window(T0 + 100 * DAY, WINDOW) == dedupe.BANDS
+    _signed(store, "s-old", CYCLING + " Updated with a correction.", T0 + 101 * DAY, WINDOW)
+    assert _found(store, CYCLING) == []
+    _add(store, "seed:wire.txt", _sig(WIRE + " The seed file was edited."))  # seeds: kept
+    assert _found(store, WIRE) == ["seed:wire.txt"]
+    _signed(store, "s-new", MARKET, T0 + 101 * DAY, WINDOW)
+    _signed(store, "s-new", MARKET + " Updated.", T0 + 102 * DAY, WINDOW)  # within it
+    assert _found(store, MARKET) == ["s-new"]
+
+
 def test_a_window_of_zero_keeps_every_story(store: Storage) -> None:
     _signed(store, "s-old", CYCLING, T0, timedelta(0))
     assert store.keep_lsh_window(T0 + 1000 * DAY, timedelta(0)) == 0

@@ -272,6 +272,8 @@ class DetectionStore:
             conn.execute("DELETE FROM story_lsh WHERE signature = ?", [sig_id])
             conn.execute("DELETE FROM story_lsh_recent WHERE signature = ?", [sig_id])
             recent.remove(sig_id)
+            if not story_id.startswith("seed:") and self._lsh_range_removed(sig_id):
+                return  # past the window since it was first signed: an edit does not renew it
         distinct = list(dict.fromkeys(bands))
         conn.execute(
             "INSERT INTO story_lsh_recent (signature, bands) VALUES (?, ?)",
@@ -409,6 +411,14 @@ class DetectionStore:
         self._lsh_prune_next = oldest + window + batch if oldest is not None else now + batch
         self._lsh_prune_version = int(conn.execute("PRAGMA data_version").fetchone()[0])
         return removed
+
+    def _lsh_range_removed(self, sig_id: int) -> bool:
+        """Whether the keys of the range holding ``sig_id`` have left the index (the first
+        mark at or above it; the marks of removed ranges folded away were removed too)."""
+        row = self.db.conn.execute(
+            "SELECT pruned FROM lsh_marks WHERE upto >= ? ORDER BY upto LIMIT 1", [sig_id]
+        ).fetchone()
+        return row is not None and bool(row[0])
 
     def _prune_lsh(self, cutoff: datetime, batch: timedelta) -> int:
         """Remove the keys of the signature ranges marked at or before ``cutoff``, once the
