@@ -405,12 +405,19 @@ class DetectionStore:
             return 0
         conn = self.db.conn
         batch = window / 10
-        removed = self._prune_lsh(now - window, batch)
-        row = conn.execute("SELECT min(at) FROM lsh_marks WHERE pruned = 0").fetchone()
-        oldest = parse_iso(row[0])  # its keys leave once it is a batch past the window
+        removed = 0
+        oldest = self._oldest_kept_mark()  # its keys leave once it is a batch past the window
+        if oldest is not None and oldest + window + batch <= now:
+            removed = self._prune_lsh(now - window)
+            oldest = self._oldest_kept_mark()
         self._lsh_prune_next = oldest + window + batch if oldest is not None else now + batch
         self._lsh_prune_version = int(conn.execute("PRAGMA data_version").fetchone()[0])
         return removed
+
+    def _oldest_kept_mark(self) -> datetime | None:
+        """The time of the oldest mark whose range is still in the index."""
+        row = self.db.conn.execute("SELECT min(at) FROM lsh_marks WHERE pruned = 0").fetchone()
+        return parse_iso(row[0])
 
     def _lsh_range_removed(self, sig_id: int) -> bool:
         """Whether the keys of the range holding ``sig_id`` have left the index (the first
@@ -420,15 +427,11 @@ class DetectionStore:
         ).fetchone()
         return row is not None and bool(row[0])
 
-    def _prune_lsh(self, cutoff: datetime, batch: timedelta) -> int:
-        """Remove the keys of the signature ranges marked at or before ``cutoff``, once the
-        oldest of them is ``batch`` older than that (see `keep_lsh_window`)."""
+    def _prune_lsh(self, cutoff: datetime) -> int:
+        """Remove the keys of the signature ranges marked at or before ``cutoff``."""
         conn = self.db.conn
         limit = iso(cutoff)
         assert limit is not None
-        oldest = conn.execute("SELECT min(at) FROM lsh_marks WHERE pruned = 0").fetchone()[0]
-        if oldest is None or oldest > iso(cutoff - batch):
-            return 0
         ranges: list[tuple[int, int]] = []  # (after, upto): adjacent ones joined
         after = 0
         for upto, at, pruned in conn.execute(

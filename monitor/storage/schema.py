@@ -439,8 +439,8 @@ def m010_word_prior(db: Database) -> None:
     """Kept word-frequency tables (`wordprior`): a language's sorted word keys and their
     buckets as little-endian arrays, in parts of a few thousand words (`part` 0, 1, ...),
     the table's size (`words`, on every part: a missing part is noticed), and what they
-    were built from (`source`: another wordfreq version makes them stale, and they are
-    rebuilt and replaced)."""
+    were built from (`source`: other word lists make them stale, and they are rebuilt and
+    replaced)."""
     db.execute(
         "CREATE TABLE word_prior (lang TEXT NOT NULL, part INTEGER NOT NULL, "
         "source TEXT NOT NULL, words INTEGER NOT NULL, keys BLOB NOT NULL, "
