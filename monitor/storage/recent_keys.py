@@ -55,15 +55,22 @@ class RecentKeys:
         self._tail_keys = 0
         self._stories: dict[int, int] = {}  # signature id -> its number of keys
         self._count = 0
-        keys, sigs = [], []
-        for sig_id, blob in sorted(rows):
-            found = unpack(blob)
-            keys.append(found)
-            sigs.append(np.full(len(found), sig_id, dtype=np.uint32))
-            self._stories[sig_id] = self._stories.get(sig_id, 0) + len(found)
-            self._count += len(found)
-        if keys:
-            self._set(*_by_key(np.concatenate(keys), np.concatenate(sigs)))
+        ids: list[int] = []
+        blobs: list[bytes] = []
+        for sig_id, blob in rows:
+            if len(blob) % KEY_DTYPE.itemsize:
+                unpack(blob)  # raises, naming the blob's size
+            ids.append(sig_id)
+            blobs.append(blob)
+        if blobs:  # all rows in one buffer: a loop over 8,000 rows cost ~40 ms
+            counts = [len(blob) // KEY_DTYPE.itemsize for blob in blobs]
+            keys = np.frombuffer(b"".join(blobs), dtype=KEY_DTYPE).astype(np.int64)
+            sigs = np.repeat(np.asarray(ids, dtype=np.uint32), counts)
+            for sig_id, count in zip(ids, counts, strict=True):
+                self._stories[sig_id] = self._stories.get(sig_id, 0) + count
+            self._count = len(keys)
+            order = np.argsort(keys)  # not a stable sort (5x slower): `lookup` sorts ids
+            self._set(keys[order], sigs[order])
 
     def __len__(self) -> int:
         """How many keys are held."""
@@ -169,10 +176,3 @@ class RecentKeys:
         self._reserve(len(keys))
         self._kbuf[: len(keys)], self._sbuf[: len(keys)] = keys, sigs
         self._keys, self._sigs = self._kbuf[: len(keys)], self._sbuf[: len(keys)]
-
-
-def _by_key(keys: Keys, sigs: Ids) -> tuple[Keys, Ids]:
-    """Sorted by key, keeping the given order among equal keys (a stable sort: the ids of
-    one key stay in the order given)."""
-    order = np.argsort(keys, kind="stable")
-    return keys[order], sigs[order]
