@@ -115,7 +115,17 @@ class Judge:
             settings.name, threshold=settings.threshold, keywords=settings.keywords,
             exclude=settings.exclude, now=now,
         )  # fmt: skip
-        languages = Counter(detect_language(seed.full_text) or "en" for seed in seeds)
+        # A seed's language is detected once, when its text is new or changed: loading
+        # the language model costs each process ~15 ms, and most polls need it for nothing.
+        kept = store.seed_languages(settings.name)
+        hashes = [content_hash(seed.title, seed.text) for seed in seeds]
+        seed_languages: list[str] = []
+        for seed, hash_ in zip(seeds, hashes, strict=True):
+            kept_hash, language = kept.get(seed.id, ("", None))
+            if kept_hash != hash_ or language is None:
+                language = detect_language(seed.full_text) or "en"
+            seed_languages.append(language)
+        languages = Counter(seed_languages)
         profile = build_profile(
             settings.name,
             [(seed.id, seed.title, seed.text) for seed in seeds],
@@ -127,13 +137,12 @@ class Judge:
         )
         topic = _Topic(settings.name, profile, {seed.id: seed.title for seed in seeds})
         known = {row["first_story"]: row for row in store.development_rows(settings.name)}
-        for seed in seeds:
+        for seed, hash_, language in zip(seeds, hashes, seed_languages, strict=True):
             changed = store.sync_seed(
                 settings.name, seed_id=seed.id, path=str(seed.path), title=seed.title,
-                text=seed.text, content_hash=content_hash(seed.title, seed.text), now=now,
+                text=seed.text, content_hash=hash_, language=language, now=now,
             )  # fmt: skip
-            sig = dedupe.signature(seed.title, seed.text)
-            if changed and sig is not None:
+            if changed and (sig := dedupe.signature(seed.title, seed.text)) is not None:
                 store.add_signature(
                     seed.id, kind=sig.kind, size=sig.size, signature=sig.to_bytes(),
                     bands=dedupe.band_keys(sig),

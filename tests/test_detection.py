@@ -316,6 +316,25 @@ def test_seed_restatement_is_a_duplicate(seed_dir: Path, store: Store) -> None:
     assert judge_one(judge, store, restated, T0) == Status.DUPLICATE
 
 
+def test_a_seed_s_language_is_detected_once_per_text(seed_dir: Path, store: Store) -> None:
+    """The language a seed was detected as is kept with it and read back while its text is
+    unchanged (the model is not loaded for it again); a changed text is detected again."""
+    topics = [Topic("bridge", (seed_dir,))]
+    Judge.open(store, topics, T0)
+    assert store.db.execute("SELECT language FROM seeds").fetchall() == [("en",)]
+    assert Judge.open(store, topics, T0).topics["bridge"].profile.language == "en"
+    # what is kept is what is used: a stored value no detection would give comes back
+    store.db.execute("UPDATE seeds SET language = 'de'")
+    assert Judge.open(store, topics, T0).topics["bridge"].profile.language == "de"
+    (seed_dir / "bridge.txt").write_text(SEED + "The work starts in June.\n", encoding="utf-8")
+    assert Judge.open(store, topics, T0).topics["bridge"].profile.language == "en"
+    assert store.db.execute("SELECT language FROM seeds").fetchall() == [("en",)]
+    # a database from before the column: the language is detected and filled in
+    store.db.execute("UPDATE seeds SET language = NULL")
+    assert Judge.open(store, topics, T0).topics["bridge"].profile.language == "en"
+    assert store.db.execute("SELECT language FROM seeds").fetchall() == [("en",)]
+
+
 def test_later_step_after_the_seed_alerts(seed_dir: Path, store: Store) -> None:
     """The seed's development is dated by its first restatement, then decays like any other:
     a later step that reads like the seed is a new development."""

@@ -63,23 +63,35 @@ class DetectionStore:
         title: str,
         text: str,
         content_hash: str,
+        language: str,
         now: datetime,
     ) -> bool:
         """Insert or refresh a seed row; True when it is new or its text changed."""
-        row = self.db.execute("SELECT content_hash FROM seeds WHERE id = ?", [seed_id]).fetchone()
+        row = self.db.execute(
+            "SELECT content_hash, language FROM seeds WHERE id = ?", [seed_id]
+        ).fetchone()
         if row is not None and row[0] == content_hash:
+            if row[1] != language:  # (NULL in a database from before m012)
+                self.db.execute("UPDATE seeds SET language = ? WHERE id = ?", [language, seed_id])
             return False
         self.db.execute(
             """
-            INSERT INTO seeds (id, topic, path, title, text, content_hash, added_at)
-            VALUES (?, ?, ?, ?, ?, ?, ?)
+            INSERT INTO seeds (id, topic, path, title, text, content_hash, added_at, language)
+            VALUES (?, ?, ?, ?, ?, ?, ?, ?)
             ON CONFLICT(id) DO UPDATE SET topic = excluded.topic, path = excluded.path,
                 title = excluded.title, text = excluded.text,
-                content_hash = excluded.content_hash
+                content_hash = excluded.content_hash, language = excluded.language
             """,
-            [seed_id, topic, path, title, text, content_hash, iso(now)],
+            [seed_id, topic, path, title, text, content_hash, iso(now), language],
         )
         return True
+
+    def seed_languages(self, topic: str) -> dict[str, tuple[str, str | None]]:
+        """Each stored seed of ``topic``: id → (content hash, language it was detected as)."""
+        rows = self.db.execute(
+            "SELECT id, content_hash, language FROM seeds WHERE topic = ?", [topic]
+        ).fetchall()
+        return {row[0]: (row[1], row[2]) for row in rows}
 
     def seed_rows(self, topic: str) -> list[dict[str, Any]]:
         return list(self.db.query("SELECT * FROM seeds WHERE topic = ? ORDER BY id", [topic]))

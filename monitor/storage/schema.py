@@ -465,3 +465,10 @@ def m011_lsh_window(db: Database) -> None:
         "SELECT id, ? FROM story_signatures ORDER BY id DESC LIMIT 1",
         [datetime.now(UTC).isoformat(timespec="seconds")],
     )
+
+
+@migrations()
+def m012_seed_language(db: Database) -> None:
+    """The language each seed was detected as (`language`; NULL until it is next read), so
+    a process whose seeds have not changed does not load the language model for them."""
+    db.execute("ALTER TABLE seeds ADD COLUMN language TEXT")
