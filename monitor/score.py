@@ -32,7 +32,7 @@ from collections import Counter
 from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from itertools import pairwise
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol
 
 from .models import Reason
 from .text import tokenize
@@ -201,7 +201,19 @@ def analyse(title: str, text: str, surfaces: dict[str, str] | None = None) -> Co
 
 Prior = Callable[[str], float | None]
 """A general-language rarity for a word form: -log10 of its frequency minus a constant, or
-None when the word is unknown to the list (names, rare words)."""
+None when the word is unknown to the list (names, rare words). A prior may also answer for
+many words at once (`ManyPrior`)."""
+
+
+class ManyPrior(Protocol):
+    """A `Prior` that also answers for a list of word forms at once, cheaper per word."""
+
+    def __call__(self, word: str) -> float | None: ...
+
+    def many(self, words: Sequence[str]) -> list[float | None]: ...
+
+
+_PRIME_AFTER = 3  # words a bag sends to the prior one at a time before the rest go together
 
 MAX_IDF = 7.0
 
@@ -226,6 +238,8 @@ class Background:
     _stream: dict[str, float] = field(default_factory=dict)  # idf from df, this epoch
     _epoch: int = -1
     _epoch_floor: int = 0  # n + smoothing at which the current epoch began
+    _bag: Mapping[str, float] | None = None  # the bag `vector` is weighing
+    _asked: int = 0  # words of that bag sent to the prior so far
 
     def idf(self, term: str) -> float:
         """The term's weight. A word the prior knows always weighs the same; a weight taken
@@ -260,6 +274,11 @@ class Background:
             return BIGRAM_WEIGHT * max(self._cached(first), self._cached(second))
         if self.prior is not None:
             general = self._prior.get(term)
+            if general is None and self._bag is not None:
+                self._asked += 1
+                if self._asked == _PRIME_AFTER:  # a bag of many new words: the rest at once
+                    self._prime(self._bag)
+                    general = self._prior.get(term)
             if general is None:
                 known = self.prior(self.surface(term))
                 general = -1.0 if known is None else min(MAX_IDF, max(0.0, known))
@@ -272,6 +291,30 @@ class Background:
         if len(self._stream) < _SURFACE_MAX:
             self._stream[term] = value
         return value
+
+    def _prime(self, bag: Mapping[str, float]) -> None:
+        """Weigh by the prior, in one call, every word of ``bag`` it has not weighed yet
+        (words of terms `vector` weighs: a young process meets thousands, ~4 µs each alone).
+        The weights are the ones the words would get one by one; near the cache's bound the
+        words are left to be weighed one by one, as before."""
+        many = getattr(self.prior, "many", None)
+        if many is None:
+            return
+        known = self._prior
+        words: dict[str, None] = {}
+        for term, count in bag.items():
+            if count <= 0:
+                continue
+            first, space, second = term.partition(" ")
+            for word in (first, second) if space else (first,):
+                if word not in known and " " not in word:
+                    words[word] = None
+        if not words or len(known) + len(words) >= _SURFACE_MAX:
+            return
+        surface = self.surfaces.get
+        answers = many([surface(word, word) for word in words])
+        for word, rarity in zip(words, answers, strict=True):
+            known[word] = -1.0 if rarity is None else min(MAX_IDF, max(0.0, rarity))
 
     def surface(self, term: str) -> str:
         """A word form the term was made from (for word-frequency lists); the term if unseen."""
@@ -286,6 +329,15 @@ class Background:
 def vector(bag: Mapping[str, float], background: Background) -> Vector:
     """Unit-length sublinear tf-idf vector of a bag."""
     background._check_epoch()
+    background._bag = bag  # (a bag of many words the prior has not weighed: `_prime`)
+    background._asked = 0
+    try:
+        return _vector(bag, background)
+    finally:
+        background._bag = None
+
+
+def _vector(bag: Mapping[str, float], background: Background) -> Vector:
     # `Background._cached` inlined (the hot path of every story): a word the prior knows,
     # else a word weighed from the stream this epoch, else computed; a bigram (about half
     # a bag's keys, never in the caches) weighs half its heavier word.
@@ -842,13 +894,35 @@ def wordfreq_prior(cache: TableCache | None = None) -> Prior | None:
     """
     if importlib.util.find_spec("wordfreq") is None:  # pragma: no cover - environment
         return None
-    from . import wordprior
+    return _WordfreqPrior(cache)
 
-    def rarity(word: str) -> float | None:
+
+class _WordfreqPrior:
+    """`wordfreq_prior`'s prior: a `ManyPrior`."""
+
+    def __init__(self, cache: TableCache | None) -> None:
+        from . import wordprior
+
+        self._lookup = wordprior.zipf_frequency
+        self._lookup_many = wordprior.zipf_frequencies
+        self._cache = cache
+
+    def __call__(self, word: str) -> float | None:
         language = "ru" if _CYRILLIC_OR_GREEK.search(word) else "en"
-        zipf = wordprior.zipf_frequency(word, language, cache)
-        if zipf <= 0.0:
-            return None
-        return 7.0 - zipf
+        return _rarity(self._lookup(word, language, self._cache))
 
-    return rarity
+    def many(self, words: Sequence[str]) -> list[float | None]:
+        out: list[float | None] = [None] * len(words)
+        by_language: dict[str, list[int]] = {}
+        for at, word in enumerate(words):
+            language = "ru" if _CYRILLIC_OR_GREEK.search(word) else "en"
+            by_language.setdefault(language, []).append(at)
+        for language, places in by_language.items():
+            zipfs = self._lookup_many([words[at] for at in places], language, self._cache)
+            for at, zipf in zip(places, zipfs, strict=True):
+                out[at] = _rarity(zipf)
+        return out
+
+
+def _rarity(zipf: float) -> float | None:
+    return None if zipf <= 0.0 else 7.0 - zipf

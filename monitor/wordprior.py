@@ -22,6 +22,7 @@ import hashlib
 import importlib.util
 import math
 import re
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Protocol
 
@@ -103,6 +104,16 @@ class FrequencyTable:
             return int(self.buckets[at])
         return None
 
+    def buckets_of(self, words: Sequence[str]) -> list[int]:
+        """Each word's bucket, or -1 if unlisted: one binary search for all of them (a
+        word at a time costs ~4 µs, most of it NumPy's overhead for one value)."""
+        if not len(self.keys):
+            return [-1] * len(words)
+        keys = np.fromiter(map(word_key, words), dtype=np.int64, count=len(words))
+        at = np.minimum(np.searchsorted(self.keys, keys), len(self.keys) - 1)
+        listed = self.keys[at] == keys
+        return np.where(listed, self.buckets[at].astype(np.int64), -1).tolist()  # type: ignore[no-any-return]
+
     def __len__(self) -> int:
         return len(self.keys)
 
@@ -168,15 +179,15 @@ def _zipf_to_freq(zipf: float) -> float:
 def zipf_frequency(word: str, lang: str, cache: TableCache | None = None) -> float:
     """What ``wordfreq.zipf_frequency(word, lang)`` returns, without its 41-125 MB dict
     (the steps of its ``_word_frequency``, with ``minimum`` at Zipf 0 as it passes it)."""
+    if (_PLAIN_EN if lang == "en" else _PLAIN).match(word):  # its own one token, no digits
+        return _one_token_zipf(table(lang, cache).bucket(word))
+    # wordfreq's tokenizer and digit handling, imported only for such words
+    from wordfreq.numbers import digit_freq, smash_numbers
+    from wordfreq.tokens import lossy_tokenize
+
     minimum = _zipf_to_freq(0.0)
     freq = minimum
-    if (_PLAIN_EN if lang == "en" else _PLAIN).match(word):  # its own one token, no digits
-        tokens = [(word, word)]  # (token, the form looked up)
-    else:  # wordfreq's tokenizer and digit handling, imported only for such words
-        from wordfreq.numbers import digit_freq, smash_numbers
-        from wordfreq.tokens import lossy_tokenize
-
-        tokens = [(token, smash_numbers(token)) for token in lossy_tokenize(word, lang)]
+    tokens = [(token, smash_numbers(token)) for token in lossy_tokenize(word, lang)]
     if tokens:
         listed = table(lang, cache)
         one_over = 0.0
@@ -186,10 +197,49 @@ def zipf_frequency(word: str, lang: str, cache: TableCache | None = None) -> flo
                 one_over = 0.0
                 break
             part = _cb_to_freq(-bucket)
-            if smashed != token:  # (only from the second branch above)
+            if smashed != token:
                 part *= digit_freq(token)
             one_over += 1.0 / part
         if one_over:
-            unrounded = max(1.0 / one_over, minimum)
-            freq = round(unrounded, math.floor(-math.log(unrounded, 10)) + 3)
+            freq = _rounded_freq(one_over, minimum)
     return round(_freq_to_zipf(freq), 2)
+
+
+def zipf_frequencies(
+    words: Sequence[str], lang: str, cache: TableCache | None = None
+) -> list[float]:
+    """`zipf_frequency` of each word: the plain ones (one token each) looked up together."""
+    plain = _PLAIN_EN if lang == "en" else _PLAIN
+    out: list[float] = []
+    found: list[tuple[int, str]] = []  # (place in out, word)
+    for word in words:
+        if plain.match(word):
+            found.append((len(out), word))
+            out.append(0.0)
+        else:
+            out.append(zipf_frequency(word, lang, cache))
+    if found:
+        buckets = table(lang, cache).buckets_of([word for _, word in found])
+        for (at, _), bucket in zip(found, buckets, strict=True):
+            out[at] = _one_token_zipf(None if bucket < 0 else bucket)
+    return out
+
+
+def _rounded_freq(one_over: float, minimum: float) -> float:
+    unrounded = max(1.0 / one_over, minimum)
+    return round(unrounded, math.floor(-math.log(unrounded, 10)) + 3)
+
+
+_ONE_TOKEN: dict[int | None, float] = {}  # bucket (None: unlisted) → Zipf frequency
+
+
+def _one_token_zipf(bucket: int | None) -> float:
+    """The Zipf frequency of a word that is one token in ``bucket``: the steps above for
+    one token, computed once per bucket (there are a few hundred)."""
+    zipf = _ONE_TOKEN.get(bucket)
+    if zipf is None:
+        freq = minimum = _zipf_to_freq(0.0)
+        if bucket is not None:
+            freq = _rounded_freq(0.0 + 1.0 / _cb_to_freq(-bucket), minimum)
+        zipf = _ONE_TOKEN[bucket] = round(_freq_to_zipf(freq), 2)
+    return zipf

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 import math
+from collections.abc import Sequence
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -99,6 +100,47 @@ def test_cached_vector_equals_a_fresh_computation(texts: list[list[str]]) -> Non
         norm = math.sqrt(sum(w * w for w in expected.values()))
         assert vector(bag, bg) == {t: w / norm for t, w in expected.items() if w > 0.0}
         bg.add([t for t in bag if " " not in t])
+
+
+def test_a_bag_of_new_words_is_weighed_together_with_the_same_weights() -> None:
+    """A bag that sends its third new word to the prior sends the rest in one `many` call;
+    every vector and every cached weight equals what asking word by word gives."""
+    assert PRIOR is not None
+    calls = {"one": 0, "many": 0}
+
+    class Counting:
+        def __call__(self, word: str) -> float | None:
+            calls["one"] += 1
+            return PRIOR(word)
+
+        def many(self, words: Sequence[str]) -> list[float | None]:
+            calls["many"] += 1
+            return PRIOR.many(words)  # type: ignore[attr-defined, no-any-return]
+
+    together, alone = Background(prior=Counting()), Background(prior=lambda w: PRIOR(w))
+    texts = [
+        ("Council votes on the harbour bridge", "The council of Norbury voted to close "
+         "the bridge; hauliers and the port warned of delays. Зорбит Квиллан said no."),
+        ("Bridge to close", "The council voted to close the bridge."),  # no new word
+        ("Vorlanda floods", "Vorlanda said the port closed."),  # two new words
+        ("Flooding hits Ibarra", "Rivers rose across Ibarra overnight, forcing thousands "
+         "from homes; the army built levees near Kessler."),
+    ]  # fmt: skip
+    seen = []
+    for title, body in texts:
+        bag = analyse(title, body, together.surfaces)
+        assert vector(bag, together) == vector(analyse(title, body, alone.surfaces), alone)
+        together.add([t for t in bag if " " not in t])
+        alone.add([t for t in bag if " " not in t])
+        seen.append(dict(calls))
+    assert together._prior == alone._prior
+    # words before the batch one by one (2), then the rest at once; fewer than 3: one by one
+    assert seen == [
+        {"one": 2, "many": 1},
+        {"one": 2, "many": 1},
+        {"one": 4, "many": 1},
+        {"one": 6, "many": 2},
+    ]
 
 
 def test_stream_weights_move_with_the_epoch_and_prior_weights_do_not() -> None:

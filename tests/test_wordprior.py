@@ -71,6 +71,23 @@ def test_latin_1_letters_are_one_english_token() -> None:
         assert wordprior.zipf_frequency(word, "en") == wordfreq.zipf_frequency(word, "en") > 0
 
 
+def test_words_looked_up_together_get_wordfreq_s_answers() -> None:
+    """`zipf_frequencies` (one search for a list's plain words) answers as wordfreq does,
+    word for word: listed and unlisted, every frequency band, and words it hands to the
+    tokenizer (digits, apostrophes, mixed scripts)."""
+    english = [*wordfreq.top_n_list("en", 50000)[::7], "zzzqqq", "qxjv", "josé", *WORDS]
+    rng = random.Random(3)
+    rng.shuffle(english)
+    assert wordprior.zipf_frequencies(english, "en") == [
+        wordfreq.zipf_frequency(word, "en") for word in english
+    ]
+    russian = [*wordfreq.top_n_list("ru", 20000)[::11], "москваа", "2024", "nato"]
+    assert wordprior.zipf_frequencies(russian, "ru") == [
+        wordfreq.zipf_frequency(word, "ru") for word in russian
+    ]
+    assert wordprior.zipf_frequencies([], "en") == []
+
+
 def test_a_table_built_once_is_kept_and_read_back(storage: Storage, no_held_tables: None) -> None:
     answers = {word: wordprior.zipf_frequency(word, "en", storage) for word in WORDS}
     assert answers == {word: wordfreq.zipf_frequency(word, "en") for word in WORDS}
