@@ -213,7 +213,7 @@ class ManyPrior(Protocol):
     def many(self, words: Sequence[str]) -> list[float | None]: ...
 
 
-_PRIME_AFTER = 3  # words a bag sends to the prior one at a time before the rest go together
+_ONE_BY_ONE = 2  # terms of a bag with new words weighed as they come; the rest wait for a batch
 
 MAX_IDF = 7.0
 
@@ -238,8 +238,6 @@ class Background:
     _stream: dict[str, float] = field(default_factory=dict)  # idf from df, this epoch
     _epoch: int = -1
     _epoch_floor: int = 0  # n + smoothing at which the current epoch began
-    _bag: Mapping[str, float] | None = None  # the bag `vector` is weighing
-    _asked: int = 0  # words of that bag sent to the prior so far
 
     def idf(self, term: str) -> float:
         """The term's weight. A word the prior knows always weighs the same; a weight taken
@@ -274,11 +272,6 @@ class Background:
             return BIGRAM_WEIGHT * max(self._cached(first), self._cached(second))
         if self.prior is not None:
             general = self._prior.get(term)
-            if general is None and self._bag is not None:
-                self._asked += 1
-                if self._asked == _PRIME_AFTER:  # a bag of many new words: the rest at once
-                    self._prime(self._bag)
-                    general = self._prior.get(term)
             if general is None:
                 known = self.prior(self.surface(term))
                 general = -1.0 if known is None else min(MAX_IDF, max(0.0, known))
@@ -292,23 +285,15 @@ class Background:
             self._stream[term] = value
         return value
 
-    def _prime(self, bag: Mapping[str, float]) -> None:
-        """Weigh by the prior, in one call, every word of ``bag`` it has not weighed yet
-        (words of terms `vector` weighs: a young process meets thousands, ~4 µs each alone).
-        The weights are the ones the words would get one by one; near the cache's bound the
-        words are left to be weighed one by one, as before."""
+    def _prime(self, terms: Iterable[str]) -> None:
+        """Weigh by the prior, in one call, the words of ``terms`` it has not weighed yet
+        (a young process meets thousands, ~4 µs each alone). They get the weights they
+        would get one by one; near the cache's bound they are left to `_weigh`."""
         many = getattr(self.prior, "many", None)
         if many is None:
             return
         known = self._prior
-        words: dict[str, None] = {}
-        for term, count in bag.items():
-            if count <= 0:
-                continue
-            first, space, second = term.partition(" ")
-            for word in (first, second) if space else (first,):
-                if word not in known and " " not in word:
-                    words[word] = None
+        words = {word: None for term in terms for word in term.split(" ") if word not in known}
         if not words or len(known) + len(words) >= _SURFACE_MAX:
             return
         surface = self.surfaces.get
@@ -329,18 +314,13 @@ class Background:
 def vector(bag: Mapping[str, float], background: Background) -> Vector:
     """Unit-length sublinear tf-idf vector of a bag."""
     background._check_epoch()
-    background._bag = bag  # (a bag of many words the prior has not weighed: `_prime`)
-    background._asked = 0
-    try:
-        return _vector(bag, background)
-    finally:
-        background._bag = None
-
-
-def _vector(bag: Mapping[str, float], background: Background) -> Vector:
     # `Background._cached` inlined (the hot path of every story): a word the prior knows,
     # else a word weighed from the stream this epoch, else computed; a bigram (about half
-    # a bag's keys, never in the caches) weighs half its heavier word.
+    # a bag's keys, never in the caches) weighs half its heavier word. Past the first
+    # `_ONE_BY_ONE` terms with a word the prior has not been asked about, the rest wait and
+    # their words go to the prior together (`_prime`); each keeps its place, and the sum of
+    # squares is taken again in the same order, so the vector is the one computed term by
+    # term.
     prior = background._prior
     stream = background._stream
     weigh = background._weigh
@@ -348,31 +328,54 @@ def _vector(bag: Mapping[str, float], background: Background) -> Vector:
     tf = _TF.get
     out: dict[str, float] = {}
     total = 0.0
+    misses = 0
+    waiting: list[tuple[str, float]] = []
     for term, count in bag.items():
         if count <= 0:
             continue
         if " " in term:
             first, _, second = term.partition(" ")
-            one = prior.get(first, -1.0)
-            if one < 0.0:
-                one = stream.get(first, -1.0)
+            one = prior.get(first, -2.0)  # -2: the prior was not asked yet; -1: unknown to it
+            two = prior.get(second, -2.0)
+            if one < 0.0 or two < 0.0:
+                if one == -2.0 or two == -2.0:
+                    misses += 1
+                    if misses > _ONE_BY_ONE:
+                        waiting.append((term, count))
+                        out[term] = 0.0
+                        continue
                 if one < 0.0:
-                    one = weigh(first)
-            two = prior.get(second, -1.0)
-            if two < 0.0:
-                two = stream.get(second, -1.0)
+                    one = stream.get(first, -1.0)
+                    if one < 0.0:
+                        one = weigh(first)
                 if two < 0.0:
-                    two = weigh(second)
+                    two = stream.get(second, -1.0)
+                    if two < 0.0:
+                        two = weigh(second)
             weight = BIGRAM_WEIGHT * (one if one > two else two)
         else:
-            weight = prior.get(term, -1.0)
+            weight = prior.get(term, -2.0)
             if weight < 0.0:
+                if weight == -2.0:
+                    misses += 1
+                    if misses > _ONE_BY_ONE:
+                        waiting.append((term, count))
+                        out[term] = 0.0
+                        continue
                 weight = stream.get(term, -1.0)
                 if weight < 0.0:
                     weight = weigh(term)
         weight = (tf(count) or 1.0 + log(count)) * weight
         out[term] = weight
         total += weight * weight
+    if waiting:
+        background._prime(term for term, _ in waiting)
+        cached = background._cached
+        for term, count in waiting:
+            out[term] = (tf(count) or 1.0 + log(count)) * cached(term)
+        total = 0.0
+        for weight in out.values():
+            total += weight * weight
     if total == 0.0:
         return {}
     norm = math.sqrt(total)
