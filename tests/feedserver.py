@@ -25,6 +25,7 @@ test module (``from tests.feedserver import feed_server``).
 from __future__ import annotations
 
 import gzip as gzip_module
+import ssl
 import threading
 import time
 from collections.abc import Callable, Iterator, Mapping
@@ -77,7 +78,8 @@ Responder = Callable[[Request], Reply]
 class FeedServer:
     """A threaded HTTP server on 127.0.0.1 with per-path programmed replies."""
 
-    def __init__(self) -> None:
+    def __init__(self, tls: ssl.SSLContext | None = None) -> None:
+        self.tls = tls  # a server context: the server speaks HTTPS
         self._lock = threading.Lock()
         self._routes: dict[str, list[Reply | Responder]] = {}
         self._requests: list[Request] = []
@@ -92,6 +94,10 @@ class FeedServer:
     def start(self) -> Self:
         server = ThreadingHTTPServer(("127.0.0.1", 0), _handler_for(self))
         server.daemon_threads = True
+        if self.tls is not None:  # (the handshake happens in each request's thread)
+            server.socket = self.tls.wrap_socket(
+                server.socket, server_side=True, do_handshake_on_connect=False
+            )
         self._server = server
         self._thread = threading.Thread(
             target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
@@ -128,7 +134,8 @@ class FeedServer:
 
     @property
     def base_url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
+        scheme = "https" if self.tls is not None else "http"
+        return f"{scheme}://127.0.0.1:{self.port}"
 
     def url(self, path: str) -> str:
         return self.base_url + path

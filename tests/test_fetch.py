@@ -21,6 +21,7 @@ from monitor.fetch import Fetcher, FetchLimits, parse_retry_after
 from monitor.models import Fetched
 from monitor.schedule import next_due
 from tests.feedserver import FeedServer, Reply, Request
+from tests.peers import TlsFiles
 
 T = TypeVar("T")
 
@@ -382,6 +383,51 @@ def test_parse_retry_after_forms() -> None:
     assert parse_retry_after("soon", now) is None
     assert parse_retry_after("-5", now) is None
     assert parse_retry_after(None, now) is None
+
+
+# -- TLS -----------------------------------------------------------------------------------
+
+
+def test_https_is_verified_and_the_trust_store_is_read_at_the_first_tls_connection(
+    tls_files: TlsFiles, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The certificate store is read when the first HTTPS connection is made (a cycle of
+    plain-HTTP feeds never reads it), from certifi, or SSL_CERT_FILE as httpx would."""
+    monkeypatch.delenv("SSL_CERT_FILE", raising=False)
+    monkeypatch.delenv("SSL_CERT_DIR", raising=False)
+
+    async def go(urls: list[str]) -> tuple[list[Fetched | FetchError], list[int]]:
+        async with Fetcher() as fetcher:
+            context = fetcher._clients[0]._transport._pool._ssl_context  # type: ignore[attr-defined]
+            stores = []
+            results: list[Fetched | FetchError] = []
+            for url in urls:
+                stores.append(context.cert_store_stats()["x509_ca"])
+                try:
+                    results.append(await fetcher.fetch(url))
+                except FetchError as error:
+                    results.append(error)
+            stores.append(context.cert_store_stats()["x509_ca"])
+            return results, stores
+
+    with FeedServer() as plain, FeedServer(tls=tls_files.server_context()) as secure:
+        http_url = plain.route("/feed.xml", Reply(200, FEED))
+        https_url = secure.route("/feed.xml", Reply(200, FEED))
+        assert https_url.startswith("https://127.0.0.1:")
+        # certifi's store does not hold the test's self-signed certificate
+        (first, refused), stores = run(go([http_url, https_url]))
+        assert isinstance(first, Fetched) and first.body == FEED
+        assert stores[0] == stores[1] == 0  # nothing read for plain HTTP
+        assert stores[2] > 100  # certifi's authorities, read for the HTTPS request
+        assert isinstance(refused, FetchError) and refused.kind == "network"
+        assert "CERTIFICATE_VERIFY_FAILED" in str(refused)
+        assert secure.requests == []  # refused before a request was sent
+
+        monkeypatch.setenv("SSL_CERT_FILE", str(tls_files.cert))
+        (trusted,), stores = run(go([https_url]))
+        assert isinstance(trusted, Fetched) and trusted.status == 200 and trusted.body == FEED
+        assert stores == [0, 1]  # the one certificate SSL_CERT_FILE names
+        assert len(secure.requests) == 1
 
 
 # -- network failures and limits -----------------------------------------------------------
