@@ -8,11 +8,13 @@ import subprocess
 import sys
 import textwrap
 from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
 
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from monitor import text as text_module
 from monitor.text import (
     _ASCII_TOKEN,
     _token_patterns,
@@ -147,6 +149,52 @@ def test_canonical_url_is_idempotent_and_total(url: str) -> None:
     once = canonical_url(url)
     assert canonical_url(once) == once
     assert "utm_source" not in once.split("?", 1)[-1] or not once.startswith("http")
+
+
+_plain_hosts = st.sampled_from(
+    ["example.com", "news.example.org", "xn--bcher-kva.example", "Example.com", "a-b.c", "1.2.3.4"]
+)
+_plain_ports = st.sampled_from(["", ":80", ":443", ":8080", ":080", ":0", ":99999", ":4431"])
+_plain_paths = st.text(alphabet="aZ09-._~%!=:,/&;+ é?#@$", max_size=14).map(lambda p: "/" + p)
+
+
+@settings(max_examples=2000, deadline=None)
+@given(st.sampled_from(["http", "https"]), _plain_hosts, _plain_ports, _plain_paths)
+def test_a_url_taken_as_normal_already_is_one_courlan_leaves_unchanged(
+    scheme: str, host: str, port: str, path: str
+) -> None:
+    """`canonical_url` skips courlan (and its import) for URLs it would give back as they
+    are: each one the shortcut takes is checked against courlan itself."""
+    from courlan.clean import normalize_url
+
+    parts = urlsplit(f"{scheme}://{host}{port}{path}")
+    base = urlunsplit((parts.scheme, parts.netloc, parts.path, "", ""))
+    if text_module._normal_already(parts.scheme, parts.netloc, parts.path):
+        assert normalize_url(base) == base
+
+
+def test_the_shortcut_takes_ordinary_news_links() -> None:
+    for url in (
+        "https://www.example.com/world/2025/07/03/russia-taliban-list-a1b2c3.html",
+        "http://127.0.0.1:8080/feeds/12/entry-3",
+        "https://example.org/",
+        "https://example.org",
+        "https://example.org/news/story~1,2=3:4!",
+    ):
+        parts = urlsplit(url)
+        assert text_module._normal_already(parts.scheme, parts.netloc, parts.path), url
+    for url in (
+        "https://Example.org/a",  # case
+        "https://example.org:443/a",  # default port
+        "https://xn--bcher-kva.example/a",  # punycode
+        "https://example.org//a",  # doubled slash
+        "https://example.org/../a",  # leading dot-dot
+        "https://example.org/a b",  # a character to quote
+        "https://example.org/a&amp;b",  # an entity
+        "https://user@example.org/a",  # a user
+    ):
+        parts = urlsplit(url)
+        assert not text_module._normal_already(parts.scheme, parts.netloc, parts.path), url
 
 
 # --------------------------------------------------------------------------- content_hash
