@@ -17,12 +17,15 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping
 from pathlib import Path
+from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
 from .config import AlertSettings
 from .errors import ConfigError
 from .log import register_secret
-from .notify.base import Notifier
+
+if TYPE_CHECKING:
+    from .notify.base import Notifier
 
 
 def build_channels(

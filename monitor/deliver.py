@@ -35,19 +35,19 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Any, cast
-
-from tenacity import RetryCallState, Retrying, wait_exponential_jitter
+from typing import TYPE_CHECKING, Any, cast
 
 from . import metrics
 from .budget import apply_budget
 from .config import AlertSettings, Settings
 from .errors import ConfigError, DeliveryError
 from .log import redact
-from .notify.base import Notifier
-from .render import AlertPayload
 from .storage import Storage
 from .storage.alerts import AttemptRecord, DueDelivery
+
+if TYPE_CHECKING:  # (a poll with no channel never imports them, nor tenacity)
+    from .notify.base import Notifier
+    from .render import AlertPayload
 
 log = logging.getLogger("monitor.deliver")
 
@@ -61,6 +61,8 @@ def retry_delay(attempt: int, settings: AlertSettings, retry_after: float | None
     ``retry_base * 2**(attempt-1)`` plus up to ``retry_base`` of random jitter, capped at
     ``retry_max``; a server's Retry-After is a floor (itself capped at a day).
     """
+    from tenacity import RetryCallState, Retrying, wait_exponential_jitter
+
     wait = wait_exponential_jitter(
         multiplier=settings.retry_base, max=settings.retry_max, jitter=settings.retry_base
     )
@@ -180,7 +182,7 @@ def _attempt(
     started = time.perf_counter()
     outcome: str
     try:
-        confirmation = notifier.send(cast(AlertPayload, due.payload))
+        confirmation = notifier.send(cast("AlertPayload", due.payload))
     except DeliveryError as error:
         duration = _ms(started)
         message = redact(str(error))
@@ -264,7 +266,7 @@ def send_test(channels: Sequence[Notifier], now: datetime) -> list[tuple[str, bo
     """
     from .storage.alerts import new_alert_id
 
-    payload = cast(AlertPayload, probe_payload(now, f"test_{new_alert_id()[2:]}"))
+    payload = cast("AlertPayload", probe_payload(now, f"test_{new_alert_id()[2:]}"))
     results: list[tuple[str, bool, str]] = []
     for notifier in channels:
         try:

@@ -10,9 +10,10 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
-from typing import Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
-from monitor.render import AlertPayload
+if TYPE_CHECKING:
+    from monitor.render import AlertPayload
 
 __all__ = ["Notifier", "parse_retry_after", "redact"]
 
