@@ -14,7 +14,7 @@ from __future__ import annotations
 import hashlib
 import json
 from collections import Counter
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 from functools import partial
@@ -88,6 +88,23 @@ class _Topic:
     recent: dict[str, tuple[str | None, datetime]] = field(default_factory=dict)
 
 
+class _StoredCounts:
+    """The judge's document frequencies (`Background.df`), kept in the database's term
+    counts (`DetectionStore.term_count`, `count_terms`) rather than copied into memory."""
+
+    __slots__ = ("_store",)
+
+    def __init__(self, store: DetectionStore) -> None:
+        self._store = store
+
+    def get(self, term: str, default: int = 0, /) -> int:
+        """The term's count (0, not ``default``, when no story counted holds it)."""
+        return self._store.term_count(term)
+
+    def update(self, words: Iterable[str], /) -> None:
+        self._store.count_terms(words)
+
+
 class Judge:
     """Decides stories for topics; one per process, opened with `Judge.open`."""
 
@@ -101,8 +118,10 @@ class Judge:
 
     @classmethod
     def open(cls, storage: DetectionStore, topics: Sequence[TopicLike], now: datetime) -> Judge:
-        df, n = storage.term_frequencies()
-        judge = cls(storage, Background(df=df, n=n, prior=wordfreq_prior(storage)))
+        background = Background(
+            df=_StoredCounts(storage), n=storage.counted_stories(), prior=wordfreq_prior(storage)
+        )
+        judge = cls(storage, background)
         for settings in topics:
             judge.topics[settings.name] = judge._open_topic(settings, now)
         judge._feedback_seen = storage.latest_feedback()
@@ -227,12 +246,10 @@ class Judge:
     ) -> list[DecisionIntent]:
         """Decide a stored story for every topic (or the named ones) and write the results."""
         self._refresh_feedback()
-        store = self.storage
         body = story_body(entry.summary, entry.content)
         bag = analyse(entry.title, body, self.background.surfaces)
         words = [t for t in bag if " " not in t]  # the bag's single words (bigrams have one)
-        self.background.add(words)
-        store.count_terms(words)
+        self.background.add(words)  # (counted in the database's term counts)
         leads: list[Counter[str]] = []
 
         def lead() -> Counter[str]:

@@ -205,6 +205,15 @@ None when the word is unknown to the list (names, rare words). A prior may also 
 many words at once (`ManyPrior`)."""
 
 
+class TermCounts(Protocol):
+    """Document frequencies: in how many stories counted so far each word appears (a
+    `Counter`, or the judge's counts kept in the database)."""
+
+    def get(self, term: str, default: int, /) -> int: ...
+
+    def update(self, words: Iterable[str], /) -> None: ...
+
+
 class ManyPrior(Protocol):
     """A `Prior` that also answers for a list of word forms at once, cheaper per word."""
 
@@ -229,7 +238,7 @@ class Background:
     frequencies, smoothed so that with few stories stored every term looks rare.
     """
 
-    df: Counter[str] = field(default_factory=Counter)
+    df: TermCounts = field(default_factory=Counter[str])
     n: int = 0
     smoothing: int = 50
     prior: Prior | None = None

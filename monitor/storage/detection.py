@@ -105,29 +105,48 @@ class DetectionStore:
     # fewer the flushes, the fewer the rows: a word common enough to come back is written
     # once a flush (2,048 stories upsert ~2.5 times the rows of 256, for 8 times the
     # stories; bench/decide.py at 100,000 stored: 85 → 28 µs a story). They are a
-    # background statistic (the judge keeps its own live copy), so a process killed
-    # between flushes loses at most that many stories' counts.
+    # background statistic, so a process killed between flushes loses at most that many
+    # stories' counts.
+    #
+    # The judge reads a term's count when it needs one (`term_count`: the table's, read
+    # once until the table changes, plus the counts not written yet), not the whole table
+    # when it opens: the table grows with the vocabulary of everything ever read (~400,000
+    # terms would take ~750 ms and ~38 MB to load into every process).
     #
     # A flush runs in a transaction of its own: when the count is reached inside a feed's
     # transaction, it waits for that transaction's commit (`Storage.after_commit`), so a feed that
     # fails cannot take earlier stories' counts down with it; and counts whose transaction
     # is rolled back come back into the buffer (`forget_uncommitted`).
     TERM_FLUSH_STORIES = 2048
-    _pending_terms: list[Sequence[str]] | None = None  # each story's terms, counted at the flush
+    _pending_counts: Counter[str] | None = None  # counts not written yet
     _pending_stories: int = 0
+    _read_counts: dict[str, int] | None = None  # term → its count in the table, as read
     _unconfirmed: tuple[Counter[str], int] | None = None  # written, transaction still open
     _returned: tuple[Counter[str], int] | None = None  # written, then rolled back
 
-    def term_frequencies(self) -> tuple[Counter[str], int]:
-        self.flush_terms()
-        df: Counter[str] = Counter()
-        n = 0
-        for term, count in self.db.execute("SELECT term, df FROM term_frequencies"):
-            if term == "":
-                n = int(count)
-            else:
-                df[term] = int(count)
-        return df, n
+    def term_count(self, term: str) -> int:
+        """How many stories counted hold ``term`` (a word): the table's count, read once
+        until the table changes, plus this process's counts not written yet."""
+        read = self._read_counts
+        if read is None:
+            read = self._read_counts = {}
+        count = read.get(term)
+        if count is None:
+            row = self.db.conn.execute(
+                "SELECT df FROM term_frequencies WHERE term = ?", (term,)
+            ).fetchone()
+            count = read[term] = int(row[0]) if row is not None else 0
+        if self._pending_counts is not None:
+            count += self._pending_counts.get(term, 0)
+        if self._returned is not None:
+            count += self._returned[0].get(term, 0)
+        return count
+
+    def counted_stories(self) -> int:
+        """How many stories the term counts cover, written or not."""
+        row = self.db.conn.execute("SELECT df FROM term_frequencies WHERE term = ''").fetchone()
+        count = (int(row[0]) if row is not None else 0) + self._pending_stories
+        return count + (self._returned[1] if self._returned is not None else 0)
 
     # -- kept word-frequency tables (`wordprior.TableCache`) ---------------------------------
 
@@ -176,9 +195,9 @@ class DetectionStore:
 
     def count_terms(self, terms: Iterable[str]) -> None:
         """One more story counted, containing each of ``terms`` (distinct) once."""
-        if self._pending_terms is None:
-            self._pending_terms = []
-        self._pending_terms.append(terms if isinstance(terms, list | tuple) else list(terms))
+        if self._pending_counts is None:
+            self._pending_counts = Counter()
+        self._pending_counts.update(terms)
         self._pending_stories += 1
         if self.term_flush_due() and not self.db.conn.in_transaction:
             self.flush_terms()
@@ -193,13 +212,10 @@ class DetectionStore:
         """Write the buffered term counts (inside the caller's transaction, if any)."""
         if not self.has_buffered_terms():
             return
-        # Counted here, all at once, rather than as each story comes: between two stories
-        # the judge's work pushes a counter of this size out of the CPU caches.
-        stories, pending = self._pending_stories, self._pending_terms or []
-        self._pending_terms = None
+        stories, counts = self._pending_stories, self._pending_counts or Counter()
+        self._pending_counts = None
         self._pending_stories = 0
-        counts = Counter(itertools.chain.from_iterable(pending))
-        del pending  # (the stories' lists go before the rows are written: a lower peak)
+        self._read_counts = None  # the table changes (or, on an error, is read again)
         if self._returned is not None:
             counts.update(self._returned[0])
             stories += self._returned[1]
@@ -317,6 +333,7 @@ class DetectionStore:
         again at the next flush."""
         self._lsh_recent = None
         self._lsh_prune_next = None
+        self._read_counts = None
         if self._unconfirmed is not None:
             self._returned = _added(self._returned, self._unconfirmed)
             self._unconfirmed = None
