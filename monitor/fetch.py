@@ -59,7 +59,6 @@ import math
 import os
 import ssl
 import sys
-import threading
 import zlib
 from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
@@ -68,7 +67,7 @@ from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
 from hashlib import blake2b
 from types import TracebackType
-from typing import Any, Self
+from typing import Self
 
 import httpx
 
@@ -115,51 +114,31 @@ class FetchLimits:
     global_limit: int = 32
 
 
-class TrustOnFirstConnection(ssl.SSLContext):
-    """A client TLS context (certificates and host names verified) that reads its
-    certificate store at its first TLS connection, not when it is made.
+def _client_tls_context() -> ssl.SSLContext:
+    """A client TLS context with the checks of httpx's default one (`ssl.create_default_context`:
+    certificate and host name verified), but no certificate store yet: `Fetcher` reads it
+    before its first HTTPS request (~17 ms, which a poll of plain-HTTP feeds never pays).
+    A plain `SSLContext`, not a subclass: anyio wraps sockets on its worker threads for
+    subclasses, where httpcore's `set_alpn_protocols` on the loop thread races with them."""
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    if sys.version_info >= (3, 13):  # as create_default_context sets them since 3.13
+        context.verify_flags |= ssl.VERIFY_X509_PARTIAL_CHAIN | ssl.VERIFY_X509_STRICT
+    keylog = os.environ.get("SSLKEYLOGFILE")
+    if keylog and not sys.flags.ignore_environment:
+        context.keylog_filename = keylog
+    return context
 
-    Reading certifi's bundle (or ``SSL_CERT_FILE`` / ``SSL_CERT_DIR``, which httpx also
-    honours) takes ~17 ms: each `monitor poll` paid it before its first request, even when
-    no feed is served over TLS. asyncio and anyio start every TLS connection with
-    `wrap_bio`; `wrap_socket` is covered too.
-    """
 
-    def __new__(cls) -> Self:
-        return super().__new__(cls, ssl.PROTOCOL_TLS_CLIENT)
+def _load_trust_store(context: ssl.SSLContext) -> None:
+    """What httpx reads by default: ``SSL_CERT_FILE`` or ``SSL_CERT_DIR``, else certifi."""
+    if os.environ.get("SSL_CERT_FILE"):
+        context.load_verify_locations(cafile=os.environ["SSL_CERT_FILE"])
+    elif os.environ.get("SSL_CERT_DIR"):
+        context.load_verify_locations(capath=os.environ["SSL_CERT_DIR"])
+    else:
+        import certifi
 
-    def __init__(self) -> None:
-        # what ssl.create_default_context (httpx's default) sets besides the store
-        if sys.version_info >= (3, 13):
-            self.verify_flags |= ssl.VERIFY_X509_PARTIAL_CHAIN | ssl.VERIFY_X509_STRICT
-        keylog = os.environ.get("SSLKEYLOGFILE")
-        if keylog and not sys.flags.ignore_environment:
-            self.keylog_filename = keylog
-        self._trust_lock = threading.Lock()
-        self._trusted = False
-
-    def _trust(self) -> None:
-        if self._trusted:
-            return
-        with self._trust_lock:
-            if not self._trusted:
-                if os.environ.get("SSL_CERT_FILE"):
-                    self.load_verify_locations(cafile=os.environ["SSL_CERT_FILE"])
-                elif os.environ.get("SSL_CERT_DIR"):
-                    self.load_verify_locations(capath=os.environ["SSL_CERT_DIR"])
-                else:
-                    import certifi
-
-                    self.load_verify_locations(cafile=certifi.where())
-                self._trusted = True
-
-    def wrap_bio(self, *args: Any, **kwargs: Any) -> ssl.SSLObject:
-        self._trust()
-        return super().wrap_bio(*args, **kwargs)
-
-    def wrap_socket(self, *args: Any, **kwargs: Any) -> ssl.SSLSocket:
-        self._trust()
-        return super().wrap_socket(*args, **kwargs)
+        context.load_verify_locations(cafile=certifi.where())
 
 
 class Fetcher:
@@ -184,7 +163,9 @@ class Fetcher:
             "Accept": ACCEPT,
             "Accept-Encoding": "gzip, deflate",
         }
-        tls = TrustOnFirstConnection()  # one certificate store for the pool, read once
+        tls = self._tls = _client_tls_context()  # one store for the pool, read when needed
+        self._trusted = False
+        self._trust_failure: str | None = None
         pool = httpx.Limits(
             max_connections=CONNECTIONS_PER_CLIENT,
             max_keepalive_connections=CONNECTIONS_PER_CLIENT,
@@ -193,7 +174,10 @@ class Fetcher:
         # the environment: httpx applies those only through the client, and only to a client
         # that made its own transport.
         self._transports: list[httpx.AsyncHTTPTransport] | None = None
-        if transport is None and not _proxy_in_environment():
+        if _proxy_in_environment():  # (the proxy itself may need the store, for any URL)
+            _load_trust_store(tls)
+            self._trusted = True
+        elif transport is None:
             self._transports = [
                 httpx.AsyncHTTPTransport(verify=tls, limits=pool) for _ in range(count)
             ]
@@ -295,6 +279,8 @@ class Fetcher:
     ) -> Fetched | tuple[int, httpx.URL]:
         """One request on client ``index``: a final `Fetched`, or (status, next URL) for
         a redirect."""
+        if url.scheme == "https" and not self._trusted:
+            self._trust(ex)
         client = self._clients[index]
         request = client.build_request("GET", url, headers=ex.conditional, timeout=ex.timeout)
         ex.phase = "connecting or waiting for headers"
@@ -330,6 +316,20 @@ class Fetcher:
             raise _translate(exc, ex) from exc
         finally:
             await response.aclose()
+
+    def _trust(self, ex: _Exchange) -> None:
+        """Read the certificate store, before the first HTTPS request (once; a store that
+        cannot be read fails every HTTPS request with the reason, and no other)."""
+        if self._trust_failure is None:
+            try:
+                _load_trust_store(self._tls)
+                self._trusted = True
+                return
+            except (OSError, ssl.SSLError) as exc:
+                where = os.environ.get("SSL_CERT_FILE") or os.environ.get("SSL_CERT_DIR")
+                named = f" ({where})" if where else ""
+                self._trust_failure = f"the TLS certificate store{named} cannot be read: {exc}"
+        raise FetchError(f"{ex.url}: {self._trust_failure}", kind="network")
 
     @asynccontextmanager
     async def _slot(

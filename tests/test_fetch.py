@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import gzip
 import socket
+import ssl
 import time
 import tracemalloc
 import zlib
@@ -428,6 +429,30 @@ def test_https_is_verified_and_the_trust_store_is_read_at_the_first_tls_connecti
         assert isinstance(trusted, Fetched) and trusted.status == 200 and trusted.body == FEED
         assert stores == [0, 1]  # the one certificate SSL_CERT_FILE names
         assert len(secure.requests) == 1
+
+        # a store that cannot be read fails the HTTPS requests, saying why, and no other
+        missing = tls_files.cert.with_name("missing.pem")
+        monkeypatch.setenv("SSL_CERT_FILE", str(missing))
+        (broken, again, plain), _ = run(go([https_url, https_url, http_url]))
+        for failed in (broken, again):
+            assert isinstance(failed, FetchError) and failed.kind == "network"
+            assert f"TLS certificate store ({missing}) cannot be read" in str(failed)
+        assert isinstance(plain, Fetched) and plain.body == FEED
+        assert len(secure.requests) == 1
+
+
+def test_the_tls_context_is_a_plain_ssl_context() -> None:
+    """anyio wraps a socket with a subclass of SSLContext on a worker thread, where it races
+    with httpcore setting the context's ALPN protocols on the loop thread: the fetcher's
+    context must be exactly `ssl.SSLContext` (and verify certificates and host names)."""
+
+    async def go() -> ssl.SSLContext:
+        async with Fetcher() as fetcher:
+            return fetcher._clients[0]._transport._pool._ssl_context  # type: ignore[attr-defined, no-any-return]
+
+    context = run(go())
+    assert type(context) is ssl.SSLContext
+    assert context.verify_mode == ssl.CERT_REQUIRED and context.check_hostname
 
 
 # -- network failures and limits -----------------------------------------------------------
