@@ -134,14 +134,15 @@ class Judge:
             settings.name, threshold=settings.threshold, keywords=settings.keywords,
             exclude=settings.exclude, now=now,
         )  # fmt: skip
-        # A seed's language is detected once, when its text is new or changed: loading
-        # the language model costs each process ~15 ms, and most polls need it for nothing.
+        # A seed's language is detected once per text (exactly as written: the model sees
+        # letter case): loading the model costs each process ~15 ms, and most polls need
+        # it for nothing else.
         kept = store.seed_languages(settings.name)
         hashes = [content_hash(seed.title, seed.text) for seed in seeds]
         seed_languages: list[str] = []
-        for seed, hash_ in zip(seeds, hashes, strict=True):
-            kept_hash, language = kept.get(seed.id, ("", None))
-            if kept_hash != hash_ or language is None:
+        for seed in seeds:
+            title, text, language = kept.get(seed.id, (None, None, None))
+            if (title, text) != (seed.title, seed.text) or language is None:
                 language = detect_language(seed.full_text) or "en"
             seed_languages.append(language)
         languages = Counter(seed_languages)
@@ -246,10 +247,14 @@ class Judge:
     ) -> list[DecisionIntent]:
         """Decide a stored story for every topic (or the named ones) and write the results."""
         self._refresh_feedback()
+        store = self.storage
         body = story_body(entry.summary, entry.content)
         bag = analyse(entry.title, body, self.background.surfaces)
         words = [t for t in bag if " " not in t]  # the bag's single words (bigrams have one)
         self.background.add(words)  # (counted in the database's term counts)
+        # the stories the counts cover: this one added, or more when this process's
+        # counts were written and the table, with another process's, read again
+        self.background.n = store.counted_stories()
         leads: list[Counter[str]] = []
 
         def lead() -> Counter[str]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import os
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
@@ -17,6 +18,7 @@ from monitor.detect import Judge, explain, record_feedback
 from monitor.errors import SeedError, UserError
 from monitor.models import Entry, Status
 from monitor.score import (
+    MAX_IDF,
     Background,
     analyse,
     build_profile,
@@ -316,6 +318,36 @@ def test_seed_restatement_is_a_duplicate(seed_dir: Path, store: Store) -> None:
     assert judge_one(judge, store, restated, T0) == Status.DUPLICATE
 
 
+def test_the_judge_s_background_counts_stories_and_words_alike(
+    seed_dir: Path, store: Store, tmp_path: Path
+) -> None:
+    """The judge reads word counts from the database as it needs them: its number of
+    stories moves with them, including when another process's counts come in (a replay
+    beside the daemon), so a word's stream weight never reads a count without its stories."""
+    judge = Judge.open(store, [Topic("bridge", (seed_dir,))], T0)
+    bg = judge.background
+    start = bg.n
+    for i in range(3):
+        story = entry(f"Zorblaxia port story {i}", "Zorblaxia ferries run late again.",
+                      url=f"https://a.example/z{i}", when=T0)  # fmt: skip
+        judge_one(judge, store, story, T0)
+    assert bg.n == start + 3 == store.counted_stories()
+    assert bg.df.get("zorblaxia", 0) == 3  # not written yet: buffered
+
+    other = Store(tmp_path / "monitor.db")  # another process, on the same database
+    for _ in range(500):
+        other.count_terms(["zorblaxia"])
+    other.write_buffered()
+    other.close()
+    store.write_buffered()  # this process's cycle ends: its counts written, the table read again
+    judge_one(judge, store, entry("Harbour news", "Ferries run.", url="https://a.example/h",
+                                  when=T0), T0)  # fmt: skip
+    assert bg.n == start + 3 + 500 + 1 == store.counted_stories()
+    assert bg.df.get("zorblaxia", 0) == 503
+    expected = math.log((bg.n + bg.smoothing) / (503 + 1))
+    assert bg.idf("zorblaxia") == pytest.approx(min(MAX_IDF, expected)) and expected > 0
+
+
 def test_a_seed_s_language_is_detected_once_per_text(seed_dir: Path, store: Store) -> None:
     """The language a seed was detected as is kept with it and read back while its text is
     unchanged (the model is not loaded for it again); a changed text is detected again."""
@@ -333,6 +365,15 @@ def test_a_seed_s_language_is_detected_once_per_text(seed_dir: Path, store: Stor
     store.db.execute("UPDATE seeds SET language = NULL")
     assert Judge.open(store, topics, T0).topics["bridge"].profile.language == "en"
     assert store.db.execute("SELECT language FROM seeds").fetchall() == [("en",)]
+    # an edit of letter case only (the same text to content_hash; not to the model, which
+    # sees case) is detected again, and the row keeps the text as written
+    store.db.execute("UPDATE seeds SET language = 'de'")
+    shouted = SEED.upper() + "THE WORK STARTS IN JUNE.\n"
+    (seed_dir / "bridge.txt").write_text(shouted, encoding="utf-8")
+    assert Judge.open(store, topics, T0).topics["bridge"].profile.language == "en"
+    assert store.db.execute("SELECT language, substr(text, 1, 9) FROM seeds").fetchall() == [
+        ("en", "NORBURY'S")
+    ]
 
 
 def test_later_step_after_the_seed_alerts(seed_dir: Path, store: Store) -> None:

@@ -66,13 +66,18 @@ class DetectionStore:
         language: str,
         now: datetime,
     ) -> bool:
-        """Insert or refresh a seed row; True when it is new or its text changed."""
+        """Insert or refresh a seed row; True when it is new or its text changed (beyond
+        letter case, spacing and Unicode forms: `content_hash`). The row's title and text
+        are kept as written, with the language detected on them."""
         row = self.db.execute(
-            "SELECT content_hash, language FROM seeds WHERE id = ?", [seed_id]
+            "SELECT content_hash, title, text, language FROM seeds WHERE id = ?", [seed_id]
         ).fetchone()
         if row is not None and row[0] == content_hash:
-            if row[1] != language:  # (NULL in a database from before m012)
-                self.db.execute("UPDATE seeds SET language = ? WHERE id = ?", [language, seed_id])
+            if tuple(row[1:]) != (title, text, language):  # (language NULL before m012)
+                self.db.execute(
+                    "UPDATE seeds SET title = ?, text = ?, language = ? WHERE id = ?",
+                    [title, text, language, seed_id],
+                )
             return False
         self.db.execute(
             """
@@ -86,12 +91,12 @@ class DetectionStore:
         )
         return True
 
-    def seed_languages(self, topic: str) -> dict[str, tuple[str, str | None]]:
-        """Each stored seed of ``topic``: id → (content hash, language it was detected as)."""
+    def seed_languages(self, topic: str) -> dict[str, tuple[str, str, str | None]]:
+        """Each stored seed of ``topic``: id → (title, text, the language detected on them)."""
         rows = self.db.execute(
-            "SELECT id, content_hash, language FROM seeds WHERE topic = ?", [topic]
+            "SELECT id, title, text, language FROM seeds WHERE topic = ?", [topic]
         ).fetchall()
-        return {row[0]: (row[1], row[2]) for row in rows}
+        return {row[0]: (row[1], row[2], row[3]) for row in rows}
 
     def seed_rows(self, topic: str) -> list[dict[str, Any]]:
         return list(self.db.query("SELECT * FROM seeds WHERE topic = ? ORDER BY id", [topic]))
@@ -121,6 +126,7 @@ class DetectionStore:
     _pending_counts: Counter[str] | None = None  # counts not written yet
     _pending_stories: int = 0
     _read_counts: dict[str, int] | None = None  # term → its count in the table, as read
+    _read_stories: int | None = None  # the table's number of stories, as read
     _unconfirmed: tuple[Counter[str], int] | None = None  # written, transaction still open
     _returned: tuple[Counter[str], int] | None = None  # written, then rolled back
 
@@ -143,9 +149,16 @@ class DetectionStore:
         return count
 
     def counted_stories(self) -> int:
-        """How many stories the term counts cover, written or not."""
-        row = self.db.conn.execute("SELECT df FROM term_frequencies WHERE term = ''").fetchone()
-        count = (int(row[0]) if row is not None else 0) + self._pending_stories
+        """How many stories the term counts cover, written or not: the table's number, read
+        when the counts are (so that, with another process's counts read in, both move),
+        plus this process's not written yet."""
+        count = self._read_stories
+        if count is None:
+            row = self.db.conn.execute(
+                "SELECT df FROM term_frequencies WHERE term = ''"
+            ).fetchone()
+            count = self._read_stories = int(row[0]) if row is not None else 0
+        count += self._pending_stories
         return count + (self._returned[1] if self._returned is not None else 0)
 
     # -- kept word-frequency tables (`wordprior.TableCache`) ---------------------------------
@@ -215,7 +228,7 @@ class DetectionStore:
         stories, counts = self._pending_stories, self._pending_counts or Counter()
         self._pending_counts = None
         self._pending_stories = 0
-        self._read_counts = None  # the table changes (or, on an error, is read again)
+        self._read_counts = self._read_stories = None  # the table changes: read it again
         if self._returned is not None:
             counts.update(self._returned[0])
             stories += self._returned[1]
@@ -333,7 +346,7 @@ class DetectionStore:
         again at the next flush."""
         self._lsh_recent = None
         self._lsh_prune_next = None
-        self._read_counts = None
+        self._read_counts = self._read_stories = None
         if self._unconfirmed is not None:
             self._returned = _added(self._returned, self._unconfirmed)
             self._unconfirmed = None
