@@ -400,15 +400,33 @@ def _has_letters(text: str, count: int) -> bool:
 
 @functools.cache
 def _mark_ranges() -> tuple[tuple[int, int], ...]:
+    """Every combining mark's code point range: as `monitor.unicode_marks` lists them for
+    this Python's Unicode version, else scanned (~14 ms)."""
+    from . import unicode_marks
+
+    if unicodedata.unidata_version != unicode_marks.UNICODE_VERSION:
+        return scan_mark_ranges()
+    ranges = []
+    for item in unicode_marks.RANGES.split():
+        first, _, last = item.partition("-")
+        ranges.append((int(first, 16), int(last or first, 16)))
+    return tuple(ranges)
+
+
+def scan_mark_ranges() -> tuple[tuple[int, int], ...]:
+    """The combining marks' code point ranges, from `unicodedata` (planes 0 and 1 and the
+    variation selectors of plane 14 hold every mark; 2-3 are CJK ideographs, 15-16 private
+    use)."""
+    category = unicodedata.category
+    marks = [
+        cp for cp in (*range(0x20000), *range(0xE0000, 0xE1000)) if category(chr(cp))[0] == "M"
+    ]
     ranges: list[tuple[int, int]] = []
-    # Planes 0 and 1 plus the variation selectors of plane 14 hold every mark; scanning only
-    # them keeps the import fast (planes 2-3 are CJK ideographs, 15-16 private use).
-    for cp in (*range(0x20000), *range(0xE0000, 0xE1000)):
-        if unicodedata.category(chr(cp)) in ("Mn", "Mc", "Me"):
-            if ranges and ranges[-1][1] == cp - 1:
-                ranges[-1] = (ranges[-1][0], cp)
-            else:
-                ranges.append((cp, cp))
+    for cp in marks:
+        if ranges and ranges[-1][1] == cp - 1:
+            ranges[-1] = (ranges[-1][0], cp)
+        else:
+            ranges.append((cp, cp))
     return tuple(ranges)
 
 
@@ -450,9 +468,8 @@ _ASTRAL = re.compile("[\U00010000-\U0010ffff]")
 
 @functools.cache
 def _token_patterns() -> tuple[re.Pattern[str], re.Pattern[str]]:
-    """The patterns for text within the BMP and for any text, built on first use (listing
-    the marks scans 135,000 code points, ~20 ms: not a cost for commands that never
-    tokenise)."""
+    """The patterns for text within the BMP and for any text, built on first use (not a
+    cost for commands that never tokenise non-ASCII text)."""
     return (
         _token_pattern(_word_class(_mark_class(astral=False))),
         _token_pattern(_word_class(_mark_class())),

@@ -291,6 +291,14 @@ def test_detect_language_model_is_local(tmp_path: Path) -> None:
 # --------------------------------------------------------------------------- tokenize
 
 
+def test_the_listed_combining_marks_are_this_python_s() -> None:
+    """monitor/unicode_marks.py (scripts/unicode_marks.py) lists what `unicodedata` says,
+    or is not used: a Python with another Unicode version scans its own."""
+    listed = text_module._mark_ranges.__wrapped__()
+    assert listed == text_module.scan_mark_ranges()
+    assert (0x300, 0x36F) in listed and (0x93E, 0x94F) in listed  # Latin accents, Devanagari
+
+
 def test_tokenize_hindi_keeps_combining_marks() -> None:
     tokens = tokenize("आतंकवादी संगठन")
     assert tokens == ["आतंकवादी", "संगठन"]

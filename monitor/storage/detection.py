@@ -154,9 +154,7 @@ class DetectionStore:
         plus this process's not written yet."""
         count = self._read_stories
         if count is None:
-            row = self.db.conn.execute(
-                "SELECT df FROM term_frequencies WHERE term = ''"
-            ).fetchone()
+            row = self.db.conn.execute("SELECT df FROM term_frequencies WHERE term = ''").fetchone()
             count = self._read_stories = int(row[0]) if row is not None else 0
         count += self._pending_stories
         return count + (self._returned[1] if self._returned is not None else 0)
