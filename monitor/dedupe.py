@@ -123,16 +123,51 @@ def _shingle_hashes(tokens: Sequence[str], n: int) -> np.ndarray:
     return total[np.concatenate(([True], total[1:] != total[:-1]))]
 
 
-def _permutations() -> tuple[np.ndarray, np.ndarray]:
+def draw_permutations() -> tuple[np.ndarray, np.ndarray]:
     """The (a, b) of datasketch's ``MinHash(num_perm=NUM_PERM, seed=SEED)`` permutations in
     the "affine32" scheme: odd ``a`` and any ``b`` below 2^32, drawn from
-    ``RandomState(SEED)`` as datasketch draws them. Built here so that importing this module
-    does not import datasketch (and scipy); `tests/test_dedupe_signature.py` checks that
-    they stay datasketch's (scheme and values)."""
+    ``RandomState(SEED)`` as datasketch draws them (so that importing this module does not
+    import datasketch and scipy; `tests/test_dedupe_signature.py` checks that they stay
+    datasketch's, scheme and values)."""
     gen = np.random.RandomState(SEED)
     a = gen.randint(0, 1 << 31, NUM_PERM, dtype=np.uint32) * np.uint32(2) + np.uint32(1)
     b = gen.randint(0, 1 << 32, NUM_PERM, dtype=np.uint32)
     return a, b
+
+
+# `draw_permutations()` as little-endian uint32 (a, then b): drawing them imports
+# numpy.random (~9 ms in every process that signs a story); a test compares the two.
+_PERMUTATIONS = (
+    "4be883d5d7018ffe195fce70912878ddfffd0e00138799419755cb9a0b3d82ff9f96234b81a7e0782101472f"
+    "03a10ccb997f5d5f8f3c9cc6db55edb0f9f3e8560d1b25cb33fafede65c9df1329aa4fb1fda9a0d6cb6265a0"
+    "2517d55ea993910c17f7ad68f9410ce3d59b98c139258b753bbf050e1db39e116584475789d4f2d3aff9a8d5"
+    "afbf16ead3970c1ee38584dcefcbe047bd5bd5e0c18e6d65ad08898e1b31fb99d3af936e13fbbfef0f08039b"
+    "7f2279a07b96832f2d1c7862734a4b090314b6c001efe3ba79e209caa3f185a811ea8a2bb1c5c1a81bfdfe13"
+    "e734cd8b5f03f456d51f551ef3e49bc191734f573d845a328f48a62f076b9bd78d0be3572b7f70ea63dcd5d2"
+    "730afb100764256589b73d6231564a94e3438ba157f8c348990c7d5f35980e91690e54aba14a38d3db145d09"
+    "e7e67e1153ea1280a5db803f1f004cfa81d83e5289910f7f3360d498df5a968fc5bd6be4af6b1c940f4fba71"
+    "350ada3433fd8f25d14c52e52d0840f0136e33d1877d3d31cf975496fd8886ce2f4a5793fbda2d3dc91a9342"
+    "3781b20c4b77ea0973a2d02aa754905b4dd96ed511855a6c414a26d245bbf587155e0d992f7aaffb1f0d352b"
+    "df55521baf38bf2133bef2258f1f563ae701204bb90abfe99574b92d7d099f855dba466641a74776b12d6534"
+    "2f2920116f25ffd3834a5ee6e36a88639b4e72fc074e0fd40197c914f8bfc90cfdd4f6c3cd81308906c79b0b"
+    "3472eea9d5d1d423c6c5cf8302f6daca4cf6d0f1db0fa10795782896cb8214e2075945e74d18718ac88a3123"
+    "4bd4ae724c9da7232b0463e41432b1ce1e5ea9602426ce656733d68907a7542a2d0ffda6c43371ed399a7b5c"
+    "f02e0759fc9d2d92d23835c0604049a30d01dbb90a2c5620175920e27c3fb1b051fba89f87e7d2a579c33dc0"
+    "98c09b5aca665159dc3d63c394fe1945a0a9455b8ccc58e5c1bcb6c05e62976d3c9e9fe1e9c1fff698c0fc02"
+    "524dd7a97313847f6173279f8208e412ecfd5f1ddca675c967ba11f362b766100a712d73b69ef55a60571194"
+    "e9391cf152a77b68d6c93a61c6ccad3cc2ba4ec347e143e7e73f87c5b0a8dc9236f6254d0f1cbc00853bd2c5"
+    "9135fd9daa68262714009f53765a2194b047ed8616594e02e519cde28dcf83b5f107765b72ea7b7861c295e8"
+    "b556bcc35487949f0a0ca77760dc0c04b740dd443d99efed38cee9d4d99edeb095a1238de78c50ff60dcf011"
+    "f9811e2cd31ff47819541b23f1d525be8e93beee8d082431d4ac62b2741edd762b63e510860ef93acd0666c1"
+    "b8821c82bb07fec08fbb643518564becfb339f0c897c26b6c221d484c738d01f356f1a2c45dd1605a4c97465"
+    "65c3b506f84a7c1b15183f0728ed82824db0073fdb88251ab1ca2adc7169e9492fd5f089cd85543ba8bd858d"
+    "ce15b9f72d568fd757e73f47"
+)
+
+
+def _permutations() -> tuple[np.ndarray, np.ndarray]:
+    values = np.frombuffer(bytes.fromhex(_PERMUTATIONS), dtype="<u4").astype(np.uint32)
+    return values[:NUM_PERM], values[NUM_PERM:]
 
 
 _PERM_A, _PERM_B = _permutations()  # built once and shared by every signature

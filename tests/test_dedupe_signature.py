@@ -32,3 +32,6 @@ def test_permutations_are_datasketchs() -> None:
     a, b = reference.permutations
     assert np.array_equal(dedupe._PERM_A, np.asarray(a, dtype=np.uint32))
     assert np.array_equal(dedupe._PERM_B, np.asarray(b, dtype=np.uint32))
+    drawn_a, drawn_b = dedupe.draw_permutations()  # how the kept values were made
+    assert np.array_equal(dedupe._PERM_A, drawn_a) and np.array_equal(dedupe._PERM_B, drawn_b)
+    assert dedupe._PERM_A.dtype == dedupe._PERM_B.dtype == np.uint32
