@@ -41,7 +41,7 @@ LAYERS = {
         "schedule",
         "render",
     },
-    "bottom": {"errors", "models", "log", "metrics", "__init__"},
+    "bottom": {"errors", "models", "log", "metrics", "unicode_marks", "__init__"},
 }
 RANK = {"entry": 4, "orchestration": 3, "adapter": 2, "core": 1, "bottom": 0}
 
