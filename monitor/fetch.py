@@ -59,6 +59,7 @@ import math
 import os
 import ssl
 import sys
+import time
 import zlib
 from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
@@ -98,6 +99,7 @@ STEP = 64 * 1024  # most decoded bytes produced from the wire at a time
 DRAIN_BYTES = 64 * 1024  # a body we do not need is read to its end up to this size ...
 DRAIN_SECONDS = 1.0  # ... and this long, to keep its connection,
 DRAIN_MARGIN = 0.25  # ... ending this long before the exchange's deadline at the latest
+TRUST_RETRY = 60.0  # seconds before a certificate store that could not be read is tried again
 
 _PERMANENT = frozenset({301, 308})
 _REDIRECTS = frozenset({301, 302, 303, 307, 308})
@@ -165,7 +167,7 @@ class Fetcher:
         }
         tls = self._tls = _client_tls_context()  # one store for the pool, read when needed
         self._trusted = False
-        self._trust_failure: str | None = None
+        self._trust_failure: tuple[str, float] | None = None  # (why, when: time.monotonic)
         pool = httpx.Limits(
             max_connections=CONNECTIONS_PER_CLIENT,
             max_keepalive_connections=CONNECTIONS_PER_CLIENT,
@@ -174,9 +176,8 @@ class Fetcher:
         # the environment: httpx applies those only through the client, and only to a client
         # that made its own transport.
         self._transports: list[httpx.AsyncHTTPTransport] | None = None
-        if _proxy_in_environment():  # (the proxy itself may need the store, for any URL)
-            _load_trust_store(tls)
-            self._trusted = True
+        if transport is None and _proxy_in_environment():
+            self._load_trust()  # (a proxy itself may need the store, for any URL)
         elif transport is None:
             self._transports = [
                 httpx.AsyncHTTPTransport(verify=tls, limits=pool) for _ in range(count)
@@ -318,18 +319,27 @@ class Fetcher:
             await response.aclose()
 
     def _trust(self, ex: _Exchange) -> None:
-        """Read the certificate store, before the first HTTPS request (once; a store that
-        cannot be read fails every HTTPS request with the reason, and no other)."""
-        if self._trust_failure is None:
-            try:
-                _load_trust_store(self._tls)
-                self._trusted = True
-                return
-            except (OSError, ssl.SSLError) as exc:
-                where = os.environ.get("SSL_CERT_FILE") or os.environ.get("SSL_CERT_DIR")
-                named = f" ({where})" if where else ""
-                self._trust_failure = f"the TLS certificate store{named} cannot be read: {exc}"
-        raise FetchError(f"{ex.url}: {self._trust_failure}", kind="network")
+        """Read the certificate store before the first HTTPS request. A store that cannot
+        be read fails the HTTPS requests with the reason (and no other), and is tried again
+        `TRUST_RETRY` seconds later (a file mounted late, a package being upgraded)."""
+        failure = self._trust_failure
+        if failure is None or time.monotonic() - failure[1] >= TRUST_RETRY:
+            self._load_trust()
+        if not self._trusted:
+            assert self._trust_failure is not None
+            raise FetchError(f"{ex.url}: {self._trust_failure[0]}", kind="network")
+
+    def _load_trust(self) -> None:
+        try:
+            _load_trust_store(self._tls)
+        except (OSError, ssl.SSLError) as exc:
+            where = os.environ.get("SSL_CERT_FILE") or os.environ.get("SSL_CERT_DIR")
+            named = f" ({where})" if where else ""
+            why = f"the TLS certificate store{named} cannot be read: {exc}"
+            self._trust_failure = (why, time.monotonic())
+            return
+        self._trusted = True
+        self._trust_failure = None
 
     @asynccontextmanager
     async def _slot(

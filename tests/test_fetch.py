@@ -12,11 +12,13 @@ import zlib
 from collections.abc import Awaitable
 from datetime import UTC, datetime, timedelta
 from email.utils import format_datetime
+from pathlib import Path
 from typing import TypeVar
 
 import pytest
 
 from monitor import PROJECT_URL, __version__
+from monitor import fetch as fetch_module
 from monitor.errors import FeedError, FetchError
 from monitor.fetch import Fetcher, FetchLimits, parse_retry_after
 from monitor.models import Fetched
@@ -439,6 +441,45 @@ def test_https_is_verified_and_the_trust_store_is_read_at_the_first_tls_connecti
             assert f"TLS certificate store ({missing}) cannot be read" in str(failed)
         assert isinstance(plain, Fetched) and plain.body == FEED
         assert len(secure.requests) == 1
+
+        # ... and is read again a while later (`TRUST_RETRY`): a file mounted late
+        async def late() -> tuple[Fetched | FetchError, Fetched | FetchError]:
+            async with Fetcher() as fetcher:
+                outcomes: list[Fetched | FetchError] = []
+                for _ in range(2):
+                    try:
+                        outcomes.append(await fetcher.fetch(https_url))
+                    except FetchError as error:
+                        outcomes.append(error)
+                    missing.write_bytes(tls_files.cert.read_bytes())
+                return outcomes[0], outcomes[1]
+
+        monkeypatch.setattr(fetch_module, "TRUST_RETRY", 0.0)
+        before, after = run(late())
+        assert isinstance(before, FetchError) and "cannot be read" in str(before)
+        assert isinstance(after, Fetched) and after.body == FEED
+        missing.unlink()
+
+
+def test_with_a_proxy_an_unreadable_trust_store_fails_https_requests_only(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """With a proxy set the store is read when the fetcher is made (the proxy may need it
+    for any URL); one that cannot be read does not stop the fetcher from being made."""
+    missing = tmp_path / "missing.pem"
+    monkeypatch.setenv("HTTPS_PROXY", "http://127.0.0.1:9")
+    monkeypatch.setenv("SSL_CERT_FILE", str(missing))
+
+    async def go() -> FetchError:
+        async with Fetcher() as fetcher:
+            try:
+                await fetcher.fetch("https://127.0.0.1:9/feed.xml")
+            except FetchError as error:
+                return error
+        raise AssertionError("fetched through a store that cannot be read")
+
+    error = run(go())
+    assert error.kind == "network" and f"TLS certificate store ({missing})" in str(error)
 
 
 def test_the_tls_context_is_a_plain_ssl_context() -> None:
