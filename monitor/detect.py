@@ -137,7 +137,7 @@ class Judge:
         # A seed's language is detected once per text (exactly as written: the model sees
         # letter case): loading the model costs each process ~15 ms, and most polls need
         # it for nothing else.
-        kept = store.seed_languages(settings.name)
+        kept = store.seed_languages([seed.id for seed in seeds])
         hashes = [content_hash(seed.title, seed.text) for seed in seeds]
         seed_languages: list[str] = []
         for seed in seeds:
@@ -227,6 +227,7 @@ class Judge:
 
     def first_gate(self, entry: Entry) -> bool:
         """A cheap early look: might this entry be related to some topic? (for enrichment)"""
+        self.background.n = self.storage.counted_stories()
         body = story_body(entry.summary, entry.content)
         bag = analyse(entry.title, body, self.background.surfaces)
         for topic in self.topics.values():
@@ -246,15 +247,16 @@ class Judge:
         topics: Sequence[str] | None = None,
     ) -> list[DecisionIntent]:
         """Decide a stored story for every topic (or the named ones) and write the results."""
-        self._refresh_feedback()
         store = self.storage
+        # the word counts read from here on and the number of stories they are set against
+        # are the database's at one moment (another process's counts move both)
+        self.background.n = store.counted_stories()
+        self._refresh_feedback()
         body = story_body(entry.summary, entry.content)
         bag = analyse(entry.title, body, self.background.surfaces)
         words = [t for t in bag if " " not in t]  # the bag's single words (bigrams have one)
         self.background.add(words)  # (counted in the database's term counts)
-        # the stories the counts cover: this one added, or more when this process's
-        # counts were written and the table, with another process's, read again
-        self.background.n = store.counted_stories()
+        self.background.n = store.counted_stories()  # (this story: one more, or a flush)
         leads: list[Counter[str]] = []
 
         def lead() -> Counter[str]:

@@ -347,6 +347,18 @@ def test_the_judge_s_background_counts_stories_and_words_alike(
     expected = math.log((bg.n + bg.smoothing) / (503 + 1))
     assert bg.idf("zorblaxia") == pytest.approx(min(MAX_IDF, expected)) and expected > 0
 
+    # another process's counts committed while this one's are all written and read: the
+    # next story reads both again, a word first read then included
+    other = Store(tmp_path / "monitor.db")
+    for _ in range(300):
+        other.count_terms(["quorvania"])
+    other.write_buffered()
+    other.close()
+    judge_one(judge, store, entry("Quorvania port", "Quorvania ferries.",
+                                  url="https://a.example/q", when=T0), T0)  # fmt: skip
+    assert bg.n == start + 3 + 500 + 1 + 300 + 1 == store.counted_stories()
+    assert bg.df.get("quorvania", 0) == 301
+
 
 def test_a_seed_s_language_is_detected_once_per_text(seed_dir: Path, store: Store) -> None:
     """The language a seed was detected as is kept with it and read back while its text is
@@ -374,6 +386,11 @@ def test_a_seed_s_language_is_detected_once_per_text(seed_dir: Path, store: Stor
     assert store.db.execute("SELECT language, substr(text, 1, 9) FROM seeds").fetchall() == [
         ("en", "NORBURY'S")
     ]
+    # two topics on the same seed files share its row, and its language
+    store.db.execute("UPDATE seeds SET language = 'de'")
+    both = [Topic("bridge", (seed_dir,)), Topic("port", (seed_dir,))]
+    opened = Judge.open(store, both, T0)
+    assert [opened.topics[t].profile.language for t in ("bridge", "port")] == ["de", "de"]
 
 
 def test_later_step_after_the_seed_alerts(seed_dir: Path, store: Store) -> None:

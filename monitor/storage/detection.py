@@ -91,12 +91,17 @@ class DetectionStore:
         )
         return True
 
-    def seed_languages(self, topic: str) -> dict[str, tuple[str, str, str | None]]:
-        """Each stored seed of ``topic``: id → (title, text, the language detected on them)."""
-        rows = self.db.execute(
-            "SELECT id, title, text, language FROM seeds WHERE topic = ?", [topic]
-        ).fetchall()
-        return {row[0]: (row[1], row[2], row[3]) for row in rows}
+    def seed_languages(self, ids: Sequence[str]) -> dict[str, tuple[str, str, str | None]]:
+        """The stored seeds with these ids (of any topic: topics may share seed files):
+        id → (title, text, the language detected on them)."""
+        found: dict[str, tuple[str, str, str | None]] = {}
+        for seed_id in dict.fromkeys(ids):
+            row = self.db.execute(
+                "SELECT title, text, language FROM seeds WHERE id = ?", [seed_id]
+            ).fetchone()
+            if row is not None:
+                found[seed_id] = (row[0], row[1], row[2])
+        return found
 
     def seed_rows(self, topic: str) -> list[dict[str, Any]]:
         return list(self.db.query("SELECT * FROM seeds WHERE topic = ? ORDER BY id", [topic]))
@@ -127,6 +132,7 @@ class DetectionStore:
     _pending_stories: int = 0
     _read_counts: dict[str, int] | None = None  # term → its count in the table, as read
     _read_stories: int | None = None  # the table's number of stories, as read
+    _read_version: int | None = None  # PRAGMA data_version when `counted_stories` last looked
     _unconfirmed: tuple[Counter[str], int] | None = None  # written, transaction still open
     _returned: tuple[Counter[str], int] | None = None  # written, then rolled back
 
@@ -149,9 +155,14 @@ class DetectionStore:
         return count
 
     def counted_stories(self) -> int:
-        """How many stories the term counts cover, written or not: the table's number, read
-        when the counts are (so that, with another process's counts read in, both move),
-        plus this process's not written yet."""
+        """How many stories the term counts cover, written or not: the table's number plus
+        this process's not written yet. When another connection has committed since the
+        last call, the counts read so far are dropped too, so that the words' counts and
+        the stories' move together (the judge calls this before it reads any)."""
+        version = int(self.db.conn.execute("PRAGMA data_version").fetchone()[0])
+        if version != self._read_version:
+            self._read_version = version
+            self._read_counts = self._read_stories = None
         count = self._read_stories
         if count is None:
             row = self.db.conn.execute("SELECT df FROM term_frequencies WHERE term = ''").fetchone()
