@@ -180,6 +180,8 @@ class Judge:
                     label=seed.title[:80], first_story=seed.id, sources=[], story_count=1,
                     terms=dict(bag), first_seen=now, last_seen=now,
                 )  # fmt: skip
+            elif known[seed.id]["label"] != seed.title[:80]:  # letter case or spacing only
+                store.relabel_development(known[seed.id]["id"], seed.title[:80])
         for row in store.development_rows(settings.name):
             topic.developments.append(_development(row))
         for row in store.judged_stories(settings.name, RELATED, limit=2000):

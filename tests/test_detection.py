@@ -386,6 +386,9 @@ def test_a_seed_s_language_is_detected_once_per_text(seed_dir: Path, store: Stor
     assert store.db.execute("SELECT language, substr(text, 1, 9) FROM seeds").fetchall() == [
         ("en", "NORBURY'S")
     ]
+    assert store.db.execute("SELECT label FROM developments").fetchall() == [
+        (SEED.upper().splitlines()[0],)
+    ]  # the seed's development is named as the seed now is, and kept
     # two topics on the same seed files share its row, and its language
     store.db.execute("UPDATE seeds SET language = 'de'")
     both = [Topic("bridge", (seed_dir,)), Topic("port", (seed_dir,))]

@@ -661,6 +661,9 @@ class DetectionStore:
              iso(first_seen), iso(last_seen)],
         )  # fmt: skip
 
+    def relabel_development(self, id: str, label: str) -> None:
+        self.db.execute("UPDATE developments SET label = ? WHERE id = ?", [label, id])
+
     # -- decisions --------------------------------------------------------------------------
 
     def write_decision(
