@@ -66,6 +66,21 @@ def test_default_config_is_complete() -> None:
             {"feeds": [{"url": "https://a.example/"}, {"url": "https://a.example/"}]},
             'feeds[1].url: "https://a.example/" is listed twice',
         ),
+        (
+            {
+                "feeds": [
+                    {"url": "https://a.example/"},
+                    {"url": "https://b.example/"},
+                    {"url": "https://b.example/"},
+                    {"url": "https://a.example/"},
+                ]
+            },
+            'feeds[2].url: "https://b.example/" is listed twice',  # the first repeat
+        ),
+        (
+            {"topics": [{"name": "a", "seeds": ["x"]}, {"name": "a", "seeds": ["y"]}]},
+            'topics[1].name: "a" is used by two topics',
+        ),
         ({"service": {"listen": "8080"}}, 'service.listen: "8080" is not "host:port"'),
     ],
 )
