@@ -154,12 +154,17 @@ class DetectionStore:
             count += self._returned[0].get(term, 0)
         return count
 
+    def _data_version(self) -> int:
+        """SQLite's ``PRAGMA data_version``: it moves when another connection commits (not
+        this one), which tells the copies held in memory to read the tables again."""
+        return int(self.db.conn.execute("PRAGMA data_version").fetchone()[0])
+
     def counted_stories(self) -> int:
         """How many stories the term counts cover, written or not: the table's number plus
         this process's not written yet. When another connection has committed since the
         last call, the counts read so far are dropped too, so that the words' counts and
         the stories' move together (the judge calls this before it reads any)."""
-        version = int(self.db.conn.execute("PRAGMA data_version").fetchone()[0])
+        version = self._data_version()
         if version != self._read_version:
             self._read_version = version
             self._read_counts = self._read_stories = None
@@ -336,7 +341,7 @@ class DetectionStore:
     def _recent_keys(self) -> RecentKeys:
         """`story_lsh_recent` in memory, read again if another connection has committed
         since (``PRAGMA data_version`` moves only for other connections' commits)."""
-        version = int(self.db.conn.execute("PRAGMA data_version").fetchone()[0])
+        version = self._data_version()
         if self._lsh_recent is None or version != self._lsh_recent_version:
             rows = self.db.conn.execute("SELECT signature, bands FROM story_lsh_recent")
             self._lsh_recent = RecentKeys(
@@ -441,7 +446,7 @@ class DetectionStore:
         connection commits (a replay beside the daemon may add old ranges)."""
         if window <= timedelta(0):
             return False
-        version = int(self.db.conn.execute("PRAGMA data_version").fetchone()[0])
+        version = self._data_version()
         return (
             self._lsh_prune_next is None
             or version != self._lsh_prune_version
@@ -454,7 +459,6 @@ class DetectionStore:
         The number of keys removed. Inside the caller's transaction."""
         if window <= timedelta(0):
             return 0
-        conn = self.db.conn
         batch = window / 10
         removed = 0
         oldest = self._oldest_kept_mark()  # its keys leave once it is a batch past the window
@@ -462,7 +466,7 @@ class DetectionStore:
             removed = self._prune_lsh(now - window)
             oldest = self._oldest_kept_mark()
         self._lsh_prune_next = oldest + window + batch if oldest is not None else now + batch
-        self._lsh_prune_version = int(conn.execute("PRAGMA data_version").fetchone()[0])
+        self._lsh_prune_version = self._data_version()
         return removed
 
     def _oldest_kept_mark(self) -> datetime | None:
