@@ -257,8 +257,7 @@ class Judge:
         body = story_body(entry.summary, entry.content)
         bag = analyse(entry.title, body, self.background.surfaces)
         words = [t for t in bag if " " not in t]  # the bag's single words (bigrams have one)
-        self.background.add(words)  # (counted in the database's term counts)
-        self.background.n = store.counted_stories()  # (this story: one more, or a flush)
+        self.background.add(words)  # one more story (buffered: a feed's transaction is open)
         leads: list[Counter[str]] = []
 
         def lead() -> Counter[str]:
