@@ -201,8 +201,8 @@ def analyse(title: str, text: str, surfaces: dict[str, str] | None = None) -> Co
 
 Prior = Callable[[str], float | None]
 """A general-language rarity for a word form: -log10 of its frequency minus a constant, or
-None when the word is unknown to the list (names, rare words). A prior may also answer for
-many words at once (`ManyPrior`)."""
+None when the word is unknown to the list (names, rare words). A prior may also have a
+``many(words)`` method answering for a list of word forms at once (`Background._prime`)."""
 
 
 class TermCounts(Protocol):
@@ -212,14 +212,6 @@ class TermCounts(Protocol):
     def get(self, term: str, default: int, /) -> int: ...
 
     def update(self, words: Iterable[str], /) -> None: ...
-
-
-class ManyPrior(Protocol):
-    """A `Prior` that also answers for a list of word forms at once, cheaper per word."""
-
-    def __call__(self, word: str) -> float | None: ...
-
-    def many(self, words: Sequence[str]) -> list[float | None]: ...
 
 
 _ONE_BY_ONE = 2  # terms of a bag with new words weighed as they come; the rest wait for a batch
@@ -910,7 +902,7 @@ def wordfreq_prior(cache: TableCache | None = None) -> Prior | None:
 
 
 class _WordfreqPrior:
-    """`wordfreq_prior`'s prior: a `ManyPrior`."""
+    """`wordfreq_prior`'s prior, with `many` for a list of words."""
 
     def __init__(self, cache: TableCache | None) -> None:
         from . import wordprior
