@@ -126,6 +126,11 @@ class DatabaseSettings:
         Duration(90 * 86400),
         doc="how long, at least, a story stays in the near-duplicate index (0: for ever)",
     )
+    retention: Duration = _setting(
+        Duration(180 * 86400),
+        doc="unrelated stories' text is cleared this long after they were first seen; "
+        "titles, links and decisions stay (0: kept for ever)",
+    )
 
 
 @dataclass(frozen=True, slots=True)

@@ -543,6 +543,11 @@ def explain(storage: DetectionStore, id_or_url: str) -> str:
         f"  {story['url']}",
         f"  from {story['source'] or 'unknown source'}, published {story['published']}",
     ]
+    if story.get("pruned_at"):
+        lines.append(
+            f"  Its text was cleared at {story['pruned_at']} (database.retention); "
+            "the decisions below are as recorded."
+        )
     decisions = storage.decisions_of(story["id"])
     if not decisions:
         lines.append("No decision recorded for this story.")
@@ -601,4 +606,6 @@ def record_feedback(storage: DetectionStore, story_id: str, verdict: str, now: d
         "irrelevant": "stories like it will count against the topic",
         "not-new": "it is recorded as reporting nothing new",
     }[verdict]
+    if story.get("pruned_at") and verdict != "not-new":
+        meaning += " (its text was cleared by database.retention: only its title counts)"
     return f"Recorded {verdict} for {story['id']} ({topics}): {meaning}."

@@ -46,6 +46,12 @@ if TYPE_CHECKING:  # imported when first needed: a poll of 304s never judges any
 
 log = logging.getLogger("monitor.pipeline")
 READY_FOR_WORKER = 8  # fetched feeds that may wait for the worker (at most `concurrency`)
+# `database.retention`: stories cleared a transaction of PRUNE_BATCH at a time, for at most
+# PRUNE_SECONDS a cycle (the rest the next cycle: turning it on for a database of years
+# must not hold up polling), then not looked for again for PRUNE_EVERY
+PRUNE_BATCH = 2000
+PRUNE_SECONDS = 1.0
+PRUNE_EVERY = timedelta(hours=1)
 
 _T = TypeVar("_T")
 
@@ -109,6 +115,8 @@ class Pipeline:
         storage.start_checkpointer()  # the WAL is copied back on another thread meanwhile
         self._judge: Judge | None = None
         self.dedupe_window = timedelta(seconds=settings.database.dedupe_window)
+        self.retention = timedelta(seconds=settings.database.retention)
+        self._prune_next: datetime | None = None  # nothing to clear before this
         polling = settings.polling
         self.limits = FetchLimits(
             timeout=polling.timeout,
@@ -172,6 +180,7 @@ class Pipeline:
                     observer(report)
             await self.on_worker(self.storage.write_buffered)
             await self.on_worker(self._keep_window, self.clock())
+            await self.on_worker(self._keep_retention, self.clock())
         finally:
             unfinished = [task for task in tasks if not task.done()]
             for task in unfinished:  # stopped or failed: a feed's transaction is whole or none
@@ -591,6 +600,39 @@ class Pipeline:
                 "near-duplicate index: %d keys removed, of stories signed before %s",
                 removed,
                 (now - window).isoformat(timespec="minutes"),
+            )
+
+    def _keep_retention(self, now: datetime) -> None:
+        """Clear the text of the unrelated stories first seen longer ago than
+        `database.retention` (`StoryStore.prune_bodies`); a database error is logged, and
+        the next cycle tries again."""
+        if self.retention <= timedelta(0):
+            return
+        if self._prune_next is not None and now < self._prune_next:
+            return
+        seen_before = now - self.retention
+        cleared = 0
+        started = time.perf_counter()
+        try:
+            if not self.storage.prunable(seen_before):  # most cycles: one index lookup
+                self._prune_next = now + PRUNE_EVERY
+                return
+            while True:
+                with self.storage.atomic():
+                    batch = self.storage.prune_bodies(seen_before, now, limit=PRUNE_BATCH)
+                cleared += batch
+                if batch < PRUNE_BATCH:
+                    self._prune_next = now + PRUNE_EVERY
+                    break
+                if time.perf_counter() - started >= PRUNE_SECONDS:
+                    break  # more are waiting: the next cycle goes on
+        except sqlite3.Error as error:
+            log.warning("retention not applied: %s", error)
+        if cleared:
+            log.info(
+                "retention: cleared the text of %d unrelated stories first seen before %s",
+                cleared,
+                seen_before.isoformat(timespec="minutes"),
             )
 
     # -- replay ------------------------------------------------------------------------------

@@ -472,3 +472,12 @@ def m012_seed_language(db: Database) -> None:
     """The language each seed was detected as (`language`; NULL until it is next read), so
     a process whose seeds have not changed does not load the language model for them."""
     db.execute("ALTER TABLE seeds ADD COLUMN language TEXT")
+
+
+@migrations()
+def m013_story_retention(db: Database) -> None:
+    """`database.retention`: the text of old unrelated stories is cleared and `pruned_at`
+    says when. The partial index holds the stories not cleared yet by the time first seen,
+    so that finding the next ones to clear never reads the millions already cleared."""
+    db.execute("ALTER TABLE stories ADD COLUMN pruned_at TEXT")
+    db.execute("CREATE INDEX stories_unpruned ON stories(seen_at) WHERE pruned_at IS NULL")

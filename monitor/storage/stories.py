@@ -35,6 +35,24 @@ _INSERT_STORY = (
 )
 
 
+# A story leaves the partial index `stories_unpruned` as it is cleared; one with a decision
+# other than `unrelated`, or feedback, or no decision at all, keeps its text.
+_PRUNABLE = """
+    SELECT s.rowid FROM stories s
+    WHERE s.pruned_at IS NULL AND s.seen_at < ?
+      AND EXISTS (SELECT 1 FROM decisions d WHERE d.story_id = s.id)
+      AND NOT EXISTS (
+          SELECT 1 FROM decisions d
+          WHERE d.story_id = s.id AND (d.status != 'unrelated' OR d.feedback IS NOT NULL))
+    ORDER BY s.seen_at
+    LIMIT ?
+"""
+_PRUNE_BODIES = f"""
+    UPDATE stories SET summary = '', content = '', full_text = NULL, pruned_at = ?
+    WHERE rowid IN ({_PRUNABLE})
+"""
+
+
 class StoryStore:
     db: Database
 
@@ -114,6 +132,20 @@ class StoryStore:
                 found.update(int(value) for value in joined.split(","))
         return found
 
+    def prune_bodies(self, seen_before: datetime, now: datetime, *, limit: int) -> int:
+        """Clear the text (summary, content, full text) of at most ``limit`` stories first
+        seen before ``seen_before`` that every topic judged unrelated and nobody gave
+        feedback on; their title, links, hashes and decisions stay, and `pruned_at` is set
+        to ``now``. The number cleared. Inside the caller's transaction; the full-text
+        index follows through its update trigger (the title stays searchable)."""
+        cursor = self.db.conn.execute(_PRUNE_BODIES, [iso(now), iso(seen_before), limit])
+        return int(cursor.rowcount)
+
+    def prunable(self, seen_before: datetime) -> bool:
+        """Whether `prune_bodies` has a story to clear (a read: no write transaction)."""
+        row = self.db.conn.execute(_PRUNABLE, [iso(seen_before), 1]).fetchone()
+        return row is not None
+
     def set_raw_hash(self, sid: str, raw_hash: int | None) -> None:
         """Record the raw hash of a stored story whose cleaned text has not changed."""
         self.db.conn.execute("UPDATE stories SET raw_hash = ? WHERE id = ?", [raw_hash, sid])
@@ -145,6 +177,7 @@ class StoryStore:
                 "content_hash": entry.content_hash,
                 "raw_hash": entry.raw_hash,
                 "updated_at": iso(now),
+                "pruned_at": None,  # its text is back (cleared again when its time comes)
             },
         )
 

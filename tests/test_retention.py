@@ -1,0 +1,296 @@
+"""Story retention (`database.retention`): the text of old stories that every topic judged
+unrelated is cleared; their titles, links, hashes and decisions stay, and so does every
+story that is related, has feedback or has no decision."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import sqlite3
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import replace
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+
+from monitor import pipeline as pipeline_module
+from monitor.config import Settings, load_settings
+from monitor.detect import explain, record_feedback
+from monitor.models import Entry
+from monitor.pipeline import Pipeline
+from monitor.storage import Storage
+from tests.feedserver import FeedServer, Reply
+from tests.storage_helpers import database_before, fts_hits
+from tests.test_pipeline import Clock, count, items, poll, rss
+
+ROOT = Path(__file__).resolve().parents[1]
+T0 = datetime(2026, 1, 1, tzinfo=UTC)
+DAY = timedelta(days=1)
+RETENTION = timedelta(days=180)
+
+
+def _entry(n: int, body: str = "") -> Entry:
+    url = f"https://news.example/{n}"
+    return Entry(
+        key=url, url=url, canonical_url=url, title=f"Lighthouse report {n}",
+        summary=f"Keepers logged storm number {n}.", content=body or f"Gravel barges {n}.",
+        published=T0, content_hash=f"h{n}", source="Desk", language="en",
+    )  # fmt: skip
+
+
+@pytest.fixture
+def store(tmp_path: Path) -> Storage:
+    opened = Storage(tmp_path / "m.db")
+    with opened.atomic():
+        for topic in ("a", "b"):
+            opened.db.execute(
+                "INSERT INTO topics (name, created_at) VALUES (?, ?)", [topic, T0.isoformat()]
+            )
+    yield opened
+    opened.close()
+
+
+def _story(
+    store: Storage, n: int, seen: datetime, decisions: dict[str, str], feedback: str | None = None
+) -> str:
+    """A stored story first seen at ``seen`` with a decision of each topic: status."""
+    with store.atomic():
+        sid = store.insert_story(_entry(n), origin="o", feed_id=None, now=seen)
+        for topic, status in decisions.items():
+            store.db.execute(
+                "INSERT INTO decisions (story_id, topic, status, score, reasons, decided_at, "
+                "feedback, feedback_at) VALUES (?, ?, ?, 0.1, '[]', ?, ?, ?)",
+                [sid, topic, status, seen.isoformat(), feedback, feedback and seen.isoformat()],
+            )
+    return sid
+
+
+def _row(store: Storage, sid: str) -> dict[str, object]:
+    return next(iter(store.db.query("SELECT * FROM stories WHERE id = ?", [sid])))
+
+
+def _cleared(store: Storage) -> set[str]:
+    rows = store.db.execute("SELECT id FROM stories WHERE pruned_at IS NOT NULL").fetchall()
+    return {row[0] for row in rows}
+
+
+def test_only_old_stories_every_topic_judged_unrelated_lose_their_text(store: Storage) -> None:
+    old = _story(store, 1, T0, {"a": "unrelated", "b": "unrelated"})
+    mixed = _story(store, 2, T0, {"a": "unrelated", "b": "coverage"})
+    related = _story(store, 3, T0, {"a": "development"})
+    duplicate = _story(store, 4, T0, {"a": "duplicate"})
+    marked = _story(store, 5, T0, {"a": "unrelated"}, feedback="irrelevant")
+    undecided = _story(store, 6, T0, {})
+    young = _story(store, 7, T0 + 10 * DAY, {"a": "unrelated"})
+    store.db.execute("UPDATE stories SET full_text = 'The linked article.' WHERE id = ?", [old])
+    store.index_stories()
+    before = _row(store, old)
+    now = T0 + 181 * DAY
+    assert store.prunable(now - RETENTION)
+
+    with store.atomic():
+        assert store.prune_bodies(now - RETENTION, now, limit=100) == 1
+
+    assert not store.prunable(now - RETENTION)
+
+    assert _cleared(store) == {old}
+    after = _row(store, old)
+    assert (after["summary"], after["content"], after["full_text"]) == ("", "", None)
+    assert after["pruned_at"] == now.isoformat()
+    kept = ("title", "url", "canonical_url", "published", "seen_at", "content_hash", "source")
+    assert {k: after[k] for k in kept} == {k: before[k] for k in kept}
+    assert count(store, "SELECT count(*) FROM decisions WHERE story_id = ?", old) == 2
+    for sid in (mixed, related, duplicate, marked, undecided, young):
+        assert _row(store, sid)["content"] != ""
+    # the full-text index followed: the title is still found, the cleared text is not
+    assert fts_hits(store, '"Lighthouse report 1"') == 1
+    assert fts_hits(store, "barges") == 6 and fts_hits(store, "storm") == 6
+    store.db.execute("INSERT INTO stories_fts (stories_fts, rank) VALUES ('integrity-check', 1)")
+    # the young one's turn comes ten days later
+    with store.atomic():
+        assert store.prune_bodies(now - RETENTION + 10 * DAY, now, limit=100) == 1
+    assert _cleared(store) == {old, young}
+
+
+def test_stories_are_cleared_oldest_first_a_batch_at_a_time(store: Storage) -> None:
+    sids = [_story(store, n, T0 + n * DAY, {"a": "unrelated"}) for n in (3, 1, 4, 2, 5)]
+    by_age = [sids[1], sids[3], sids[0], sids[2], sids[4]]
+    now = T0 + 400 * DAY
+    cleared = []
+    for size in (2, 2, 1, 0):
+        with store.atomic():
+            assert store.prune_bodies(now - RETENTION, now, limit=2) == size
+        cleared.append(_cleared(store))
+    assert cleared == [set(by_age[:2]), set(by_age[:4]), set(by_age), set(by_age)]
+
+
+def test_a_cleared_story_edited_in_place_gets_its_text_back(store: Storage) -> None:
+    sid = _story(store, 1, T0, {"a": "unrelated"})
+    now = T0 + 200 * DAY
+    with store.atomic():
+        store.prune_bodies(now - RETENTION, now, limit=10)
+    edited = replace(_entry(1, "The barges were moved upriver."), content_hash="h1-edited")
+    with store.atomic():
+        store.update_story(sid, edited, now)
+    row = _row(store, sid)
+    assert (row["content"], row["pruned_at"]) == ("The barges were moved upriver.", None)
+    with store.atomic():  # first seen long ago: cleared again at the next pass
+        assert store.prune_bodies(now - RETENTION, now, limit=10) == 1
+
+
+def test_explain_and_feedback_say_the_text_was_cleared(store: Storage) -> None:
+    sid = _story(store, 1, T0, {"a": "unrelated"})
+    now = T0 + 200 * DAY
+    with store.atomic():
+        store.prune_bodies(now - RETENTION, now, limit=10)
+    assert f"Its text was cleared at {now.isoformat()} (database.retention)" in explain(store, sid)
+    said = record_feedback(store, sid, "relevant", now)
+    assert "only its title counts" in said
+    other = _story(store, 2, T0 + 100 * DAY, {"a": "unrelated"})
+    assert "cleared" not in explain(store, other)
+    assert "only its title" not in record_feedback(store, other, "relevant", now)
+
+
+def test_an_upgraded_database_gets_the_column_and_its_stories_can_be_cleared(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "m.db"
+    database_before(path, "m013_story_retention", {
+        "id": "s-old", "origin": "https://e.org/rss", "entry_key": "k",
+        "url": "https://e.org/1", "canonical_url": "https://e.org/1", "title": "Harbour",
+        "summary": "Boats came back.", "published": T0.isoformat(), "seen_at": T0.isoformat(),
+        "content_hash": "h",
+    })  # fmt: skip
+    conn = sqlite3.connect(path)
+    conn.execute("INSERT INTO topics (name, created_at) VALUES ('a', ?)", [T0.isoformat()])
+    conn.execute(
+        "INSERT INTO decisions (story_id, topic, status, score, decided_at) "
+        "VALUES ('s-old', 'a', 'unrelated', 0.0, ?)",
+        [T0.isoformat()],
+    )
+    conn.commit()
+    conn.close()
+    store = Storage(path)
+    try:
+        now = T0 + 365 * DAY
+        plan = store.db.execute(
+            "EXPLAIN QUERY PLAN SELECT rowid FROM stories WHERE pruned_at IS NULL AND seen_at < ?",
+            [now.isoformat()],
+        ).fetchall()
+        assert "stories_unpruned" in " ".join(str(step[-1]) for step in plan)
+        with store.atomic():
+            assert store.prune_bodies(now - RETENTION, now, limit=10) == 1
+        assert _row(store, "s-old")["summary"] == ""
+    finally:
+        store.close()
+
+
+# -- the daemon's path: the end of each poll cycle ----------------------------------------
+
+
+@contextmanager
+def _opened(
+    tmp_path: Path, feed_server: FeedServer, retention: str, entries: int
+) -> Iterator[tuple[Settings, Storage, Clock]]:
+    """One feed of ``entries`` unrelated items, one topic, this retention; a clock at T0."""
+    url = feed_server.route("/a.xml", Reply(200, rss(items("a", entries))))
+    config = tmp_path / "monitor.toml"
+    config.write_text(
+        f'[database]\npath = "m.db"\nretention = "{retention}"\n\n'
+        f'[[topics]]\nname = "t"\nseeds = ["{ROOT / "seeds"}"]\n\n'
+        f'[[feeds]]\nurl = "{url}"\n'
+    )
+    settings = load_settings(config)
+    storage = Storage(settings.database_path)
+    try:
+        yield settings, storage, Clock(T0)
+    finally:
+        storage.close()
+
+
+def _cycle(pipeline: Pipeline) -> None:
+    asyncio.run(pipeline.poll(only_due=False))
+
+
+CLEARED = "SELECT count(*) FROM stories WHERE pruned_at IS NOT NULL"
+
+
+def test_a_poll_cycle_clears_old_unrelated_stories_once_an_hour(
+    tmp_path: Path, feed_server: FeedServer, caplog: pytest.LogCaptureFixture
+) -> None:
+    with _opened(tmp_path, feed_server, "180d", 3) as (settings, storage, clock):
+        pipeline = Pipeline(settings, storage, clock=clock)
+        storage.sync_feeds(settings.feeds, clock())
+        _cycle(pipeline)
+        statuses = "SELECT DISTINCT status FROM decisions"
+        assert [r[0] for r in storage.db.execute(statuses)] == ["unrelated"]
+        feed_server.route("/a.xml", Reply(200, rss(items("b", 1))))
+        clock.now = T0 + 181 * DAY
+        caplog.set_level(logging.INFO, logger="monitor.pipeline")
+        _cycle(pipeline)
+        assert count(storage, CLEARED) == 3
+        assert count(storage, "SELECT count(*) FROM stories WHERE summary = ''") == 3
+        assert "retention: cleared the text of 3 unrelated stories" in caplog.text
+        # one more old story (written by another process, say): not looked for again
+        # until an hour has passed
+        _old_unrelated(storage, clock.now - 200 * DAY)
+        clock.now += timedelta(minutes=30)
+        _cycle(pipeline)
+        assert count(storage, CLEARED) == 3
+        clock.now += timedelta(minutes=31)
+        _cycle(pipeline)
+        assert count(storage, CLEARED) == 4
+        pipeline.close()
+
+
+def _old_unrelated(storage: Storage, seen: datetime) -> str:
+    with storage.atomic():
+        sid = storage.insert_story(_entry(99), origin="elsewhere", feed_id=None, now=seen)
+        storage.db.execute(
+            "INSERT INTO decisions (story_id, topic, status, score, decided_at) "
+            "VALUES (?, 't', 'unrelated', 0.0, ?)",
+            [sid, seen.isoformat()],
+        )
+    return sid
+
+
+def test_a_large_backlog_is_cleared_over_several_cycles(
+    tmp_path: Path, feed_server: FeedServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Turned on for a database of years: each cycle clears for at most PRUNE_SECONDS and
+    the next cycle goes on, without waiting an hour."""
+    with _opened(tmp_path, feed_server, "30d", 3) as (settings, storage, clock):
+        poll(settings, storage, clock)
+        monkeypatch.setattr(pipeline_module, "PRUNE_BATCH", 1)
+        monkeypatch.setattr(pipeline_module, "PRUNE_SECONDS", 0.0)
+        pipeline = Pipeline(settings, storage, clock=clock)
+        clock.now = T0 + 31 * DAY
+        cleared = []
+        for _ in range(4):
+            _cycle(pipeline)
+            clock.now += timedelta(minutes=1)
+            cleared.append(count(storage, CLEARED))
+        pipeline.close()
+        assert cleared == [1, 2, 3, 3]
+
+
+def test_a_retention_of_zero_keeps_every_story(tmp_path: Path, feed_server: FeedServer) -> None:
+    with _opened(tmp_path, feed_server, "0", 2) as (settings, storage, clock):
+        poll(settings, storage, clock)
+        clock.now = T0 + 3650 * DAY
+        poll(settings, storage, clock)
+        assert count(storage, CLEARED) == 0
+
+
+def test_a_database_error_while_clearing_is_logged_not_raised(
+    tmp_path: Path, feed_server: FeedServer, caplog: pytest.LogCaptureFixture
+) -> None:
+    with _opened(tmp_path, feed_server, "1d", 2) as (settings, storage, clock):
+        pipeline = Pipeline(settings, storage, clock=clock)
+        storage.db.execute("DROP INDEX stories_unpruned")
+        storage.db.execute("ALTER TABLE stories RENAME COLUMN pruned_at TO cleared")  # damaged
+        pipeline._keep_retention(T0 + 10 * DAY)
+        pipeline.close()
+    assert "retention not applied" in caplog.text and "pruned_at" in caplog.text
