@@ -43,6 +43,12 @@ def _keys(store: Storage) -> int:
     return int(store.db.execute("SELECT count(*) FROM story_lsh").fetchone()[0])
 
 
+def _signatures(store: Storage) -> dict[str, bool]:
+    """Each signature row's story, and whether it still holds its values."""
+    rows = store.db.execute("SELECT story_id, length(signature) FROM story_signatures")
+    return {story: size > 0 for story, size in rows}
+
+
 @pytest.fixture
 def store(tmp_path: Path) -> Storage:
     opened = Storage(tmp_path / "m.db")
@@ -71,6 +77,8 @@ def test_old_stories_leave_the_index_seeds_and_younger_ones_stay(store: Storage)
     assert _found(store, WIRE) == ["seed:wire.txt"]
     assert _found(store, MARKET) == ["s-young"]
     assert _keys(store) == 2 * dedupe.BANDS
+    # nothing finds s-old's signature any more: its values went with its keys
+    assert _signatures(store) == {"seed:wire.txt": True, "s-old": False, "s-young": True}
     stale = store.db.execute("SELECT stale FROM lsh_filter_state").fetchone()[0]
     assert stale == 0  # the lookups above rebuilt the filter without the removed keys
     assert store._lsh_filter is not None and sum(store._lsh_filter.counts) == 2 * dedupe.BANDS
@@ -112,6 +120,7 @@ def test_a_story_edited_after_its_window_gets_no_keys_back(store: Storage) -> No
     assert store.keep_lsh_window(T0 + 100 * DAY, WINDOW) == dedupe.BANDS
     _signed(store, "s-old", CYCLING + " Updated with a correction.", T0 + 101 * DAY, WINDOW)
     assert _found(store, CYCLING) == []
+    assert _signatures(store)["s-old"] is False  # and no new values that nothing would read
     _add(store, "seed:wire.txt", _sig(WIRE + " The seed file was edited."))  # seeds: kept
     assert _found(store, WIRE) == ["seed:wire.txt"]
     _signed(store, "s-new", MARKET, T0 + 101 * DAY, WINDOW)
@@ -278,6 +287,32 @@ def test_an_upgraded_database_marks_its_stories_with_the_time_of_the_upgrade(
     _signed(store, "s-replayed", MARKET, T0 - 700 * DAY, WINDOW)  # dated at its own time
     assert store.keep_lsh_window(T0 - 500 * DAY, WINDOW) == dedupe.BANDS  # its keys only
     assert _found(store, CYCLING) == ["s-old"] and _found(store, MARKET) == []
+    store.close()
+
+
+def test_an_upgrade_empties_the_signatures_whose_keys_left_before_it(tmp_path: Path) -> None:
+    """m014: signatures of ranges removed by an earlier version lose their values; the
+    seeds' (even inside a removed range) and the ones still indexed keep theirs."""
+    path = tmp_path / "m.db"
+    database_before(path, "m014_signatures_leave_with_their_keys", {
+        "id": "s-young", "origin": "https://e.org/rss", "entry_key": "k",
+        "url": "https://e.org/1", "canonical_url": "https://e.org/1", "title": "Market",
+        "summary": MARKET, "published": T0.isoformat(), "seen_at": T0.isoformat(),
+        "content_hash": "h",
+    })  # fmt: skip
+    conn = sqlite3.connect(path)
+    for story, text in (("s-old", CYCLING), ("seed:wire.txt", WIRE), ("s-young", MARKET)):
+        conn.execute(
+            "INSERT INTO story_signatures (story_id, kind, size, signature) VALUES (?, ?, ?, ?)",
+            [story, "body", 1, _sig(text).to_bytes()],
+        )
+    conn.execute("DELETE FROM lsh_marks")
+    conn.execute("INSERT INTO lsh_marks (upto, at, pruned) VALUES (2, ?, 1)", [T0.isoformat()])
+    conn.execute("INSERT INTO lsh_marks (upto, at) VALUES (3, ?)", [(T0 + DAY).isoformat()])
+    conn.commit()
+    conn.close()
+    store = Storage(path)
+    assert _signatures(store) == {"s-old": False, "seed:wire.txt": True, "s-young": True}
     store.close()
 
 

@@ -320,6 +320,10 @@ class DetectionStore:
             assert sig_id is not None
         else:
             sig_id = int(found[0])
+            if not story_id.startswith("seed:") and self._lsh_range_removed(sig_id):
+                # Past the window since it was first signed: an edit does not renew it, and
+                # its keys and signature went with its range (`_prune_lsh`).
+                return
             conn.execute(
                 "UPDATE story_signatures SET kind = ?, size = ?, signature = ? WHERE id = ?",
                 [kind, size, signature, sig_id],
@@ -327,8 +331,6 @@ class DetectionStore:
             conn.execute("DELETE FROM story_lsh WHERE signature = ?", [sig_id])
             conn.execute("DELETE FROM story_lsh_recent WHERE signature = ?", [sig_id])
             recent.remove(sig_id)
-            if not story_id.startswith("seed:") and self._lsh_range_removed(sig_id):
-                return  # past the window since it was first signed: an edit does not renew it
         distinct = list(dict.fromkeys(bands))
         conn.execute(
             "INSERT INTO story_lsh_recent (signature, bands) VALUES (?, ?)",
@@ -509,6 +511,14 @@ class DetectionStore:
                 [after, upto],
             )
             removed += cursor.rowcount
+            # Nothing finds these signatures any more (a lookup goes through the keys): the
+            # row stays, for `_lsh_range_removed` and the story's `kind`, the ~1.3 KB of
+            # values go (most of what a story costs on disk once its text is cleared too).
+            conn.execute(
+                f"UPDATE story_signatures SET signature = x'' WHERE id > ? AND id <= ? "
+                f"AND id NOT IN ({seeds})",
+                [after, upto],
+            )
         conn.execute("UPDATE lsh_marks SET pruned = 1 WHERE pruned = 0 AND at <= ?", [limit])
         # A removed range's mark is needed only as the start of the next one, if that one
         # is still to come: the others go.

@@ -481,3 +481,17 @@ def m013_story_retention(db: Database) -> None:
     so that finding the next ones to clear never reads the millions already cleared."""
     db.execute("ALTER TABLE stories ADD COLUMN pruned_at TEXT")
     db.execute("CREATE INDEX stories_unpruned ON stories(seen_at) WHERE pruned_at IS NULL")
+
+
+@migrations()
+def m014_signatures_leave_with_their_keys(db: Database) -> None:
+    """A signature whose keys have left the near-duplicate index is never read again
+    (`DetectionStore._prune_lsh` now empties it with its range): the ones removed before
+    this version are emptied here. A range is removed when the first mark at or above a
+    signature's id says so (`_lsh_range_removed`); the seeds' stay."""
+    db.execute(
+        "UPDATE story_signatures SET signature = x'' "
+        "WHERE NOT (story_id >= 'seed:' AND story_id < 'seed;') AND coalesce(("
+        "SELECT m.pruned FROM lsh_marks m WHERE m.upto >= story_signatures.id "
+        "ORDER BY m.upto LIMIT 1), 0) = 1"
+    )
