@@ -50,9 +50,14 @@ def feed_rows(storage: Storage) -> list[dict[str, Any]]:
 def collect_status(storage: Storage, settings: Settings, now: datetime) -> dict[str, Any]:
     storage.sync_feeds(settings.feeds, now)
     feeds = feed_rows(storage)
+    path = settings.database_path
+    files = (path, path.with_name(path.name + "-wal"))
     return {
         "now": iso(now),
-        "database": str(settings.database_path),
+        "database": str(path),
+        "database_bytes": sum(f.stat().st_size for f in files if f.exists()),
+        "stories": storage.story_counts(),
+        "retention_s": settings.database.retention,
         "feeds": feeds,
         "feeds_failing": sum(1 for feed in feeds if feed["error"] and feed["enabled"]),
         "decisions": storage.counts_by_status(),
@@ -103,7 +108,14 @@ def render_feeds(
 def render_status(data: dict[str, Any], console: Console | None = None) -> None:
     console = console or _console()
     now = parse_iso(data["now"])
-    console.print(f"database {data['database']}")
+    console.print(f"database {data['database']} ({data['database_bytes'] / 1e6:,.1f} MB)")
+    stories = data["stories"]
+    retention = data["retention_s"]
+    kept = f"kept {retention / 86400:g} days" if retention else "kept for ever"
+    console.print(
+        f"stories {stories['total']:,}, text cleared for {stories['text_cleared']:,} "
+        f"(unrelated stories' text is {kept}: database.retention)"
+    )
     render_feeds(data["feeds"], now, console)
     decisions = Table(title="Decisions", title_justify="left")
     statuses = ("development", "coverage", "duplicate", "unrelated")

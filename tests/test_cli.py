@@ -187,5 +187,8 @@ def test_status_and_alerts_list(replayed: Path) -> None:
     assert status["alerts"]["pending"] == decisions.get("development", 0)
     alerts = json.loads(run(replayed, "alerts", "list", "--json").stdout)
     assert len(alerts) == decisions.get("development", 0)
+    assert status["stories"] == {"total": sum(decisions.values()), "text_cleared": 0}
+    assert status["retention_s"] == 180 * 86400 and status["database_bytes"] > 100_000
     text = run(replayed, "status").stdout
     assert "Decisions" in text and "valdoria" in text
+    assert f"stories {sum(decisions.values()):,}, text cleared for 0" in text

@@ -96,6 +96,7 @@ def test_only_old_stories_every_topic_judged_unrelated_lose_their_text(store: St
     assert not store.prunable(now - RETENTION)
 
     assert _cleared(store) == {old}
+    assert store.story_counts() == {"total": 7, "text_cleared": 1}
     after = _row(store, old)
     assert (after["summary"], after["content"], after["full_text"]) == ("", "", None)
     assert after["pruned_at"] == now.isoformat()

@@ -218,6 +218,15 @@ class StoryStore:
             row["score"] = round(row["score"], 4)
             yield row
 
+    def story_counts(self) -> dict[str, int]:
+        """Stories stored, and how many of them had their text cleared (`prune_bodies`;
+        counted as the rest of the partial index, not by reading every row)."""
+        (total,) = self.db.conn.execute("SELECT count(*) FROM stories").fetchone()
+        (kept,) = self.db.conn.execute(
+            "SELECT count(*) FROM stories INDEXED BY stories_unpruned WHERE pruned_at IS NULL"
+        ).fetchone()
+        return {"total": int(total), "text_cleared": int(total) - int(kept)}
+
     def counts_by_status(self) -> dict[str, dict[str, int]]:
         counts: dict[str, dict[str, int]] = {}
         for topic, status, count in self.db.execute(
