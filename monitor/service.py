@@ -320,6 +320,14 @@ class DatabaseCollector(Collector):
         feeds.add_metric(["failing"], float(failing))
         feeds.add_metric(["disabled"], float(disabled))
         yield feeds
+        size = GaugeMetricFamily(
+            "monitor_database_bytes",
+            "Size of the SQLite file and its write-ahead log (database.retention bounds "
+            "what old unrelated stories add).",
+        )
+        wal = self.path.with_name(self.path.name + "-wal")
+        size.add_metric([], float(sum(f.stat().st_size for f in (self.path, wal) if f.exists())))
+        yield size
 
 
 if __name__ == "__main__":  # the health check's old name; see `monitor.healthcheck`

@@ -227,6 +227,10 @@ def test_outbox_depth_is_read_from_the_database(host: Host, listener: service.Se
     assert value(text, "monitor_outbox_alerts", status="pending") == 1
     assert value(text, "monitor_outbox_oldest_pending_timestamp_seconds") > 0
     assert value(text, "monitor_feeds", state="failing") == 0
+    path = host.settings.database_path
+    files = (path, path.with_name(path.name + "-wal"))
+    on_disk = sum(f.stat().st_size for f in files if f.exists())
+    assert value(text, "monitor_database_bytes") == on_disk > 0
 
 
 def test_unknown_path_is_404(listener: service.Service) -> None:
