@@ -1,6 +1,7 @@
 """Memory of a long-running daemon: `monitor run` against feeds that never stop publishing.
 
     python bench/soak.py [--feeds 60] [--seconds 300] [--interval 2] [--dedupe-window 60s]
+                         [--retention 60s]
 
 A local HTTP server (a thread of this process, 127.0.0.1 only) serves ``--feeds`` RSS feeds;
 every request for a feed returns its 20 newest items, 5 of them new since the last request
@@ -9,9 +10,11 @@ every request for a feed returns its 20 newest items, 5 of them new since the la
 grows is the daemon's).
 `monitor run` polls every feed each ``--interval`` seconds with the repository's seeds as
 its topic, in a child process; every ``--sample`` seconds its resident memory (VmRSS) and
-the number of stored stories are read. The daemon is stopped with SIGTERM at the end and
-must exit 0. The figure to read is the growth of RSS after the warm-up (the first fifth of
-the run), per 10,000 stories.
+the number of stored stories are read, and the size of the database (file and WAL) with the
+number of stories whose text `database.retention` has cleared. The daemon is stopped with
+SIGTERM at the end and must exit 0. The figure to read is the growth of RSS after the
+warm-up (the first fifth of the run), per 10,000 stories; with ``--retention``, also the
+database's growth per 10,000 stories.
 """
 
 from __future__ import annotations
@@ -74,8 +77,11 @@ class _Feeds(BaseHTTPRequestHandler):
         )
 
 
-def _config(folder: Path, port: int, feeds: int, interval: float, window: str | None) -> Path:
+def _config(
+    folder: Path, port: int, feeds: int, interval: float, window: str | None, retention: str
+) -> Path:
     kept = f'dedupe_window = "{window}"\n' if window else ""
+    kept += f'retention = "{retention}"\n'
     lines = [
         f'[database]\npath = "soak.db"\n{kept}',
         f'[polling]\ninterval = "{interval:g}s"\ntick = "1s"\njitter = 0.0\n',
@@ -97,12 +103,21 @@ def _rss_mb(pid: int) -> float | None:
     return None
 
 
-def _stories(db: Path) -> int:
+def _stories(db: Path) -> tuple[int, int]:
+    """Stories stored, and how many of them had their text cleared."""
     try:
         with sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=5) as conn:
-            return int(conn.execute("SELECT count(*) FROM stories").fetchone()[0])
+            total, cleared = conn.execute(
+                "SELECT count(*), count(pruned_at) FROM stories"
+            ).fetchone()
+            return int(total), int(cleared)
     except sqlite3.Error:
-        return 0
+        return 0, 0
+
+
+def _db_mb(db: Path) -> float:
+    files = (db, db.with_name(db.name + "-wal"))
+    return sum(f.stat().st_size for f in files if f.exists()) / 1e6
 
 
 def main() -> int:
@@ -115,6 +130,10 @@ def main() -> int:
         "--dedupe-window", metavar="DURATION",
         help='database.dedupe_window (e.g. "60s": the near-duplicate index keeps a minute)',
     )  # fmt: skip
+    parser.add_argument(
+        "--retention", metavar="DURATION", default="180d",
+        help='database.retention (e.g. "60s": unrelated stories\' text is cleared after a minute)',
+    )  # fmt: skip
     args = parser.parse_args()
 
     from wordfreq import top_n_list
@@ -122,12 +141,13 @@ def main() -> int:
     _Feeds.words = top_n_list("en", 5000)
     server = ThreadingHTTPServer(("127.0.0.1", 0), _Feeds)
     threading.Thread(target=server.serve_forever, daemon=True).start()
-    samples: list[tuple[float, float, int]] = []
+    samples: list[tuple[float, float, int, float]] = []  # (s, RSS MB, stories, database MB)
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)
         config = _config(
-            folder, server.server_address[1], args.feeds, args.interval, args.dedupe_window
-        )
+            folder, server.server_address[1], args.feeds, args.interval, args.dedupe_window,
+            args.retention,
+        )  # fmt: skip
         db = folder / "soak.db"
         env = {**os.environ, "MONITOR_DB": str(db)}
         log = (folder / "run.log").open("w")
@@ -141,8 +161,13 @@ def main() -> int:
                     break
                 rss = _rss_mb(child.pid)
                 if rss is not None:
-                    samples.append((time.monotonic() - started, rss, _stories(db)))
-                    print(f"{samples[-1][0]:7.0f} s  {rss:6.1f} MB  {samples[-1][2]:8} stories")
+                    stories, cleared = _stories(db)
+                    size = _db_mb(db)
+                    samples.append((time.monotonic() - started, rss, stories, size))
+                    print(
+                        f"{samples[-1][0]:7.0f} s  {rss:6.1f} MB  {stories:8} stories "
+                        f"({cleared} cleared)  database {size:7.1f} MB"
+                    )
         finally:
             if child.poll() is None:
                 child.send_signal(signal.SIGTERM)
@@ -162,9 +187,12 @@ def main() -> int:
     first, last = warm[0], warm[-1]
     peak = max(s[1] for s in samples)
     per_10k = (last[1] - first[1]) / (last[2] - first[2]) * 10_000
+    disk_10k = (last[3] - first[3]) / (last[2] - first[2]) * 10_000
     print(
         f"after the warm-up: {first[1]:.1f} MB at {first[2]} stories -> {last[1]:.1f} MB at "
-        f"{last[2]} stories ({per_10k:+.2f} MB per 10,000 stories); peak {peak:.1f} MB"
+        f"{last[2]} stories ({per_10k:+.2f} MB per 10,000 stories); peak {peak:.1f} MB\n"
+        f"database: {first[3]:.1f} MB -> {last[3]:.1f} MB ({disk_10k:+.1f} MB per 10,000 "
+        f"stories, retention {args.retention})"
     )
     return 0
 

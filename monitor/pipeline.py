@@ -48,7 +48,8 @@ log = logging.getLogger("monitor.pipeline")
 READY_FOR_WORKER = 8  # fetched feeds that may wait for the worker (at most `concurrency`)
 # `database.retention`: stories cleared a transaction of PRUNE_BATCH at a time, for at most
 # PRUNE_SECONDS a cycle (the rest the next cycle: turning it on for a database of years
-# must not hold up polling), then not looked for again for PRUNE_EVERY
+# must not hold up polling), then not looked for again for PRUNE_EVERY (or a tenth of the
+# retention, if that is shorter)
 PRUNE_BATCH = 2000
 PRUNE_SECONDS = 1.0
 PRUNE_EVERY = timedelta(hours=1)
@@ -116,6 +117,7 @@ class Pipeline:
         self._judge: Judge | None = None
         self.dedupe_window = timedelta(seconds=settings.database.dedupe_window)
         self.retention = timedelta(seconds=settings.database.retention)
+        self._prune_every = min(PRUNE_EVERY, self.retention / 10)
         self._prune_next: datetime | None = None  # nothing to clear before this
         polling = settings.polling
         self.limits = FetchLimits(
@@ -615,14 +617,14 @@ class Pipeline:
         started = time.perf_counter()
         try:
             if not self.storage.prunable(seen_before):  # most cycles: one index lookup
-                self._prune_next = now + PRUNE_EVERY
+                self._prune_next = now + self._prune_every
                 return
             while True:
                 with self.storage.atomic():
                     batch = self.storage.prune_bodies(seen_before, now, limit=PRUNE_BATCH)
                 cleared += batch
                 if batch < PRUNE_BATCH:
-                    self._prune_next = now + PRUNE_EVERY
+                    self._prune_next = now + self._prune_every
                     break
                 if time.perf_counter() - started >= PRUNE_SECONDS:
                     break  # more are waiting: the next cycle goes on

@@ -295,3 +295,24 @@ def test_a_database_error_while_clearing_is_logged_not_raised(
         pipeline._keep_retention(T0 + 10 * DAY)
         pipeline.close()
     assert "retention not applied" in caplog.text and "pruned_at" in caplog.text
+
+
+def test_a_short_retention_is_checked_ten_times_as_often(
+    tmp_path: Path, feed_server: FeedServer
+) -> None:
+    """A retention shorter than ten hours is looked at every tenth of it, not hourly."""
+    with _opened(tmp_path, feed_server, "1h", 2) as (settings, storage, clock):
+        pipeline = Pipeline(settings, storage, clock=clock)
+        storage.sync_feeds(settings.feeds, clock())
+        _cycle(pipeline)
+        clock.now = T0 + timedelta(minutes=61)
+        _cycle(pipeline)
+        assert count(storage, CLEARED) == 2
+        _old_unrelated(storage, clock.now - timedelta(hours=2))
+        clock.now += timedelta(minutes=5)
+        _cycle(pipeline)
+        assert count(storage, CLEARED) == 2
+        clock.now += timedelta(minutes=2)
+        _cycle(pipeline)
+        assert count(storage, CLEARED) == 3
+        pipeline.close()
