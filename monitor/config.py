@@ -14,6 +14,7 @@ config file and the environment; it does no other I/O.
 from __future__ import annotations
 
 import functools
+import math
 import os
 import re
 import tomllib
@@ -33,19 +34,27 @@ _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d|w)?\s*$")
 _UNITS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800, None: 1}
 
 
+MAX_DURATION = 100 * 365 * 86400.0  # "now minus a duration" must stay a date
+
+
 def parse_duration(value: object) -> float:
-    """'90s', '15m', '2h', '1d' or a number of seconds → seconds (float)."""
+    """'90s', '15m', '2h', '1d' or a number of seconds → seconds (float), at most 100 years."""
     if isinstance(value, bool):
         raise ValueError(f"{value!r} is not a duration")
+    seconds: float | None = None
     if isinstance(value, int | float):
         if value < 0:
             raise ValueError(f"{value!r} is not a duration (negative)")
-        return float(value)
-    if isinstance(value, str):
+        seconds = float(value)
+    elif isinstance(value, str):
         match = _DURATION.match(value)
         if match:
-            return float(match.group(1)) * _UNITS[match.group(2)]
-    raise ValueError(f'{_show(value)} is not a duration (like "90s", "15m", "2h")')
+            seconds = float(match.group(1)) * _UNITS[match.group(2)]
+    if seconds is None or math.isnan(seconds):
+        raise ValueError(f'{_show(value)} is not a duration (like "90s", "15m", "2h")')
+    if seconds > MAX_DURATION:  # (infinity too)
+        raise ValueError(f"{_show(value)} is longer than 100 years")
+    return seconds
 
 
 def _show(value: object) -> str:

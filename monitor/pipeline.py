@@ -616,7 +616,7 @@ class Pipeline:
         cleared = 0
         started = time.perf_counter()
         try:
-            if not self.storage.prunable(seen_before):  # most cycles: one index lookup
+            if not self.storage.prunable(seen_before):  # most cycles: nothing new is due
                 self._prune_next = now + self._prune_every
                 return
             while True:
@@ -652,6 +652,7 @@ class Pipeline:
             self._keep_window(now)  # as a daemon would have, between its polls
             if not self.storage.known_entries(origin, [entry.key]):
                 with self.storage.atomic():
+                    self.storage.keep_retention_floor_before(now)  # (first seen in the past)
                     self._judge_new(entry, origin, None, now, summary)
                     self.storage.mark_lsh(now, self.dedupe_window)  # at the item's time
                 report.new += 1

@@ -46,6 +46,12 @@ def test_default_config_is_complete() -> None:
             'feeds[0].url: "ftp://a.example/" is not an http(s) URL',
         ),
         ({"polling": {"timeout": -3}}, "polling.timeout: -3 is not a duration"),
+        (
+            {"database": {"retention": "800000d"}},
+            'database.retention: "800000d" is longer than 100 years',
+        ),
+        ({"database": {"dedupe_window": float("inf")}}, "database.dedupe_window: inf is longer"),
+        ({"polling": {"interval": float("nan")}}, "polling.interval: nan is not a duration"),
         ({"polling": {"tiemout": "3s"}}, "polling.tiemout: unknown key"),
         ({"topics": [{"seeds": ["x"]}]}, "topics[0].name: missing"),
         (

@@ -5,6 +5,7 @@ story that is related, has feedback or has no decision."""
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import sqlite3
 from collections.abc import Iterator
@@ -21,6 +22,7 @@ from monitor.detect import explain, record_feedback
 from monitor.models import Entry
 from monitor.pipeline import Pipeline
 from monitor.storage import Storage
+from monitor.storage.stories import _PRUNABLE
 from tests.feedserver import FeedServer, Reply
 from tests.storage_helpers import database_before, fts_hits
 from tests.test_pipeline import Clock, count, items, poll, rss
@@ -119,26 +121,95 @@ def test_stories_are_cleared_oldest_first_a_batch_at_a_time(store: Storage) -> N
     sids = [_story(store, n, T0 + n * DAY, {"a": "unrelated"}) for n in (3, 1, 4, 2, 5)]
     by_age = [sids[1], sids[3], sids[0], sids[2], sids[4]]
     now = T0 + 400 * DAY
-    cleared = []
+    cleared, floors = [], []
     for size in (2, 2, 1, 0):
         with store.atomic():
             assert store.prune_bodies(now - RETENTION, now, limit=2) == size
         cleared.append(_cleared(store))
+        floors.append(_floor(store))
     assert cleared == [set(by_age[:2]), set(by_age[:4]), set(by_age), set(by_age)]
+    # the next search starts at the last story cleared, then at the cutoff once none is left
+    days = [(T0 + n * DAY).isoformat() for n in (2, 4)] + [(now - RETENTION).isoformat()] * 2
+    assert floors == days
 
 
-def test_a_cleared_story_edited_in_place_gets_its_text_back(store: Storage) -> None:
+def _floor(store: Storage) -> str:
+    return str(store.db.execute("SELECT kept_before FROM retention_state").fetchone()[0])
+
+
+def test_the_stories_that_keep_their_text_are_not_read_again(store: Storage) -> None:
+    """Past the floor, the next search starts there: the related, marked and undecided
+    stories before it are not read again (and a story stored there by hand is not found,
+    which is what a replay's `keep_retention_floor_before` is for)."""
+    for n in range(5):
+        _story(store, n, T0 + n * DAY, {"a": "development"})
+    old = _story(store, 10, T0 + 10 * DAY, {"a": "unrelated"})
+    now = T0 + 200 * DAY
+    with store.atomic():
+        assert store.prune_bodies(now - RETENTION, now, limit=10) == 1
+    assert _cleared(store) == {old} and _floor(store) == (now - RETENTION).isoformat()
+    plan = " ".join(
+        str(step[-1])
+        for step in store.db.execute(
+            "EXPLAIN QUERY PLAN " + _PRUNABLE, [_floor(store), now.isoformat(), 1]
+        )
+    )
+    assert "stories_unpruned (seen_at>? AND seen_at<?)" in plan and "TEMP B-TREE" not in plan
+    late = _story(store, 11, T0 + 5 * DAY, {"a": "unrelated"})  # first seen before the floor
+    assert not store.prunable(now - RETENTION + DAY)
+    with store.atomic():
+        store.keep_retention_floor_before(T0 + 5 * DAY)
+    assert _floor(store) == (T0 + 5 * DAY).isoformat()
+    with store.atomic():
+        assert store.prune_bodies(now - RETENTION + DAY, now, limit=10) == 1
+    assert _cleared(store) == {old, late}
+    with store.atomic():  # a later time never raises it
+        store.keep_retention_floor_before(now)
+    assert _floor(store) == (now - RETENTION + DAY).isoformat()
+
+
+def test_a_cleared_story_edited_in_place_keeps_its_text_cleared(store: Storage) -> None:
+    sid = _story(store, 1, T0, {"a": "unrelated"})
+    young = _story(store, 2, T0 + 100 * DAY, {"a": "unrelated"})
+    store.index_stories()
+    now = T0 + 200 * DAY
+    with store.atomic():
+        assert store.prune_bodies(now - RETENTION, now, limit=10) == 1
+    moved = "The barges were moved upriver."
+    for story, n in ((sid, 1), (young, 2)):
+        edited = replace(_entry(n, moved), title=f"Corrected {n}", content_hash=f"h{n}-edited")
+        with store.atomic():
+            store.update_story(story, edited, now)
+    row = _row(store, sid)
+    assert (row["title"], row["content_hash"]) == ("Corrected 1", "h1-edited")
+    assert (row["summary"], row["content"], row["pruned_at"]) == ("", "", now.isoformat())
+    assert _row(store, young)["content"] == moved  # not cleared: edited as ever
+    assert fts_hits(store, "corrected") == 2 and fts_hits(store, "upriver") == 1
+    store.db.execute("INSERT INTO stories_fts (stories_fts, rank) VALUES ('integrity-check', 1)")
+
+
+def test_stories_cleared_before_they_were_indexed_are_indexed_without_their_text(
+    store: Storage,
+) -> None:
     sid = _story(store, 1, T0, {"a": "unrelated"})
     now = T0 + 200 * DAY
     with store.atomic():
-        store.prune_bodies(now - RETENTION, now, limit=10)
-    edited = replace(_entry(1, "The barges were moved upriver."), content_hash="h1-edited")
-    with store.atomic():
-        store.update_story(sid, edited, now)
-    row = _row(store, sid)
-    assert (row["content"], row["pruned_at"]) == ("The barges were moved upriver.", None)
-    with store.atomic():  # first seen long ago: cleared again at the next pass
         assert store.prune_bodies(now - RETENTION, now, limit=10) == 1
+    store.index_stories()
+    assert fts_hits(store, "lighthouse") == 1 and fts_hits(store, "barges") == 0
+    store.db.execute("INSERT INTO stories_fts (stories_fts, rank) VALUES ('integrity-check', 1)")
+    assert _row(store, sid)["content"] == ""
+
+
+def test_cleared_stories_are_no_examples_of_what_is_unrelated(store: Storage) -> None:
+    old = _story(store, 1, T0, {"a": "unrelated"})
+    young = _story(store, 2, T0 + 100 * DAY, {"a": "unrelated"})
+    pool = [row["id"] for row in store.judged_stories("a", ("unrelated",), limit=600)]
+    assert pool == [old, young]
+    now = T0 + 200 * DAY
+    with store.atomic():
+        store.prune_bodies(now - RETENTION, now, limit=10)
+    assert [row["id"] for row in store.judged_stories("a", ("unrelated",), limit=600)] == [young]
 
 
 def test_explain_and_feedback_say_the_text_was_cleared(store: Storage) -> None:
@@ -147,8 +218,8 @@ def test_explain_and_feedback_say_the_text_was_cleared(store: Storage) -> None:
     with store.atomic():
         store.prune_bodies(now - RETENTION, now, limit=10)
     assert f"Its text was cleared at {now.isoformat()} (database.retention)" in explain(store, sid)
-    said = record_feedback(store, sid, "relevant", now)
-    assert "only its title counts" in said
+    assert "only its title counts" in record_feedback(store, sid, "irrelevant", now)
+    assert "only its title" not in record_feedback(store, sid, "not-new", now)  # no example
     other = _story(store, 2, T0 + 100 * DAY, {"a": "unrelated"})
     assert "cleared" not in explain(store, other)
     assert "only its title" not in record_feedback(store, other, "relevant", now)
@@ -175,12 +246,8 @@ def test_an_upgraded_database_gets_the_column_and_its_stories_can_be_cleared(
     conn.close()
     store = Storage(path)
     try:
+        assert _floor(store) == ""  # every story is searched the first time
         now = T0 + 365 * DAY
-        plan = store.db.execute(
-            "EXPLAIN QUERY PLAN SELECT rowid FROM stories WHERE pruned_at IS NULL AND seen_at < ?",
-            [now.isoformat()],
-        ).fetchall()
-        assert "stories_unpruned" in " ".join(str(step[-1]) for step in plan)
         with store.atomic():
             assert store.prune_bodies(now - RETENTION, now, limit=10) == 1
         assert _row(store, "s-old")["summary"] == ""
@@ -234,9 +301,8 @@ def test_a_poll_cycle_clears_old_unrelated_stories_once_an_hour(
         assert count(storage, CLEARED) == 3
         assert count(storage, "SELECT count(*) FROM stories WHERE summary = ''") == 3
         assert "retention: cleared the text of 3 unrelated stories" in caplog.text
-        # one more old story (written by another process, say): not looked for again
-        # until an hour has passed
-        _old_unrelated(storage, clock.now - 200 * DAY)
+        # one more story comes of age a minute later: not looked for until an hour has passed
+        _old_unrelated(storage, clock.now - RETENTION + timedelta(minutes=1))
         clock.now += timedelta(minutes=30)
         _cycle(pipeline)
         assert count(storage, CLEARED) == 3
@@ -308,11 +374,42 @@ def test_a_short_retention_is_checked_ten_times_as_often(
         clock.now = T0 + timedelta(minutes=61)
         _cycle(pipeline)
         assert count(storage, CLEARED) == 2
-        _old_unrelated(storage, clock.now - timedelta(hours=2))
+        _old_unrelated(storage, clock.now - timedelta(minutes=59))  # of age a minute later
         clock.now += timedelta(minutes=5)
         _cycle(pipeline)
         assert count(storage, CLEARED) == 2
         clock.now += timedelta(minutes=2)
         _cycle(pipeline)
         assert count(storage, CLEARED) == 3
+        pipeline.close()
+
+
+def test_a_replay_of_an_old_archive_is_cleared_by_the_next_cycle(
+    tmp_path: Path, feed_server: FeedServer
+) -> None:
+    """Replayed items are first seen at their own time, before the floor the daemon had
+    reached: the replay moves the floor back, so they are not skipped."""
+    archive = tmp_path / "old.jsonl"
+    archive.write_text(
+        "".join(
+            json.dumps({
+                "url": f"https://archive.example/{n}", "title": f"Quarry report {n}",
+                "published": (T0 - (100 - n) * DAY).isoformat(),
+                "summary": f"Gravel lorries left the quarry {n} times, the council said.",
+            }) + "\n"
+            for n in range(3)
+        )
+    )  # fmt: skip
+    with _opened(tmp_path, feed_server, "180d", 2) as (settings, storage, clock):
+        pipeline = Pipeline(settings, storage, clock=clock)
+        storage.sync_feeds(settings.feeds, clock())
+        _cycle(pipeline)
+        clock.now = T0 + 181 * DAY
+        _cycle(pipeline)
+        assert count(storage, CLEARED) == 2 and _floor(storage) == (T0 + DAY).isoformat()
+        pipeline.replay(archive)
+        assert _floor(storage) == (T0 - 100 * DAY).isoformat()
+        clock.now += timedelta(minutes=61)
+        _cycle(pipeline)
+        assert count(storage, CLEARED) == 5
         pipeline.close()

@@ -715,7 +715,8 @@ class DetectionStore:
         self, topic: str, statuses: Sequence[str], *, limit: int
     ) -> list[dict[str, Any]]:
         """The stories of ``topic`` decided last with one of ``statuses`` (oldest first),
-        with the columns relevance needs, and their feedback. Ordered by decision time, the
+        with the columns relevance needs, and their feedback; not those whose text
+        retention cleared (an example would be its title alone). Ordered by decision time, the
         order of the (topic, status, decided_at) index, so that the query reads ``limit``
         rows instead of sorting every unrelated story of a large database."""
         marks = ",".join("?" * len(statuses))
@@ -725,7 +726,7 @@ class DetectionStore:
                 SELECT s.id, s.title, s.summary, s.content, s.language, s.published,
                        d.status, d.score, d.feedback, d.development
                 FROM decisions d JOIN stories s ON s.id = d.story_id
-                WHERE d.topic = ? AND d.status IN ({marks})
+                WHERE d.topic = ? AND d.status IN ({marks}) AND s.pruned_at IS NULL
                 ORDER BY d.decided_at DESC, d.rowid DESC LIMIT ?
                 """,
                 [topic, *statuses, limit],

@@ -478,9 +478,14 @@ def m012_seed_language(db: Database) -> None:
 def m013_story_retention(db: Database) -> None:
     """`database.retention`: the text of old unrelated stories is cleared and `pruned_at`
     says when. The partial index holds the stories not cleared yet by the time first seen,
-    so that finding the next ones to clear never reads the millions already cleared."""
+    so that finding the next ones to clear never reads the millions already cleared;
+    `retention_state.kept_before` is where the next search starts: every story first seen
+    before it that still has its text keeps it for good (related, or with feedback), and
+    reading those again and again would cost more every year."""
     db.execute("ALTER TABLE stories ADD COLUMN pruned_at TEXT")
     db.execute("CREATE INDEX stories_unpruned ON stories(seen_at) WHERE pruned_at IS NULL")
+    db.execute("CREATE TABLE retention_state (kept_before TEXT NOT NULL)")
+    db.execute("INSERT INTO retention_state (kept_before) VALUES ('')")
 
 
 @migrations()

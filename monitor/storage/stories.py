@@ -35,21 +35,19 @@ _INSERT_STORY = (
 )
 
 
-# A story leaves the partial index `stories_unpruned` as it is cleared; one with a decision
-# other than `unrelated`, or feedback, or no decision at all, keeps its text.
+# Stories whose text `prune_bodies` may clear, oldest first (`stories_unpruned`: a story
+# leaves that index as it is cleared): first seen from the floor on (`retention_state`) and
+# before the cutoff, decided by at least one topic, every decision `unrelated` and none with
+# feedback.
 _PRUNABLE = """
-    SELECT s.rowid FROM stories s
-    WHERE s.pruned_at IS NULL AND s.seen_at < ?
+    SELECT s.rowid, s.seen_at FROM stories s
+    WHERE s.pruned_at IS NULL AND s.seen_at >= ? AND s.seen_at < ?
       AND EXISTS (SELECT 1 FROM decisions d WHERE d.story_id = s.id)
       AND NOT EXISTS (
           SELECT 1 FROM decisions d
           WHERE d.story_id = s.id AND (d.status != 'unrelated' OR d.feedback IS NOT NULL))
     ORDER BY s.seen_at
     LIMIT ?
-"""
-_PRUNE_BODIES = f"""
-    UPDATE stories SET summary = '', content = '', full_text = NULL, pruned_at = ?
-    WHERE rowid IN ({_PRUNABLE})
 """
 
 
@@ -135,16 +133,48 @@ class StoryStore:
     def prune_bodies(self, seen_before: datetime, now: datetime, *, limit: int) -> int:
         """Clear the text (summary, content, full text) of at most ``limit`` stories first
         seen before ``seen_before`` that every topic judged unrelated and nobody gave
-        feedback on; their title, links, hashes and decisions stay, and `pruned_at` is set
-        to ``now``. The number cleared. Inside the caller's transaction; the full-text
-        index follows through its update trigger (the title stays searchable)."""
-        cursor = self.db.conn.execute(_PRUNE_BODIES, [iso(now), iso(seen_before), limit])
-        return int(cursor.rowcount)
+        feedback on, oldest first; their title, links, hashes and decisions stay, and
+        `pruned_at` is set to ``now``. The number cleared. Inside the caller's transaction;
+        the full-text index follows through its update trigger (the title stays
+        searchable).
+
+        The floor moves up to the last story cleared (to ``seen_before`` once none is
+        left): every story before it with its text is one that keeps it, and is not read
+        again."""
+        conn = self.db.conn
+        floor = self._retention_floor()
+        cutoff = iso(seen_before)
+        rows = conn.execute(_PRUNABLE, [floor, cutoff, limit]).fetchall()
+        for start in range(0, len(rows), 500):
+            chunk = [row[0] for row in rows[start : start + 500]]
+            conn.execute(
+                "UPDATE stories SET summary = '', content = '', full_text = NULL, "
+                f"pruned_at = ? WHERE rowid IN ({','.join('?' * len(chunk))})",
+                [iso(now), *chunk],
+            )
+        moved = cutoff if len(rows) < limit else rows[-1][1]
+        if moved is not None and moved > floor:
+            conn.execute("UPDATE retention_state SET kept_before = ?", [moved])
+        return len(rows)
 
     def prunable(self, seen_before: datetime) -> bool:
         """Whether `prune_bodies` has a story to clear (a read: no write transaction)."""
-        row = self.db.conn.execute(_PRUNABLE, [iso(seen_before), 1]).fetchone()
+        row = self.db.conn.execute(
+            _PRUNABLE, [self._retention_floor(), iso(seen_before), 1]
+        ).fetchone()
         return row is not None
+
+    def keep_retention_floor_before(self, seen: datetime) -> None:
+        """A story is about to be stored as first seen at ``seen`` (a replayed item): the
+        next search for stories to clear must start at or before it."""
+        self.db.conn.execute(
+            "UPDATE retention_state SET kept_before = ? WHERE kept_before > ?",
+            [iso(seen), iso(seen)],
+        )
+
+    def _retention_floor(self) -> str:
+        (floor,) = self.db.conn.execute("SELECT kept_before FROM retention_state").fetchone()
+        return str(floor)
 
     def set_raw_hash(self, sid: str, raw_hash: int | None) -> None:
         """Record the raw hash of a stored story whose cleaned text has not changed."""
@@ -164,22 +194,19 @@ class StoryStore:
         return sid
 
     def update_story(self, sid: str, entry: Entry, now: datetime) -> None:
-        """An entry edited in place: keep its identity and decision, refresh its text."""
-        self.db.table("stories").update(
-            sid,
-            {
-                "url": entry.url,
-                "canonical_url": entry.canonical_url,
-                "title": entry.title,
-                "summary": entry.summary,
-                "content": entry.content,
-                "author": entry.author,
-                "content_hash": entry.content_hash,
-                "raw_hash": entry.raw_hash,
-                "updated_at": iso(now),
-                "pruned_at": None,  # its text is back (cleared again when its time comes)
-            },
-        )
+        """An entry edited in place: keep its identity and decision, refresh its text (a
+        story whose text retention cleared keeps it cleared: it is past its time)."""
+        self.db.conn.execute(
+            """
+            UPDATE stories SET url = ?, canonical_url = ?, title = ?,
+                summary = CASE WHEN pruned_at IS NULL THEN ? ELSE '' END,
+                content = CASE WHEN pruned_at IS NULL THEN ? ELSE '' END,
+                author = ?, content_hash = ?, raw_hash = ?, updated_at = ?
+            WHERE id = ?
+            """,
+            [entry.url, entry.canonical_url, entry.title, entry.summary, entry.content,
+             entry.author, entry.content_hash, entry.raw_hash, iso(now), sid],
+        )  # fmt: skip
 
     def set_full_text(self, sid: str, text: str | None, status: str) -> None:
         self.db.table("stories").update(sid, {"full_text": text, "full_text_status": status})
