@@ -264,11 +264,12 @@ def test_health_and_metrics_of_a_running_daemon(
         "polls counted",
     )
     text = get("/metrics")[1]
-    assert _metric(text, "monitor_feed_polls_total", outcome="ok") >= 1
+    process.send_signal(signal.SIGTERM)
+    _, err = process.communicate(timeout=30)
+    assert process.returncode == 0, err
+    polls = [line for line in text.splitlines() if line.startswith("monitor_feed_polls_total")]
+    assert _metric(text, "monitor_feed_polls_total", outcome="ok") >= 1, (polls, err[-3000:])
     channel = f"webhook:127.0.0.1:{webhook_receiver.port}"
     assert (
         _metric(text, "monitor_delivery_attempts_total", channel=channel, outcome="delivered") == 1
     )
-    process.send_signal(signal.SIGTERM)
-    _, err = process.communicate(timeout=30)
-    assert process.returncode == 0, err
