@@ -46,7 +46,7 @@ from prometheus_client.registry import Collector
 from .config import Settings
 from .errors import MonitorError
 from .metrics import registry
-from .storage import Storage, iso
+from .storage import Storage, database_bytes, iso
 
 DEFAULT_TICK = 30.0  # seconds; the daemon's `TICK` unless the host says otherwise
 BUSY_TIMEOUT_MS = 5000
@@ -325,8 +325,7 @@ class DatabaseCollector(Collector):
             "Size of the SQLite file and its write-ahead log (database.retention bounds "
             "what old unrelated stories add).",
         )
-        wal = self.path.with_name(self.path.name + "-wal")
-        size.add_metric([], float(sum(f.stat().st_size for f in (self.path, wal) if f.exists())))
+        size.add_metric([], float(database_bytes(self.path)))
         yield size
 
 

@@ -14,7 +14,7 @@ from rich.console import Console
 from rich.table import Table
 
 from .config import Settings
-from .storage import Storage, iso, parse_iso
+from .storage import Storage, database_bytes, iso, parse_iso
 
 
 def _console() -> Console:
@@ -50,12 +50,10 @@ def feed_rows(storage: Storage) -> list[dict[str, Any]]:
 def collect_status(storage: Storage, settings: Settings, now: datetime) -> dict[str, Any]:
     storage.sync_feeds(settings.feeds, now)
     feeds = feed_rows(storage)
-    path = settings.database_path
-    files = (path, path.with_name(path.name + "-wal"))
     return {
         "now": iso(now),
-        "database": str(path),
-        "database_bytes": sum(f.stat().st_size for f in files if f.exists()),
+        "database": str(settings.database_path),
+        "database_bytes": database_bytes(settings.database_path),
         "stories": storage.story_counts(),
         "retention_s": settings.database.retention,
         "feeds": feeds,

@@ -19,7 +19,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from monitor import metrics, service
 from monitor.config import Settings, settings_from_dict
-from monitor.storage import Storage
+from monitor.storage import Storage, database_bytes
 
 
 @dataclass
@@ -235,3 +235,14 @@ def test_outbox_depth_is_read_from_the_database(host: Host, listener: service.Se
 
 def test_unknown_path_is_404(listener: service.Service) -> None:
     assert get(listener.url + "/nope")[0] == 404
+
+
+def test_database_bytes_counts_a_missing_file_as_empty(tmp_path: Path) -> None:
+    """The WAL comes and goes with checkpoints: a scrape or `status` between its check and
+    its size must not fail."""
+    path = tmp_path / "m.db"
+    assert database_bytes(path) == 0
+    path.write_bytes(b"x" * 4096)
+    assert database_bytes(path) == 4096
+    path.with_name("m.db-wal").write_bytes(b"y" * 100)
+    assert database_bytes(path) == 4196

@@ -7,7 +7,7 @@ its caller opened with `Storage.atomic()` (one per feed's results).
 from __future__ import annotations
 
 from .alerts import AlertStore, new_alert_id
-from .base import StorageBase, iso, parse_iso
+from .base import StorageBase, database_bytes, iso, parse_iso
 from .detection import DetectionStore
 from .feeds import FeedRow, FeedStore, FeedUpdate
 from .stories import Known, StoryStore, story_id
@@ -19,6 +19,7 @@ __all__ = [
     "FeedUpdate",
     "Known",
     "Storage",
+    "database_bytes",
     "iso",
     "new_alert_id",
     "parse_iso",

@@ -11,7 +11,7 @@ import json
 import os
 import sqlite3
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import IO, Any
@@ -38,6 +38,16 @@ def parse_iso(value: str | None) -> datetime | None:
         return None
     moment = datetime.fromisoformat(value)
     return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+
+
+def database_bytes(path: Path) -> int:
+    """The size of a database file and its write-ahead log (which a checkpoint may remove
+    at any moment: a file gone is 0 bytes)."""
+    total = 0
+    for file in (path, path.with_name(path.name + "-wal")):
+        with suppress(OSError):
+            total += file.stat().st_size
+    return total
 
 
 def dumps(value: Any) -> str:
