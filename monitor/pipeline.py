@@ -620,7 +620,7 @@ class Pipeline:
                 self._prune_next = now + self._prune_every
                 return
             while True:
-                with self.storage.atomic():
+                with self.storage.foreign_keys_off(), self.storage.atomic():
                     batch = self.storage.prune_bodies(seen_before, now, limit=PRUNE_BATCH)
                 cleared += batch
                 if batch < PRUNE_BATCH:
@@ -652,7 +652,6 @@ class Pipeline:
             self._keep_window(now)  # as a daemon would have, between its polls
             if not self.storage.known_entries(origin, [entry.key]):
                 with self.storage.atomic():
-                    self.storage.keep_retention_floor_before(now)  # (first seen in the past)
                     self._judge_new(entry, origin, None, now, summary)
                     self.storage.mark_lsh(now, self.dedupe_window)  # at the item's time
                 report.new += 1

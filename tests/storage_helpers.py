@@ -1,5 +1,5 @@
-"""Helpers shared by the storage tests: full-text hits, and a database as an older version
-of monitor left it (for the tests of a migration)."""
+"""Helpers shared by the storage tests: full-text hits, a table's size on disk, and a
+database as an older version of monitor left it (for the tests of a migration)."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ import sqlite3
 from collections.abc import Mapping
 from pathlib import Path
 
+import pytest
 from sqlite_utils import Database
 
 from monitor.storage import Storage
@@ -17,6 +18,16 @@ def fts_hits(store: Storage, query: str) -> int:
     """Stories the full-text index finds for ``query``."""
     sql = "SELECT count(*) FROM stories_fts WHERE stories_fts MATCH ?"
     return int(store.db.execute(sql, [query]).fetchone()[0])
+
+
+def table_bytes(store: Storage, table: str) -> int:
+    """The bytes of the pages a table holds (SQLite's dbstat; the test is skipped where
+    this SQLite was built without it)."""
+    try:
+        row = store.db.execute("SELECT sum(pgsize) FROM dbstat WHERE name = ?", [table])
+    except sqlite3.OperationalError as error:
+        pytest.skip(f"this SQLite has no dbstat: {error}")
+    return int(row.fetchone()[0] or 0)
 
 
 def database_before(path: Path, migration: str, story: Mapping[str, str]) -> None:

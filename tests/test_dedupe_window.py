@@ -17,7 +17,7 @@ from monitor.config import load_settings
 from monitor.pipeline import Pipeline
 from monitor.storage import Storage
 from tests.feedserver import FeedServer, Reply
-from tests.storage_helpers import database_before
+from tests.storage_helpers import database_before, table_bytes
 from tests.test_pipeline import Clock, count, items, poll, rss
 from tests.test_storage_lsh import CYCLING, WIRE, _add, _sig
 
@@ -365,3 +365,18 @@ def test_a_database_error_while_keeping_the_window_is_logged_not_raised(
         pipeline.storage.db.execute("DROP TABLE lsh_marks")  # damaged, as far as this goes
         pipeline._keep_window(T0)
     assert "near-duplicate index window not kept" in caplog.text and "lsh_marks" in caplog.text
+
+
+def test_emptied_signatures_free_their_pages(store: Storage) -> None:
+    """Emptied in place they would keep their pages: taken out and put back, they do not."""
+    with store.atomic():
+        for n in range(200):
+            _add(store, f"s-{n}", _sig(f"{CYCLING} Stage {n} of the race."))
+        store.mark_lsh(T0, WINDOW)
+    store.keep_lsh_window(T0, WINDOW)
+    before = table_bytes(store, "story_signatures")
+    with store.atomic():
+        assert store.keep_lsh_window(T0 + 100 * DAY, WINDOW) == 200 * dedupe.BANDS
+    values = 200 * len(_sig(CYCLING).to_bytes())
+    assert before - table_bytes(store, "story_signatures") >= 0.8 * values
+    assert set(_signatures(store).values()) == {False}

@@ -24,7 +24,7 @@ from monitor.pipeline import Pipeline
 from monitor.storage import Storage
 from monitor.storage.stories import _PRUNABLE
 from tests.feedserver import FeedServer, Reply
-from tests.storage_helpers import database_before, fts_hits
+from tests.storage_helpers import database_before, fts_hits, table_bytes
 from tests.test_pipeline import Clock, count, items, poll, rss
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -92,7 +92,7 @@ def test_only_old_stories_every_topic_judged_unrelated_lose_their_text(store: St
     now = T0 + 181 * DAY
     assert store.prunable(now - RETENTION)
 
-    with store.atomic():
+    with store.foreign_keys_off(), store.atomic():
         assert store.prune_bodies(now - RETENTION, now, limit=100) == 1
 
     assert not store.prunable(now - RETENTION)
@@ -112,7 +112,7 @@ def test_only_old_stories_every_topic_judged_unrelated_lose_their_text(store: St
     assert fts_hits(store, "barges") == 6 and fts_hits(store, "storm") == 6
     store.db.execute("INSERT INTO stories_fts (stories_fts, rank) VALUES ('integrity-check', 1)")
     # the young one's turn comes ten days later
-    with store.atomic():
+    with store.foreign_keys_off(), store.atomic():
         assert store.prune_bodies(now - RETENTION + 10 * DAY, now, limit=100) == 1
     assert _cleared(store) == {old, young}
 
@@ -123,7 +123,7 @@ def test_stories_are_cleared_oldest_first_a_batch_at_a_time(store: Storage) -> N
     now = T0 + 400 * DAY
     cleared, floors = [], []
     for size in (2, 2, 1, 0):
-        with store.atomic():
+        with store.foreign_keys_off(), store.atomic():
             assert store.prune_bodies(now - RETENTION, now, limit=2) == size
         cleared.append(_cleared(store))
         floors.append(_floor(store))
@@ -139,13 +139,16 @@ def _floor(store: Storage) -> str:
 
 def test_the_stories_that_keep_their_text_are_not_read_again(store: Storage) -> None:
     """Past the floor, the next search starts there: the related, marked and undecided
-    stories before it are not read again (and a story stored there by hand is not found,
-    which is what a replay's `keep_retention_floor_before` is for)."""
-    for n in range(5):
-        _story(store, n, T0 + n * DAY, {"a": "development"})
+    stories before it are not read again. A story stored as first seen before it (a clock
+    set back, a replay) moves it back."""
+    kept = [
+        _story(store, 0, T0, {"a": "development"}),
+        _story(store, 1, T0 + DAY, {"a": "unrelated"}, feedback="relevant"),
+        _story(store, 2, T0 + 2 * DAY, {}),
+    ]
     old = _story(store, 10, T0 + 10 * DAY, {"a": "unrelated"})
     now = T0 + 200 * DAY
-    with store.atomic():
+    with store.foreign_keys_off(), store.atomic():
         assert store.prune_bodies(now - RETENTION, now, limit=10) == 1
     assert _cleared(store) == {old} and _floor(store) == (now - RETENTION).isoformat()
     plan = " ".join(
@@ -155,16 +158,24 @@ def test_the_stories_that_keep_their_text_are_not_read_again(store: Storage) -> 
         )
     )
     assert "stories_unpruned (seen_at>? AND seen_at<?)" in plan and "TEMP B-TREE" not in plan
-    late = _story(store, 11, T0 + 5 * DAY, {"a": "unrelated"})  # first seen before the floor
+    # a row put below the floor behind the store's back is not found: the search starts there
+    store.db.execute(
+        "UPDATE stories SET seen_at = ? WHERE id = ?", [(T0 + 3 * DAY).isoformat(), kept[2]]
+    )
+    store.db.execute(
+        "INSERT INTO decisions (story_id, topic, status, score, reasons, decided_at) "
+        "VALUES (?, 'a', 'unrelated', 0.1, '[]', ?)",
+        [kept[2], T0.isoformat()],
+    )
     assert not store.prunable(now - RETENTION + DAY)
-    with store.atomic():
-        store.keep_retention_floor_before(T0 + 5 * DAY)
+    # stored through the store, a story first seen before the floor moves it back
+    late = _story(store, 11, T0 + 5 * DAY, {"a": "unrelated"})
     assert _floor(store) == (T0 + 5 * DAY).isoformat()
-    with store.atomic():
+    with store.foreign_keys_off(), store.atomic():
         assert store.prune_bodies(now - RETENTION + DAY, now, limit=10) == 1
     assert _cleared(store) == {old, late}
-    with store.atomic():  # a later time never raises it
-        store.keep_retention_floor_before(now)
+    assert _floor(store) == (now - RETENTION + DAY).isoformat()
+    _story(store, 12, now, {"a": "unrelated"})  # a later one never raises it
     assert _floor(store) == (now - RETENTION + DAY).isoformat()
 
 
@@ -173,7 +184,7 @@ def test_a_cleared_story_edited_in_place_keeps_its_text_cleared(store: Storage) 
     young = _story(store, 2, T0 + 100 * DAY, {"a": "unrelated"})
     store.index_stories()
     now = T0 + 200 * DAY
-    with store.atomic():
+    with store.foreign_keys_off(), store.atomic():
         assert store.prune_bodies(now - RETENTION, now, limit=10) == 1
     moved = "The barges were moved upriver."
     for story, n in ((sid, 1), (young, 2)):
@@ -193,7 +204,7 @@ def test_stories_cleared_before_they_were_indexed_are_indexed_without_their_text
 ) -> None:
     sid = _story(store, 1, T0, {"a": "unrelated"})
     now = T0 + 200 * DAY
-    with store.atomic():
+    with store.foreign_keys_off(), store.atomic():
         assert store.prune_bodies(now - RETENTION, now, limit=10) == 1
     store.index_stories()
     assert fts_hits(store, "lighthouse") == 1 and fts_hits(store, "barges") == 0
@@ -207,7 +218,7 @@ def test_cleared_stories_are_no_examples_of_what_is_unrelated(store: Storage) ->
     pool = [row["id"] for row in store.judged_stories("a", ("unrelated",), limit=600)]
     assert pool == [old, young]
     now = T0 + 200 * DAY
-    with store.atomic():
+    with store.foreign_keys_off(), store.atomic():
         store.prune_bodies(now - RETENTION, now, limit=10)
     assert [row["id"] for row in store.judged_stories("a", ("unrelated",), limit=600)] == [young]
 
@@ -215,7 +226,7 @@ def test_cleared_stories_are_no_examples_of_what_is_unrelated(store: Storage) ->
 def test_explain_and_feedback_say_the_text_was_cleared(store: Storage) -> None:
     sid = _story(store, 1, T0, {"a": "unrelated"})
     now = T0 + 200 * DAY
-    with store.atomic():
+    with store.foreign_keys_off(), store.atomic():
         store.prune_bodies(now - RETENTION, now, limit=10)
     assert f"Its text was cleared at {now.isoformat()} (database.retention)" in explain(store, sid)
     assert "only its title counts" in record_feedback(store, sid, "irrelevant", now)
@@ -248,7 +259,7 @@ def test_an_upgraded_database_gets_the_column_and_its_stories_can_be_cleared(
     try:
         assert _floor(store) == ""  # every story is searched the first time
         now = T0 + 365 * DAY
-        with store.atomic():
+        with store.foreign_keys_off(), store.atomic():
             assert store.prune_bodies(now - RETENTION, now, limit=10) == 1
         assert _row(store, "s-old")["summary"] == ""
     finally:
@@ -388,7 +399,7 @@ def test_a_replay_of_an_old_archive_is_cleared_by_the_next_cycle(
     tmp_path: Path, feed_server: FeedServer
 ) -> None:
     """Replayed items are first seen at their own time, before the floor the daemon had
-    reached: the replay moves the floor back, so they are not skipped."""
+    reached: storing them moves the floor back, so they are not skipped."""
     archive = tmp_path / "old.jsonl"
     archive.write_text(
         "".join(
@@ -413,3 +424,68 @@ def test_a_replay_of_an_old_archive_is_cleared_by_the_next_cycle(
         _cycle(pipeline)
         assert count(storage, CLEARED) == 5
         pipeline.close()
+
+
+def test_stories_stored_after_the_clock_was_set_back_are_cleared_in_their_turn(
+    tmp_path: Path, feed_server: FeedServer
+) -> None:
+    """The clock ran a year ahead for one cycle (a bad RTC corrected by NTP): the floor it
+    set must not hide the stories polled once the clock is right again."""
+    with _opened(tmp_path, feed_server, "180d", 2) as (settings, storage, clock):
+        pipeline = Pipeline(settings, storage, clock=clock)
+        storage.sync_feeds(settings.feeds, clock())
+        _cycle(pipeline)
+        clock.now = T0 + 400 * DAY
+        _cycle(pipeline)
+        assert count(storage, CLEARED) == 2
+        clock.now = T0 + DAY
+        feed_server.route("/a.xml", Reply(200, rss(items("c", 3))))
+        pipeline = Pipeline(settings, storage, clock=clock)  # a restart, with the right time
+        _cycle(pipeline)
+        assert _floor(storage) == (T0 + DAY).isoformat()
+        clock.now = T0 + 182 * DAY
+        _cycle(pipeline)
+        assert count(storage, CLEARED) == 5
+        pipeline.close()
+
+
+def test_clearing_frees_the_pages_the_text_held(store: Storage) -> None:
+    """A row made shorter in place keeps its pages; a cleared story is taken out and put
+    back, so the pages its text held are free for the next stories."""
+    text = "Gravel barges moored below the weir while the lock gates were mended. " * 20
+    with store.atomic():
+        for n in range(300):
+            entry = replace(_entry(n, text), summary=text[:400])
+            sid = store.insert_story(entry, origin="o", feed_id=None, now=T0)
+            store.db.execute(
+                "INSERT INTO decisions (story_id, topic, status, score, decided_at) "
+                "VALUES (?, 'a', 'unrelated', 0.0, ?)",
+                [sid, T0.isoformat()],
+            )
+    store.index_stories()
+    before = table_bytes(store, "stories")
+    now = T0 + 200 * DAY
+    with store.foreign_keys_off(), store.atomic():
+        assert store.prune_bodies(now - RETENTION, now, limit=1000) == 300
+    assert before - table_bytes(store, "stories") >= 0.8 * 300 * (len(text) + 400)
+    assert count(store, "SELECT count(*) FROM decisions") == 300
+    store.db.execute("INSERT INTO stories_fts (stories_fts, rank) VALUES ('integrity-check', 1)")
+
+
+def test_clearing_needs_the_foreign_keys_off_and_they_come_back_on(store: Storage) -> None:
+    """With them on, taking a story out would take its decisions with it."""
+    sid = _story(store, 1, T0, {"a": "unrelated"})
+    now = T0 + 200 * DAY
+    with pytest.raises(RuntimeError, match="foreign keys must be off"), store.atomic():
+        store.prune_bodies(now - RETENTION, now, limit=10)
+    assert count(store, "SELECT count(*) FROM decisions WHERE story_id = ?", sid) == 1
+    with (
+        pytest.raises(RuntimeError, match="outside a transaction"),
+        store.atomic(),
+        store.foreign_keys_off(),
+    ):
+        pass
+    with pytest.raises(ValueError), store.foreign_keys_off():
+        assert store.db.execute("PRAGMA foreign_keys").fetchone()[0] == 0
+        raise ValueError("a failure inside")
+    assert store.db.execute("PRAGMA foreign_keys").fetchone()[0] == 1

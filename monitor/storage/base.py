@@ -114,6 +114,21 @@ class StorageBase:
         if not self.db.conn.in_transaction:
             self.after_commit()
 
+    @contextmanager
+    def foreign_keys_off(self) -> Iterator[None]:
+        """For a transaction that takes rows out of a table and puts them back (so that
+        SQLite frees the pages they held; see `StoryStore.prune_bodies`): the foreign keys'
+        actions must not run (a story's decisions would go with it). SQLite changes the
+        setting only outside a transaction."""
+        conn = self.db.conn
+        if conn.in_transaction:
+            raise RuntimeError("foreign keys can be switched off only outside a transaction")
+        conn.execute("PRAGMA foreign_keys=OFF")
+        try:
+            yield
+        finally:
+            conn.execute("PRAGMA foreign_keys=ON")
+
     def forget_uncommitted(self) -> None:
         """Drop what is held in memory of rows a rollback may have undone (the mixins that
         hold any extend this)."""

@@ -30,6 +30,27 @@ from .recent_keys import pack as pack_keys
 log = logging.getLogger("monitor.storage")
 
 
+def empty_signatures(conn: sqlite3.Connection, where: str, params: Sequence[object]) -> None:
+    """Empty the values of the signatures ``where`` selects, keeping their rows and ids. The
+    rows are taken out and put back (one statement each way): emptied in place they would
+    keep their pages, which SQLite frees only when rows leave a table."""
+    conn.execute(
+        "CREATE TEMP TABLE IF NOT EXISTS emptying "
+        "(id INTEGER PRIMARY KEY, story_id TEXT, kind TEXT, size INTEGER)"
+    )
+    conn.execute(
+        f"INSERT INTO temp.emptying SELECT id, story_id, kind, size FROM story_signatures "
+        f"WHERE {where}",
+        list(params),
+    )
+    conn.execute("DELETE FROM story_signatures WHERE id IN (SELECT id FROM temp.emptying)")
+    conn.execute(
+        "INSERT INTO story_signatures (id, story_id, kind, size, signature) "
+        "SELECT id, story_id, kind, size, x'' FROM temp.emptying ORDER BY id"
+    )
+    conn.execute("DELETE FROM temp.emptying")
+
+
 class DetectionStore:
     db: Database
 
@@ -512,13 +533,9 @@ class DetectionStore:
             )
             removed += cursor.rowcount
             # Nothing finds these signatures any more (a lookup goes through the keys): the
-            # row stays, for `_lsh_range_removed` and the story's `kind`, the ~1.3 KB of
+            # row stays, for `_lsh_range_removed` and the story's `kind`, the ~1 KB of
             # values go (most of what a story costs on disk once its text is cleared too).
-            conn.execute(
-                f"UPDATE story_signatures SET signature = x'' WHERE id > ? AND id <= ? "
-                f"AND id NOT IN ({seeds})",
-                [after, upto],
-            )
+            empty_signatures(conn, f"id > ? AND id <= ? AND id NOT IN ({seeds})", [after, upto])
         conn.execute("UPDATE lsh_marks SET pruned = 1 WHERE pruned = 0 AND at <= ?", [limit])
         # A removed range's mark is needed only as the start of the next one, if that one
         # is still to come: the others go.

@@ -481,7 +481,8 @@ def m013_story_retention(db: Database) -> None:
     so that finding the next ones to clear never reads the millions already cleared;
     `retention_state.kept_before` is where the next search starts: every story first seen
     before it that still has its text keeps it for good (related, or with feedback), and
-    reading those again and again would cost more every year."""
+    reading those again and again would cost more every year. Storing an earlier story
+    moves it back (`StoryStore.insert_story`)."""
     db.execute("ALTER TABLE stories ADD COLUMN pruned_at TEXT")
     db.execute("CREATE INDEX stories_unpruned ON stories(seen_at) WHERE pruned_at IS NULL")
     db.execute("CREATE TABLE retention_state (kept_before TEXT NOT NULL)")
@@ -494,9 +495,12 @@ def m014_signatures_leave_with_their_keys(db: Database) -> None:
     (`DetectionStore._prune_lsh` now empties it with its range): the ones removed before
     this version are emptied here. A range is removed when the first mark at or above a
     signature's id says so (`_lsh_range_removed`); the seeds' stay."""
-    db.execute(
-        "UPDATE story_signatures SET signature = x'' "
-        "WHERE NOT (story_id >= 'seed:' AND story_id < 'seed;') AND coalesce(("
+    from .detection import empty_signatures  # (the same statements as a removal's)
+
+    empty_signatures(
+        db.conn,
+        "NOT (story_id >= 'seed:' AND story_id < 'seed;') AND coalesce(("
         "SELECT m.pruned FROM lsh_marks m WHERE m.upto >= story_signatures.id "
-        "ORDER BY m.upto LIMIT 1), 0) = 1"
+        "ORDER BY m.upto LIMIT 1), 0) = 1",
+        [],
     )

@@ -134,28 +134,57 @@ class StoryStore:
         """Clear the text (summary, content, full text) of at most ``limit`` stories first
         seen before ``seen_before`` that every topic judged unrelated and nobody gave
         feedback on, oldest first; their title, links, hashes and decisions stay, and
-        `pruned_at` is set to ``now``. The number cleared. Inside the caller's transaction;
-        the full-text index follows through its update trigger (the title stays
+        `pruned_at` is set to ``now``. The number cleared. Inside the caller's transaction,
+        opened within `foreign_keys_off`.
+
+        A cleared story is taken out of the table and put back, with its rowid: a row made
+        shorter in place keeps its pages (SQLite rebalances a table's pages when rows leave
+        it, not when they shrink), so the file would grow as if nothing were cleared. The
+        full-text index follows through the delete and insert triggers (the title stays
         searchable).
 
         The floor moves up to the last story cleared (to ``seen_before`` once none is
         left): every story before it with its text is one that keeps it, and is not read
         again."""
         conn = self.db.conn
+        if conn.execute("PRAGMA foreign_keys").fetchone()[0]:
+            raise RuntimeError("prune_bodies takes stories out and back: foreign keys must be off")
         floor = self._retention_floor()
         cutoff = iso(seen_before)
         rows = conn.execute(_PRUNABLE, [floor, cutoff, limit]).fetchall()
+        columns = self._story_columns()
+        cleared = {"summary": "''", "content": "''", "full_text": "NULL", "pruned_at": "?"}
+        values = ", ".join(cleared.get(column, column) for column in columns)
+        names = ", ".join(columns)
+        conn.execute(f"CREATE TEMP TABLE IF NOT EXISTS clearing AS SELECT rowid AS rid, {names} "
+                     "FROM stories WHERE 0")  # fmt: skip
         for start in range(0, len(rows), 500):
             chunk = [row[0] for row in rows[start : start + 500]]
+            marks = ",".join("?" * len(chunk))
             conn.execute(
-                "UPDATE stories SET summary = '', content = '', full_text = NULL, "
-                f"pruned_at = ? WHERE rowid IN ({','.join('?' * len(chunk))})",
+                f"INSERT INTO temp.clearing SELECT rowid, {values} FROM stories "
+                f"WHERE rowid IN ({marks})",
                 [iso(now), *chunk],
             )
+            # One statement each way: FTS5 writes its pending terms at every statement.
+            conn.execute("DELETE FROM stories WHERE rowid IN (SELECT rid FROM temp.clearing)")
+            conn.execute(
+                f"INSERT INTO stories (rowid, {names}) SELECT rid, {names} FROM temp.clearing "
+                "ORDER BY rid"
+            )
+            conn.execute("DELETE FROM temp.clearing")
         moved = cutoff if len(rows) < limit else rows[-1][1]
         if moved is not None and moved > floor:
             conn.execute("UPDATE retention_state SET kept_before = ?", [moved])
         return len(rows)
+
+    _stories_columns: list[str] | None = None
+
+    def _story_columns(self) -> list[str]:
+        if self._stories_columns is None:
+            table = self.db.conn.execute("PRAGMA table_info(stories)").fetchall()
+            self._stories_columns = [row[1] for row in table]
+        return self._stories_columns
 
     def prunable(self, seen_before: datetime) -> bool:
         """Whether `prune_bodies` has a story to clear (a read: no write transaction)."""
@@ -164,12 +193,13 @@ class StoryStore:
         ).fetchone()
         return row is not None
 
-    def keep_retention_floor_before(self, seen: datetime) -> None:
-        """A story is about to be stored as first seen at ``seen`` (a replayed item): the
-        next search for stories to clear must start at or before it."""
+    def _retention_floor_at_most(self, seen: str | None) -> None:
+        """A story is stored as first seen at ``seen``: the next search for stories to clear
+        must start at or before it. Usually it is later than the floor and nothing is
+        written; a replayed item, a clock set back, or a `monitor poll` beside the daemon
+        may bring an earlier one."""
         self.db.conn.execute(
-            "UPDATE retention_state SET kept_before = ? WHERE kept_before > ?",
-            [iso(seen), iso(seen)],
+            "UPDATE retention_state SET kept_before = ? WHERE kept_before > ?", [seen, seen]
         )
 
     def _retention_floor(self) -> str:
@@ -182,12 +212,14 @@ class StoryStore:
 
     def insert_story(self, entry: Entry, *, origin: str, feed_id: int | None, now: datetime) -> str:
         sid = story_id(origin, entry.key)
+        seen = iso(now)
         self.db.conn.execute(_INSERT_STORY, [
             sid, feed_id, origin, entry.key, entry.guid, entry.url, entry.canonical_url,
             entry.title, entry.summary, entry.content, entry.source, entry.author,
-            entry.language, iso(entry.published), int(entry.dated), iso(now),
+            entry.language, iso(entry.published), int(entry.dated), seen,
             entry.content_hash, entry.raw_hash,
         ])  # fmt: skip
+        self._retention_floor_at_most(seen)
         self._fts_waiting += 1
         if self._fts_waiting >= self.FTS_BATCH_STORIES:
             self.index_stories()
