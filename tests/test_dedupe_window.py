@@ -380,3 +380,18 @@ def test_emptied_signatures_free_their_pages(store: Storage) -> None:
     values = 200 * len(_sig(CYCLING).to_bytes())
     assert before - table_bytes(store, "story_signatures") >= 0.8 * values
     assert set(_signatures(store).values()) == {False}
+
+
+def test_an_emptied_signature_keeps_a_column_another_process_added(
+    store: Storage, tmp_path: Path
+) -> None:
+    _signed(store, "s-old", CYCLING, T0, WINDOW)
+    store.keep_lsh_window(T0, WINDOW)
+    other = sqlite3.connect(tmp_path / "m.db")
+    other.execute('ALTER TABLE story_signatures ADD COLUMN "checked by" TEXT')
+    other.execute("UPDATE story_signatures SET \"checked by\" = 'a reviewer'")
+    other.commit()
+    other.close()
+    assert store.keep_lsh_window(T0 + 100 * DAY, WINDOW) == dedupe.BANDS
+    row = store.db.execute('SELECT length(signature), "checked by" FROM story_signatures')
+    assert row.fetchall() == [(0, "a reviewer")]

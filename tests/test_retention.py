@@ -489,3 +489,23 @@ def test_clearing_needs_the_foreign_keys_off_and_they_come_back_on(store: Storag
         assert store.db.execute("PRAGMA foreign_keys").fetchone()[0] == 0
         raise ValueError("a failure inside")
     assert store.db.execute("PRAGMA foreign_keys").fetchone()[0] == 1
+
+
+def test_a_column_another_process_adds_keeps_its_values(store: Storage, tmp_path: Path) -> None:
+    """A newer version's migration, or a user's `sqlite-utils add-column`, while this
+    process runs: a cleared story is put back with every column the table has now."""
+    first = _story(store, 1, T0, {"a": "unrelated"})
+    second = _story(store, 2, T0 + DAY, {"a": "unrelated"})
+    now = T0 + 200 * DAY
+    with store.foreign_keys_off(), store.atomic():
+        assert store.prune_bodies(T0 + DAY / 2, now, limit=10) == 1
+    other = sqlite3.connect(tmp_path / "m.db")
+    other.execute('ALTER TABLE stories ADD COLUMN "reader note" TEXT')
+    other.execute("UPDATE stories SET \"reader note\" = 'keep me'")
+    other.commit()
+    other.close()
+    with store.foreign_keys_off(), store.atomic():
+        assert store.prune_bodies(now - RETENTION, now, limit=10) == 1
+    notes = dict(store.db.execute('SELECT id, "reader note" FROM stories').fetchall())
+    assert notes == {first: "keep me", second: "keep me"}
+    assert _cleared(store) == {first, second}

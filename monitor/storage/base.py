@@ -40,6 +40,11 @@ def parse_iso(value: str | None) -> datetime | None:
     return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
 
 
+def quote_name(name: str) -> str:
+    """A table or column name as an SQL identifier."""
+    return '"' + name.replace('"', '""') + '"'
+
+
 def database_bytes(path: Path) -> int:
     """The size of a database file and its write-ahead log (which a checkpoint may remove
     at any moment: a file gone is 0 bytes)."""

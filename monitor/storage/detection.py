@@ -22,7 +22,7 @@ from sqlite_utils import Database
 from ..errors import UserError
 from ..models import DecisionIntent
 from .alerts import new_alert_id
-from .base import dumps, iso, parse_iso
+from .base import dumps, iso, parse_iso, quote_name
 from .bloom import BloomParts
 from .recent_keys import RecentKeys
 from .recent_keys import pack as pack_keys
@@ -33,20 +33,20 @@ log = logging.getLogger("monitor.storage")
 def empty_signatures(conn: sqlite3.Connection, where: str, params: Sequence[object]) -> None:
     """Empty the values of the signatures ``where`` selects, keeping their rows and ids. The
     rows are taken out and put back (one statement each way): emptied in place they would
-    keep their pages, which SQLite frees only when rows leave a table."""
+    keep their pages, which SQLite frees only when rows leave a table. Every column comes
+    back, as the table has it now (another process may have added one)."""
+    columns = [quote_name(row[1]) for row in conn.execute("PRAGMA table_info(story_signatures)")]
+    names = ", ".join(columns)
+    values = ", ".join("x''" if column == '"signature"' else column for column in columns)
+    conn.execute("DROP TABLE IF EXISTS temp.emptying")
+    conn.execute(f"CREATE TEMP TABLE emptying AS SELECT {names} FROM story_signatures WHERE 0")
     conn.execute(
-        "CREATE TEMP TABLE IF NOT EXISTS emptying "
-        "(id INTEGER PRIMARY KEY, story_id TEXT, kind TEXT, size INTEGER)"
-    )
-    conn.execute(
-        f"INSERT INTO temp.emptying SELECT id, story_id, kind, size FROM story_signatures "
-        f"WHERE {where}",
+        f"INSERT INTO temp.emptying SELECT {values} FROM story_signatures WHERE {where}",
         list(params),
     )
     conn.execute("DELETE FROM story_signatures WHERE id IN (SELECT id FROM temp.emptying)")
     conn.execute(
-        "INSERT INTO story_signatures (id, story_id, kind, size, signature) "
-        "SELECT id, story_id, kind, size, x'' FROM temp.emptying ORDER BY id"
+        f"INSERT INTO story_signatures ({names}) SELECT {names} FROM temp.emptying ORDER BY id"
     )
     conn.execute("DELETE FROM temp.emptying")
 

@@ -495,12 +495,18 @@ def m014_signatures_leave_with_their_keys(db: Database) -> None:
     (`DetectionStore._prune_lsh` now empties it with its range): the ones removed before
     this version are emptied here. A range is removed when the first mark at or above a
     signature's id says so (`_lsh_range_removed`); the seeds' stay."""
-    from .detection import empty_signatures  # (the same statements as a removal's)
-
-    empty_signatures(
-        db.conn,
-        "NOT (story_id >= 'seed:' AND story_id < 'seed;') AND coalesce(("
-        "SELECT m.pruned FROM lsh_marks m WHERE m.upto >= story_signatures.id "
-        "ORDER BY m.upto LIMIT 1), 0) = 1",
-        [],
+    # Taken out and put back (as `detection.empty_signatures` does now, written out here
+    # with the table's columns at this migration): emptied in place they keep their pages.
+    db.executescript(
+        """
+        CREATE TEMP TABLE m014_emptying AS
+            SELECT id, story_id, kind, size FROM story_signatures
+            WHERE NOT (story_id >= 'seed:' AND story_id < 'seed;') AND coalesce((
+                SELECT m.pruned FROM lsh_marks m WHERE m.upto >= story_signatures.id
+                ORDER BY m.upto LIMIT 1), 0) = 1;
+        DELETE FROM story_signatures WHERE id IN (SELECT id FROM temp.m014_emptying);
+        INSERT INTO story_signatures (id, story_id, kind, size, signature)
+            SELECT id, story_id, kind, size, x'' FROM temp.m014_emptying ORDER BY id;
+        DROP TABLE temp.m014_emptying;
+        """
     )

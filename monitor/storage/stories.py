@@ -11,7 +11,7 @@ from sqlite_utils import Database
 
 from ..errors import UserError
 from ..models import Entry
-from .base import iso
+from .base import iso, quote_name
 
 
 class Known(NamedTuple):
@@ -152,12 +152,17 @@ class StoryStore:
         floor = self._retention_floor()
         cutoff = iso(seen_before)
         rows = conn.execute(_PRUNABLE, [floor, cutoff, limit]).fetchall()
-        columns = self._story_columns()
-        cleared = {"summary": "''", "content": "''", "full_text": "NULL", "pruned_at": "?"}
+        # The columns are read in this transaction, every time: another process may have
+        # added one (a newer version's migration, a user's `sqlite-utils add-column`), and
+        # a row put back without it would lose its value.
+        columns = [quote_name(row[1]) for row in conn.execute("PRAGMA table_info(stories)")]
+        cleared = {'"summary"': "''", '"content"': "''", '"full_text"': "NULL", '"pruned_at"': "?"}
         values = ", ".join(cleared.get(column, column) for column in columns)
         names = ", ".join(columns)
-        conn.execute(f"CREATE TEMP TABLE IF NOT EXISTS clearing AS SELECT rowid AS rid, {names} "
-                     "FROM stories WHERE 0")  # fmt: skip
+        conn.execute("DROP TABLE IF EXISTS temp.clearing")
+        conn.execute(
+            f"CREATE TEMP TABLE clearing AS SELECT rowid AS rid, {names} FROM stories WHERE 0"
+        )
         for start in range(0, len(rows), 500):
             chunk = [row[0] for row in rows[start : start + 500]]
             marks = ",".join("?" * len(chunk))
@@ -177,14 +182,6 @@ class StoryStore:
         if moved is not None and moved > floor:
             conn.execute("UPDATE retention_state SET kept_before = ?", [moved])
         return len(rows)
-
-    _stories_columns: list[str] | None = None
-
-    def _story_columns(self) -> list[str]:
-        if self._stories_columns is None:
-            table = self.db.conn.execute("PRAGMA table_info(stories)").fetchall()
-            self._stories_columns = [row[1] for row in table]
-        return self._stories_columns
 
     def prunable(self, seen_before: datetime) -> bool:
         """Whether `prune_bodies` has a story to clear (a read: no write transaction)."""
