@@ -81,7 +81,7 @@ def _check_http_url(value: str) -> str:
 
 def _check_listen(value: str) -> str:
     host, _, port = value.rpartition(":")
-    if not host or not port.isdigit() or not 0 < int(port) < 65536:
+    if not host or not port.isdigit() or not 0 <= int(port) < 65536:  # (0: any free port)
         raise ValueError(f'{_show(value)} is not "host:port"')
     return value
 
@@ -238,7 +238,9 @@ class AlertSettings:
 @dataclass(frozen=True, slots=True)
 class ServiceSettings:
     listen: str | None = _setting(
-        None, check=_check_listen, doc='health and metrics listener, "host:port"'
+        None,
+        check=_check_listen,
+        doc='health and metrics listener, "host:port" (port 0: any free one, logged)',
     )
 
 

@@ -146,6 +146,7 @@ class Daemon:
             )
         if self.settings.service.listen:
             self.service = start_service(self.settings.service.listen, self)
+            log.info("health and metrics at %s/healthz and /metrics", self.service.url)
         scheduler.start()
         self.state.running = True
         log.info(

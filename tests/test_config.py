@@ -88,6 +88,7 @@ def test_default_config_is_complete() -> None:
             'topics[1].name: "a" is used by two topics',
         ),
         ({"service": {"listen": "8080"}}, 'service.listen: "8080" is not "host:port"'),
+        ({"service": {"listen": "127.0.0.1:65536"}}, '"127.0.0.1:65536" is not "host:port"'),
     ],
 )
 def test_errors_name_the_file_and_key(raw: dict[str, object], message: str) -> None:

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import sqlite3
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
@@ -231,22 +233,29 @@ def test_health_and_metrics_of_a_running_daemon(
     import urllib.error
     import urllib.request
 
-    from tests.peers import free_port
-
-    port = free_port()
     url = feed_server.route("/feed.xml", FeedReply(200, rss(items("m", 3))))
     config = daemons.config(
         f'[polling]\ntick = "1s"\n[[feeds]]\nurl = "{url}"\ninterval = "1s"\n'
-        f'[service]\nlisten = "127.0.0.1:{port}"\n'
+        '[service]\nlisten = "127.0.0.1:0"\n'  # its own port, named in its log
         f'[alerts]\ndeliver_every = "1s"\n[[alerts.webhooks]]\nurl = "{webhook_receiver.url}"\n'
         'secret_env = "MONITOR_WEBHOOK_SECRET"\n'
     )
     _pending_alert(daemons.db)
     process = daemons.start(config)
+    lines: list[str] = []
+    reader = threading.Thread(target=lambda: lines.extend(iter(process.stderr.readline, "")))
+    reader.start()
+
+    def listening() -> str | None:
+        found = [re.search(r"health and metrics at (http://\S+)/healthz", line) for line in lines]
+        return next((match.group(1) for match in found if match), None)
+
+    wait_for(lambda: listening() is not None, "the service's address in the log")
+    base = listening()
 
     def get(path: str) -> tuple[int, str]:
         try:
-            with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=5) as answer:
+            with urllib.request.urlopen(f"{base}{path}", timeout=5) as answer:
                 return answer.status, answer.read().decode()
         except urllib.error.HTTPError as error:
             return error.code, error.read().decode()
@@ -265,7 +274,9 @@ def test_health_and_metrics_of_a_running_daemon(
     )
     text = get("/metrics")[1]
     process.send_signal(signal.SIGTERM)
-    _, err = process.communicate(timeout=30)
+    process.wait(timeout=30)
+    reader.join(timeout=10)
+    err = "".join(lines)
     assert process.returncode == 0, err
     polls = [line for line in text.splitlines() if line.startswith("monitor_feed_polls_total")]
     assert _metric(text, "monitor_feed_polls_total", outcome="ok") >= 1, (polls, err[-3000:])
