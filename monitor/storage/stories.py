@@ -9,7 +9,6 @@ from typing import Any, NamedTuple
 
 from sqlite_utils import Database
 
-from ..errors import UserError
 from ..models import Entry
 from .base import iso, quote_name
 
@@ -239,14 +238,6 @@ class StoryStore:
 
     def set_full_text(self, sid: str, text: str | None, status: str) -> None:
         self.db.table("stories").update(sid, {"full_text": text, "full_text_status": status})
-
-    def find_story(self, id_or_url: str) -> dict[str, Any]:
-        """A story by ID, link as published, or canonical link; UserError when unknown."""
-        for column in ("id", "url", "canonical_url"):
-            rows = list(self.db.query(f"SELECT * FROM stories WHERE {column} = ?", [id_or_url]))
-            if rows:
-                return rows[0]
-        raise UserError(f"no story with ID or URL {id_or_url!r}")
 
     def export_rows(
         self, *, topic: str | None = None, since: datetime | None = None
