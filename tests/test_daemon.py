@@ -284,3 +284,30 @@ def test_health_and_metrics_of_a_running_daemon(
     assert (
         _metric(text, "monitor_delivery_attempts_total", channel=channel, outcome="delivered") == 1
     )
+
+
+def test_a_running_daemon_clears_old_unrelated_text_and_keeps_the_decisions(
+    daemons: Daemons, feed_server: FeedServer
+) -> None:
+    """`database.retention` end to end: the daemon's own cycles, its connection with the
+    foreign keys' actions off for each clearing, and on again for the rest."""
+    url = feed_server.route("/feed.xml", FeedReply(200, rss(items("r", 3))))
+    config = daemons.config(
+        '[database]\nretention = "2s"\n'
+        f'[polling]\ntick = "1s"\n[[feeds]]\nurl = "{url}"\ninterval = "1s"\n'
+    )
+    process = daemons.start(config)
+    wait_for(
+        lambda: (
+            query(daemons.db, "SELECT count(*) FROM stories WHERE pruned_at IS NOT NULL") == [(3,)]
+        ),
+        "the text of the three stories cleared",
+    )
+    process.send_signal(signal.SIGTERM)
+    _, err = process.communicate(timeout=30)
+    assert process.returncode == 0, err
+    assert "retention: cleared the text of" in err and "retention not applied" not in err
+    assert query(daemons.db, "SELECT count(*), min(status) FROM decisions") == [(3, "unrelated")]
+    assert query(daemons.db, "SELECT DISTINCT summary, content FROM stories") == [("", "")]
+    with sqlite3.connect(daemons.db) as conn:  # its foreign keys are whole
+        assert conn.execute("PRAGMA foreign_key_check").fetchall() == []
