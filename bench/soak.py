@@ -116,8 +116,9 @@ def _stories(db: Path) -> tuple[int, int]:
 
 
 def _db_mb(db: Path) -> float:
-    files = (db, db.with_name(db.name + "-wal"))
-    return sum(f.stat().st_size for f in files if f.exists()) / 1e6
+    from monitor.storage import database_bytes
+
+    return database_bytes(db) / 1e6
 
 
 def main() -> int:

@@ -273,7 +273,8 @@ def _parse_date(value: str) -> datetime:
 @click.option("--json", "as_json", is_flag=True, help="Print the status as JSON.")
 @pass_app
 def status(app: App, as_json: bool) -> None:
-    """Feeds (last poll, errors, next due), decisions per status, pending and failed alerts."""
+    """Database size, stories and their cleared text, feeds (last poll, errors, next due),
+    decisions per status, pending and failed alerts."""
     from .status import collect_status, render_status
 
     with app.storage() as storage:

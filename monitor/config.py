@@ -65,11 +65,12 @@ class Duration(float):
     """Marker type: a duration in seconds, written as "15m" in TOML."""
 
 
-def _format_duration(seconds: float) -> str:
+def format_duration(seconds: float) -> str:
+    """A duration as the config writes it: "180d", "1h", "90s"."""
     for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
         if seconds >= size and seconds % size == 0:
-            return f'"{int(seconds // size)}{unit}"'
-    return f'"{seconds:g}s"'
+            return f"{int(seconds // size)}{unit}"
+    return f"{seconds:g}s"
 
 
 def _check_http_url(value: str) -> str:
@@ -472,7 +473,7 @@ def describe_settings() -> list[tuple[str, str, str, str]]:
             if spec.default is MISSING:
                 default = ""
             elif isinstance(spec.default, Duration):
-                default = _format_duration(spec.default)
+                default = f'"{format_duration(spec.default)}"'
             else:
                 default = repr(spec.default)
             rows.append((key, _describe(kind), default, spec.metadata.get("doc", "")))

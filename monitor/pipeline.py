@@ -610,8 +610,9 @@ class Pipeline:
         the next cycle tries again."""
         if self.retention <= timedelta(0):
             return
-        if self._prune_next is not None and now < self._prune_next:
-            return
+        waiting = self._prune_next - now if self._prune_next is not None else None
+        if waiting is not None and timedelta(0) < waiting <= self._prune_every:
+            return  # (further off than that, the clock was set back: look now)
         seen_before = now - self.retention
         cleared = 0
         started = time.perf_counter()

@@ -220,7 +220,7 @@ class Service:
     @property
     def url(self) -> str:
         host, port = self.address
-        return f"http://{host}:{port}"
+        return f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}"
 
     def stop(self) -> None:
         self.server.shutdown()
@@ -254,7 +254,8 @@ def start_service(listen: str, host: Host, *, tick: float | None = None) -> Serv
 
 
 class DatabaseCollector(Collector):
-    """Gauges read from the database at scrape time: the outbox and the feeds' health.
+    """Gauges read from the database at scrape time: the outbox, the feeds' health and the
+    file's size.
 
     Opens the file read-only for each scrape (a few indexed counts), so it never holds a
     lock the daemon needs and always shows what is stored, whoever wrote it.

@@ -13,7 +13,7 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
-from .config import Settings
+from .config import Settings, format_duration
 from .storage import Storage, database_bytes, iso, parse_iso
 
 
@@ -109,7 +109,7 @@ def render_status(data: dict[str, Any], console: Console | None = None) -> None:
     console.print(f"database {data['database']} ({data['database_bytes'] / 1e6:,.1f} MB)")
     stories = data["stories"]
     retention = data["retention_s"]
-    kept = f"kept {retention / 86400:g} days" if retention else "kept for ever"
+    kept = f"kept {format_duration(retention)}" if retention else "kept for ever"
     console.print(
         f"stories {stories['total']:,}, text cleared for {stories['text_cleared']:,} "
         f"(unrelated stories' text is {kept}: database.retention)"

@@ -243,7 +243,13 @@ def test_health_and_metrics_of_a_running_daemon(
     _pending_alert(daemons.db)
     process = daemons.start(config)
     lines: list[str] = []
-    reader = threading.Thread(target=lambda: lines.extend(iter(process.stderr.readline, "")))
+
+    def read() -> None:
+        assert process.stderr is not None
+        for line in process.stderr:
+            lines.append(line)
+
+    reader = threading.Thread(target=read)
     reader.start()
 
     def listening() -> str | None:
@@ -289,8 +295,9 @@ def test_health_and_metrics_of_a_running_daemon(
 def test_a_running_daemon_clears_old_unrelated_text_and_keeps_the_decisions(
     daemons: Daemons, feed_server: FeedServer
 ) -> None:
-    """`database.retention` end to end: the daemon's own cycles, its connection with the
-    foreign keys' actions off for each clearing, and on again for the rest."""
+    """`database.retention` end to end: the daemon's own cycles clear the text, and the
+    decisions stay (taken out and put back, a story would take them with it if the
+    foreign keys' actions were on)."""
     url = feed_server.route("/feed.xml", FeedReply(200, rss(items("r", 3))))
     config = daemons.config(
         '[database]\nretention = "2s"\n'

@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 
 from monitor import pipeline as pipeline_module
-from monitor.config import Settings, load_settings
+from monitor.config import load_settings
 from monitor.detect import explain, record_feedback
 from monitor.models import Entry
 from monitor.pipeline import Pipeline
@@ -25,7 +25,7 @@ from monitor.storage import Storage
 from monitor.storage.stories import _PRUNABLE
 from tests.feedserver import FeedServer, Reply
 from tests.storage_helpers import database_before, fts_hits, table_bytes
-from tests.test_pipeline import Clock, count, items, poll, rss
+from tests.test_pipeline import Clock, count, items, rss
 
 ROOT = Path(__file__).resolve().parents[1]
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
@@ -272,8 +272,9 @@ def test_an_upgraded_database_gets_the_column_and_its_stories_can_be_cleared(
 @contextmanager
 def _opened(
     tmp_path: Path, feed_server: FeedServer, retention: str, entries: int
-) -> Iterator[tuple[Settings, Storage, Clock]]:
-    """One feed of ``entries`` unrelated items, one topic, this retention; a clock at T0."""
+) -> Iterator[tuple[Storage, Clock, Pipeline]]:
+    """One feed of ``entries`` unrelated items, one topic, this retention; a clock at T0 and
+    a pipeline on it (closed with the storage, whatever the test does)."""
     url = feed_server.route("/a.xml", Reply(200, rss(items("a", entries))))
     config = tmp_path / "monitor.toml"
     config.write_text(
@@ -283,9 +284,13 @@ def _opened(
     )
     settings = load_settings(config)
     storage = Storage(settings.database_path)
+    clock = Clock(T0)
+    storage.sync_feeds(settings.feeds, clock())
+    pipeline = Pipeline(settings, storage, clock=clock)
     try:
-        yield settings, storage, Clock(T0)
+        yield storage, clock, pipeline
     finally:
+        pipeline.close()
         storage.close()
 
 
@@ -299,9 +304,7 @@ CLEARED = "SELECT count(*) FROM stories WHERE pruned_at IS NOT NULL"
 def test_a_poll_cycle_clears_old_unrelated_stories_once_an_hour(
     tmp_path: Path, feed_server: FeedServer, caplog: pytest.LogCaptureFixture
 ) -> None:
-    with _opened(tmp_path, feed_server, "180d", 3) as (settings, storage, clock):
-        pipeline = Pipeline(settings, storage, clock=clock)
-        storage.sync_feeds(settings.feeds, clock())
+    with _opened(tmp_path, feed_server, "180d", 3) as (storage, clock, pipeline):
         _cycle(pipeline)
         statuses = "SELECT DISTINCT status FROM decisions"
         assert [r[0] for r in storage.db.execute(statuses)] == ["unrelated"]
@@ -320,7 +323,6 @@ def test_a_poll_cycle_clears_old_unrelated_stories_once_an_hour(
         clock.now += timedelta(minutes=31)
         _cycle(pipeline)
         assert count(storage, CLEARED) == 4
-        pipeline.close()
 
 
 def _old_unrelated(storage: Storage, seen: datetime) -> str:
@@ -339,38 +341,34 @@ def test_a_large_backlog_is_cleared_over_several_cycles(
 ) -> None:
     """Turned on for a database of years: each cycle clears for at most PRUNE_SECONDS and
     the next cycle goes on, without waiting an hour."""
-    with _opened(tmp_path, feed_server, "30d", 3) as (settings, storage, clock):
-        poll(settings, storage, clock)
+    with _opened(tmp_path, feed_server, "30d", 3) as (storage, clock, pipeline):
+        _cycle(pipeline)
         monkeypatch.setattr(pipeline_module, "PRUNE_BATCH", 1)
         monkeypatch.setattr(pipeline_module, "PRUNE_SECONDS", 0.0)
-        pipeline = Pipeline(settings, storage, clock=clock)
         clock.now = T0 + 31 * DAY
         cleared = []
         for _ in range(4):
             _cycle(pipeline)
             clock.now += timedelta(minutes=1)
             cleared.append(count(storage, CLEARED))
-        pipeline.close()
         assert cleared == [1, 2, 3, 3]
 
 
 def test_a_retention_of_zero_keeps_every_story(tmp_path: Path, feed_server: FeedServer) -> None:
-    with _opened(tmp_path, feed_server, "0", 2) as (settings, storage, clock):
-        poll(settings, storage, clock)
+    with _opened(tmp_path, feed_server, "0", 2) as (storage, clock, pipeline):
+        _cycle(pipeline)
         clock.now = T0 + 3650 * DAY
-        poll(settings, storage, clock)
+        _cycle(pipeline)
         assert count(storage, CLEARED) == 0
 
 
 def test_a_database_error_while_clearing_is_logged_not_raised(
     tmp_path: Path, feed_server: FeedServer, caplog: pytest.LogCaptureFixture
 ) -> None:
-    with _opened(tmp_path, feed_server, "1d", 2) as (settings, storage, clock):
-        pipeline = Pipeline(settings, storage, clock=clock)
+    with _opened(tmp_path, feed_server, "1d", 2) as (storage, _, pipeline):
         storage.db.execute("DROP INDEX stories_unpruned")
         storage.db.execute("ALTER TABLE stories RENAME COLUMN pruned_at TO cleared")  # damaged
         pipeline._keep_retention(T0 + 10 * DAY)
-        pipeline.close()
     assert "retention not applied" in caplog.text and "pruned_at" in caplog.text
 
 
@@ -378,9 +376,7 @@ def test_a_short_retention_is_checked_ten_times_as_often(
     tmp_path: Path, feed_server: FeedServer
 ) -> None:
     """A retention shorter than ten hours is looked at every tenth of it, not hourly."""
-    with _opened(tmp_path, feed_server, "1h", 2) as (settings, storage, clock):
-        pipeline = Pipeline(settings, storage, clock=clock)
-        storage.sync_feeds(settings.feeds, clock())
+    with _opened(tmp_path, feed_server, "1h", 2) as (storage, clock, pipeline):
         _cycle(pipeline)
         clock.now = T0 + timedelta(minutes=61)
         _cycle(pipeline)
@@ -392,7 +388,6 @@ def test_a_short_retention_is_checked_ten_times_as_often(
         clock.now += timedelta(minutes=2)
         _cycle(pipeline)
         assert count(storage, CLEARED) == 3
-        pipeline.close()
 
 
 def test_a_replay_of_an_old_archive_is_cleared_by_the_next_cycle(
@@ -411,9 +406,7 @@ def test_a_replay_of_an_old_archive_is_cleared_by_the_next_cycle(
             for n in range(3)
         )
     )  # fmt: skip
-    with _opened(tmp_path, feed_server, "180d", 2) as (settings, storage, clock):
-        pipeline = Pipeline(settings, storage, clock=clock)
-        storage.sync_feeds(settings.feeds, clock())
+    with _opened(tmp_path, feed_server, "180d", 2) as (storage, clock, pipeline):
         _cycle(pipeline)
         clock.now = T0 + 181 * DAY
         _cycle(pipeline)
@@ -423,30 +416,26 @@ def test_a_replay_of_an_old_archive_is_cleared_by_the_next_cycle(
         clock.now += timedelta(minutes=61)
         _cycle(pipeline)
         assert count(storage, CLEARED) == 5
-        pipeline.close()
 
 
 def test_stories_stored_after_the_clock_was_set_back_are_cleared_in_their_turn(
     tmp_path: Path, feed_server: FeedServer
 ) -> None:
-    """The clock ran a year ahead for one cycle (a bad RTC corrected by NTP): the floor it
-    set must not hide the stories polled once the clock is right again."""
-    with _opened(tmp_path, feed_server, "180d", 2) as (settings, storage, clock):
-        pipeline = Pipeline(settings, storage, clock=clock)
-        storage.sync_feeds(settings.feeds, clock())
+    """The clock ran a year ahead for one cycle (a bad RTC corrected by NTP), in the same
+    running daemon: neither the floor it set nor its next check, a year ahead too, may hide
+    the stories polled once the clock is right again."""
+    with _opened(tmp_path, feed_server, "180d", 2) as (storage, clock, pipeline):
         _cycle(pipeline)
         clock.now = T0 + 400 * DAY
         _cycle(pipeline)
         assert count(storage, CLEARED) == 2
         clock.now = T0 + DAY
         feed_server.route("/a.xml", Reply(200, rss(items("c", 3))))
-        pipeline = Pipeline(settings, storage, clock=clock)  # a restart, with the right time
         _cycle(pipeline)
         assert _floor(storage) == (T0 + DAY).isoformat()
         clock.now = T0 + 182 * DAY
         _cycle(pipeline)
         assert count(storage, CLEARED) == 5
-        pipeline.close()
 
 
 def test_clearing_frees_the_pages_the_text_held(store: Storage) -> None:

@@ -246,3 +246,16 @@ def test_database_bytes_counts_a_missing_file_as_empty(tmp_path: Path) -> None:
     assert database_bytes(path) == 4096
     path.with_name("m.db-wal").write_bytes(b"y" * 100)
     assert database_bytes(path) == 4196
+
+
+def test_an_ipv6_listener_gives_a_url_that_reaches_it(host: Host) -> None:
+    """The daemon logs this URL (the only place a port 0 listener's port is named)."""
+    try:
+        running = service.start_service("[::1]:0", host, tick=30.0)
+    except OSError as error:  # no IPv6 loopback on this machine
+        pytest.skip(f"no [::1]: {error}")
+    try:
+        assert running.url.startswith("http://[::1]:")
+        assert get(running.url + "/healthz")[0] in (200, 503)
+    finally:
+        running.stop()

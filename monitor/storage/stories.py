@@ -1,4 +1,5 @@
-"""Use cases on `stories`: identity (seen before?), insert, in-place edits, export rows."""
+"""Use cases on `stories`: identity (seen before?), insert, in-place edits, export rows, and
+clearing old unrelated stories' text (`database.retention`)."""
 
 from __future__ import annotations
 
@@ -266,8 +267,8 @@ class StoryStore:
             yield row
 
     def story_counts(self) -> dict[str, int]:
-        """Stories stored, and how many of them had their text cleared (`prune_bodies`;
-        counted as the rest of the partial index, not by reading every row)."""
+        """Stories stored (a count over the table), and how many of them had their text
+        cleared (`prune_bodies`: the table's count less the partial index's)."""
         (total,) = self.db.conn.execute("SELECT count(*) FROM stories").fetchone()
         (kept,) = self.db.conn.execute(
             "SELECT count(*) FROM stories INDEXED BY stories_unpruned WHERE pruned_at IS NULL"
