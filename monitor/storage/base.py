@@ -10,7 +10,7 @@ import fcntl
 import json
 import os
 import sqlite3
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager, suppress
 from datetime import UTC, datetime
 from pathlib import Path
@@ -40,9 +40,46 @@ def parse_iso(value: str | None) -> datetime | None:
     return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
 
 
-def quote_name(name: str) -> str:
+def _quote_name(name: str) -> str:
     """A table or column name as an SQL identifier."""
     return '"' + name.replace('"', '""') + '"'
+
+
+def put_back(
+    conn: sqlite3.Connection,
+    table: str,
+    replaced: dict[str, str],
+    where: str,
+    params: Sequence[object],
+) -> None:
+    """Take the rows of ``table`` that ``where`` selects out and put them back with their
+    rowids, the columns named in ``replaced`` set to its SQL expressions (their ``?`` come
+    first in ``params``, then ``where``'s) and every other column as it was.
+
+    A row made shorter in place keeps its pages (SQLite rebalances a table's pages when
+    rows leave it, not when they shrink), so this is how emptied values give their space
+    back. The columns are read in the caller's transaction, every time: another process
+    may have added one (a newer version's migration, a user's `sqlite-utils add-column`),
+    and a row put back without it would lose its value. One statement each way: FTS5
+    writes its pending terms at every statement, and a table's triggers see a delete and an
+    insert. Foreign keys' actions would run too: see `StorageBase.foreign_keys_off`."""
+    columns = [str(row[1]) for row in conn.execute(f"PRAGMA table_info({table})")]
+    names = ", ".join(_quote_name(column) for column in columns)
+    values = ", ".join(replaced.get(column, _quote_name(column)) for column in columns)
+    conn.execute("DROP TABLE IF EXISTS temp.putting_back")
+    conn.execute(
+        f"CREATE TEMP TABLE putting_back AS SELECT rowid AS rid, {names} FROM {table} WHERE 0"
+    )
+    conn.execute(
+        f"INSERT INTO temp.putting_back SELECT rowid, {values} FROM {table} WHERE {where}",
+        list(params),
+    )
+    conn.execute(f"DELETE FROM {table} WHERE rowid IN (SELECT rid FROM temp.putting_back)")
+    conn.execute(
+        f"INSERT INTO {table} (rowid, {names}) SELECT rid, {names} FROM temp.putting_back "
+        "ORDER BY rid"
+    )
+    conn.execute("DELETE FROM temp.putting_back")
 
 
 def database_bytes(path: Path) -> int:

@@ -22,33 +22,12 @@ from sqlite_utils import Database
 from ..errors import UserError
 from ..models import DecisionIntent
 from .alerts import new_alert_id
-from .base import dumps, iso, parse_iso, quote_name
+from .base import dumps, iso, parse_iso, put_back
 from .bloom import BloomParts
 from .recent_keys import RecentKeys
 from .recent_keys import pack as pack_keys
 
 log = logging.getLogger("monitor.storage")
-
-
-def empty_signatures(conn: sqlite3.Connection, where: str, params: Sequence[object]) -> None:
-    """Empty the values of the signatures ``where`` selects, keeping their rows and ids. The
-    rows are taken out and put back (one statement each way): emptied in place they would
-    keep their pages, which SQLite frees only when rows leave a table. Every column comes
-    back, as the table has it now (another process may have added one)."""
-    columns = [quote_name(row[1]) for row in conn.execute("PRAGMA table_info(story_signatures)")]
-    names = ", ".join(columns)
-    values = ", ".join("x''" if column == '"signature"' else column for column in columns)
-    conn.execute("DROP TABLE IF EXISTS temp.emptying")
-    conn.execute(f"CREATE TEMP TABLE emptying AS SELECT {names} FROM story_signatures WHERE 0")
-    conn.execute(
-        f"INSERT INTO temp.emptying SELECT {values} FROM story_signatures WHERE {where}",
-        list(params),
-    )
-    conn.execute("DELETE FROM story_signatures WHERE id IN (SELECT id FROM temp.emptying)")
-    conn.execute(
-        f"INSERT INTO story_signatures ({names}) SELECT {names} FROM temp.emptying ORDER BY id"
-    )
-    conn.execute("DELETE FROM temp.emptying")
 
 
 class DetectionStore:
@@ -535,7 +514,13 @@ class DetectionStore:
             # Nothing finds these signatures any more (a lookup goes through the keys): the
             # row stays, for `_lsh_range_removed` and the story's `kind`, the ~1 KB of
             # values go (most of what a story costs on disk once its text is cleared too).
-            empty_signatures(conn, f"id > ? AND id <= ? AND id NOT IN ({seeds})", [after, upto])
+            put_back(
+                conn,
+                "story_signatures",
+                {"signature": "x''"},
+                f"id > ? AND id <= ? AND id NOT IN ({seeds})",
+                [after, upto],
+            )
         conn.execute("UPDATE lsh_marks SET pruned = 1 WHERE pruned = 0 AND at <= ?", [limit])
         # A removed range's mark is needed only as the start of the next one, if that one
         # is still to come: the others go.

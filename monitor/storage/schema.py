@@ -495,7 +495,7 @@ def m014_signatures_leave_with_their_keys(db: Database) -> None:
     (`DetectionStore._prune_lsh` now empties it with its range): the ones removed before
     this version are emptied here. A range is removed when the first mark at or above a
     signature's id says so (`_lsh_range_removed`); the seeds' stay."""
-    # Taken out and put back (as `detection.empty_signatures` does now, written out here
+    # Taken out and put back (as `base.put_back` does now, written out here
     # with the table's columns at this migration): emptied in place they keep their pages.
     db.executescript(
         """

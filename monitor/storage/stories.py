@@ -11,7 +11,7 @@ from typing import Any, NamedTuple
 from sqlite_utils import Database
 
 from ..models import Entry
-from .base import iso, quote_name
+from .base import iso, put_back
 
 
 class Known(NamedTuple):
@@ -137,11 +137,9 @@ class StoryStore:
         `pruned_at` is set to ``now``. The number cleared. Inside the caller's transaction,
         opened within `foreign_keys_off`.
 
-        A cleared story is taken out of the table and put back, with its rowid: a row made
-        shorter in place keeps its pages (SQLite rebalances a table's pages when rows leave
-        it, not when they shrink), so the file would grow as if nothing were cleared. The
-        full-text index follows through the delete and insert triggers (the title stays
-        searchable).
+        A cleared story is taken out of the table and put back (`put_back`), with its rowid,
+        so that the pages its text held are freed. The full-text index follows through the
+        delete and insert triggers (the title stays searchable).
 
         The floor moves up to the last story cleared (to ``seen_before`` once none is
         left): every story before it with its text is one that keeps it, and is not read
@@ -152,32 +150,11 @@ class StoryStore:
         floor = self._retention_floor()
         cutoff = iso(seen_before)
         rows = conn.execute(_PRUNABLE, [floor, cutoff, limit]).fetchall()
-        # The columns are read in this transaction, every time: another process may have
-        # added one (a newer version's migration, a user's `sqlite-utils add-column`), and
-        # a row put back without it would lose its value.
-        columns = [quote_name(row[1]) for row in conn.execute("PRAGMA table_info(stories)")]
-        cleared = {'"summary"': "''", '"content"': "''", '"full_text"': "NULL", '"pruned_at"': "?"}
-        values = ", ".join(cleared.get(column, column) for column in columns)
-        names = ", ".join(columns)
-        conn.execute("DROP TABLE IF EXISTS temp.clearing")
-        conn.execute(
-            f"CREATE TEMP TABLE clearing AS SELECT rowid AS rid, {names} FROM stories WHERE 0"
-        )
+        cleared = {"summary": "''", "content": "''", "full_text": "NULL", "pruned_at": "?"}
         for start in range(0, len(rows), 500):
             chunk = [row[0] for row in rows[start : start + 500]]
             marks = ",".join("?" * len(chunk))
-            conn.execute(
-                f"INSERT INTO temp.clearing SELECT rowid, {values} FROM stories "
-                f"WHERE rowid IN ({marks})",
-                [iso(now), *chunk],
-            )
-            # One statement each way: FTS5 writes its pending terms at every statement.
-            conn.execute("DELETE FROM stories WHERE rowid IN (SELECT rid FROM temp.clearing)")
-            conn.execute(
-                f"INSERT INTO stories (rowid, {names}) SELECT rid, {names} FROM temp.clearing "
-                "ORDER BY rid"
-            )
-            conn.execute("DELETE FROM temp.clearing")
+            put_back(conn, "stories", cleared, f"rowid IN ({marks})", [iso(now), *chunk])
         moved = cutoff if len(rows) < limit else rows[-1][1]
         if moved is not None and moved > floor:
             conn.execute("UPDATE retention_state SET kept_before = ?", [moved])
