@@ -18,7 +18,7 @@ from monitor.pipeline import Pipeline
 from monitor.storage import Storage
 from tests.feedserver import FeedServer, Reply
 from tests.storage_helpers import database_before, table_bytes
-from tests.test_pipeline import Clock, count, items, poll, rss
+from tests.test_pipeline import count, cycle, items, one_feed_pipeline, rss
 from tests.test_storage_lsh import CYCLING, WIRE, _add, _sig
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -329,18 +329,12 @@ def test_a_rolled_back_removal_is_tried_again(store: Storage) -> None:
 
 def test_a_poll_cycle_keeps_the_window(tmp_path: Path, feed_server: FeedServer) -> None:
     """The daemon's path: the end of each poll cycle marks and removes."""
-    first = feed_server.route("/a.xml", Reply(200, rss(items("a", 2))))
-    config = tmp_path / "monitor.toml"
-    config.write_text(
-        f'[database]\npath = "m.db"\ndedupe_window = "1h"\n\n'
-        f'[[topics]]\nname = "t"\nseeds = ["{ROOT / "seeds"}"]\n\n'
-        f'[[feeds]]\nurl = "{first}"\n'
-    )
-    settings = load_settings(config)
-    storage = Storage(settings.database_path)
-    clock = Clock(T0)
-    try:
-        poll(settings, storage, clock)
+    with one_feed_pipeline(tmp_path, feed_server, 'dedupe_window = "1h"', 2, T0) as (
+        storage,
+        clock,
+        pipeline,
+    ):
+        cycle(pipeline)
         signed = storage.db.execute("SELECT max(id) FROM story_signatures").fetchone()[0]
         assert [tuple(r) for r in storage.db.execute("SELECT upto, at FROM lsh_marks")] == [
             (signed, T0.isoformat())
@@ -348,13 +342,11 @@ def test_a_poll_cycle_keeps_the_window(tmp_path: Path, feed_server: FeedServer) 
         assert count(storage, "SELECT count(*) FROM story_lsh_recent") == 3  # seed + 2
         feed_server.route("/a.xml", Reply(200, rss(items("b", 1))))
         clock.now = T0 + timedelta(hours=2)
-        poll(settings, storage, clock)
+        cycle(pipeline)
         stories = "SELECT id FROM story_signatures WHERE story_id NOT LIKE 'seed:%' AND id <= ?"
         left = f"SELECT count(*) FROM story_lsh WHERE signature IN ({stories})"
         assert count(storage, left, signed) == 0
         assert count(storage, "SELECT count(*) FROM story_lsh_recent") <= 1  # the new one
-    finally:
-        storage.close()
 
 
 def test_a_database_error_while_keeping_the_window_is_logged_not_raised(

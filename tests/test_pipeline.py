@@ -11,7 +11,8 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from email.utils import format_datetime
 from pathlib import Path
@@ -80,6 +81,36 @@ class Clock:
 def poll(settings: Settings, storage: Storage, clock: Clock) -> PollSummary:
     storage.sync_feeds(settings.feeds, clock())
     pipeline = Pipeline(settings, storage, clock=clock)
+    return asyncio.run(pipeline.poll(only_due=False))
+
+
+@contextmanager
+def one_feed_pipeline(
+    tmp_path: Path, feed_server: FeedServer, database: str, entries: int, start: datetime
+) -> Iterator[tuple[Storage, Clock, Pipeline]]:
+    """A feed of ``entries`` unrelated items at /a.xml, the topic "t" on the repository's
+    seeds, ``database`` lines added to `[database]`; a clock at ``start`` and a pipeline on
+    it, closed with the storage whatever the test does."""
+    url = feed_server.route("/a.xml", Reply(200, rss(items("a", entries))))
+    config = tmp_path / "monitor.toml"
+    config.write_text(
+        f'[database]\npath = "m.db"\n{database}\n\n'
+        f'[[topics]]\nname = "t"\nseeds = ["{ROOT / "seeds"}"]\n\n'
+        f'[[feeds]]\nurl = "{url}"\n'
+    )
+    settings = load_settings(config)
+    storage = Storage(settings.database_path)
+    clock = Clock(start)
+    storage.sync_feeds(settings.feeds, clock())
+    pipeline = Pipeline(settings, storage, clock=clock)
+    try:
+        yield storage, clock, pipeline
+    finally:
+        pipeline.close()
+        storage.close()
+
+
+def cycle(pipeline: Pipeline) -> PollSummary:
     return asyncio.run(pipeline.poll(only_due=False))
 
 

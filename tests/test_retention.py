@@ -4,12 +4,10 @@ story that is related, has feedback or has no decision."""
 
 from __future__ import annotations
 
-import asyncio
 import json
 import logging
 import sqlite3
-from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -17,7 +15,6 @@ from pathlib import Path
 import pytest
 
 from monitor import pipeline as pipeline_module
-from monitor.config import load_settings
 from monitor.detect import explain, record_feedback
 from monitor.models import Entry
 from monitor.pipeline import Pipeline
@@ -25,9 +22,8 @@ from monitor.storage import Storage
 from monitor.storage.stories import _PRUNABLE
 from tests.feedserver import FeedServer, Reply
 from tests.storage_helpers import database_before, fts_hits, table_bytes
-from tests.test_pipeline import Clock, count, items, rss
+from tests.test_pipeline import Clock, count, cycle, items, one_feed_pipeline, rss
 
-ROOT = Path(__file__).resolve().parents[1]
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
 DAY = timedelta(days=1)
 RETENTION = timedelta(days=180)
@@ -269,33 +265,11 @@ def test_an_upgraded_database_gets_the_column_and_its_stories_can_be_cleared(
 # -- the daemon's path: the end of each poll cycle ----------------------------------------
 
 
-@contextmanager
 def _opened(
     tmp_path: Path, feed_server: FeedServer, retention: str, entries: int
-) -> Iterator[tuple[Storage, Clock, Pipeline]]:
-    """One feed of ``entries`` unrelated items, one topic, this retention; a clock at T0 and
-    a pipeline on it (closed with the storage, whatever the test does)."""
-    url = feed_server.route("/a.xml", Reply(200, rss(items("a", entries))))
-    config = tmp_path / "monitor.toml"
-    config.write_text(
-        f'[database]\npath = "m.db"\nretention = "{retention}"\n\n'
-        f'[[topics]]\nname = "t"\nseeds = ["{ROOT / "seeds"}"]\n\n'
-        f'[[feeds]]\nurl = "{url}"\n'
-    )
-    settings = load_settings(config)
-    storage = Storage(settings.database_path)
-    clock = Clock(T0)
-    storage.sync_feeds(settings.feeds, clock())
-    pipeline = Pipeline(settings, storage, clock=clock)
-    try:
-        yield storage, clock, pipeline
-    finally:
-        pipeline.close()
-        storage.close()
-
-
-def _cycle(pipeline: Pipeline) -> None:
-    asyncio.run(pipeline.poll(only_due=False))
+) -> AbstractContextManager[tuple[Storage, Clock, Pipeline]]:
+    """`one_feed_pipeline` with this retention, from T0."""
+    return one_feed_pipeline(tmp_path, feed_server, f'retention = "{retention}"', entries, T0)
 
 
 CLEARED = "SELECT count(*) FROM stories WHERE pruned_at IS NOT NULL"
@@ -305,23 +279,23 @@ def test_a_poll_cycle_clears_old_unrelated_stories_once_an_hour(
     tmp_path: Path, feed_server: FeedServer, caplog: pytest.LogCaptureFixture
 ) -> None:
     with _opened(tmp_path, feed_server, "180d", 3) as (storage, clock, pipeline):
-        _cycle(pipeline)
+        cycle(pipeline)
         statuses = "SELECT DISTINCT status FROM decisions"
         assert [r[0] for r in storage.db.execute(statuses)] == ["unrelated"]
         feed_server.route("/a.xml", Reply(200, rss(items("b", 1))))
         clock.now = T0 + 181 * DAY
         caplog.set_level(logging.INFO, logger="monitor.pipeline")
-        _cycle(pipeline)
+        cycle(pipeline)
         assert count(storage, CLEARED) == 3
         assert count(storage, "SELECT count(*) FROM stories WHERE summary = ''") == 3
         assert "retention: cleared the text of 3 unrelated stories" in caplog.text
         # one more story comes of age a minute later: not looked for until an hour has passed
         _old_unrelated(storage, clock.now - RETENTION + timedelta(minutes=1))
         clock.now += timedelta(minutes=30)
-        _cycle(pipeline)
+        cycle(pipeline)
         assert count(storage, CLEARED) == 3
         clock.now += timedelta(minutes=31)
-        _cycle(pipeline)
+        cycle(pipeline)
         assert count(storage, CLEARED) == 4
 
 
@@ -342,13 +316,13 @@ def test_a_large_backlog_is_cleared_over_several_cycles(
     """Turned on for a database of years: each cycle clears for at most PRUNE_SECONDS and
     the next cycle goes on, without waiting an hour."""
     with _opened(tmp_path, feed_server, "30d", 3) as (storage, clock, pipeline):
-        _cycle(pipeline)
+        cycle(pipeline)
         monkeypatch.setattr(pipeline_module, "PRUNE_BATCH", 1)
         monkeypatch.setattr(pipeline_module, "PRUNE_SECONDS", 0.0)
         clock.now = T0 + 31 * DAY
         cleared = []
         for _ in range(4):
-            _cycle(pipeline)
+            cycle(pipeline)
             clock.now += timedelta(minutes=1)
             cleared.append(count(storage, CLEARED))
         assert cleared == [1, 2, 3, 3]
@@ -356,9 +330,9 @@ def test_a_large_backlog_is_cleared_over_several_cycles(
 
 def test_a_retention_of_zero_keeps_every_story(tmp_path: Path, feed_server: FeedServer) -> None:
     with _opened(tmp_path, feed_server, "0", 2) as (storage, clock, pipeline):
-        _cycle(pipeline)
+        cycle(pipeline)
         clock.now = T0 + 3650 * DAY
-        _cycle(pipeline)
+        cycle(pipeline)
         assert count(storage, CLEARED) == 0
 
 
@@ -377,16 +351,16 @@ def test_a_short_retention_is_checked_ten_times_as_often(
 ) -> None:
     """A retention shorter than ten hours is looked at every tenth of it, not hourly."""
     with _opened(tmp_path, feed_server, "1h", 2) as (storage, clock, pipeline):
-        _cycle(pipeline)
+        cycle(pipeline)
         clock.now = T0 + timedelta(minutes=61)
-        _cycle(pipeline)
+        cycle(pipeline)
         assert count(storage, CLEARED) == 2
         _old_unrelated(storage, clock.now - timedelta(minutes=59))  # of age a minute later
         clock.now += timedelta(minutes=5)
-        _cycle(pipeline)
+        cycle(pipeline)
         assert count(storage, CLEARED) == 2
         clock.now += timedelta(minutes=2)
-        _cycle(pipeline)
+        cycle(pipeline)
         assert count(storage, CLEARED) == 3
 
 
@@ -407,14 +381,14 @@ def test_a_replay_of_an_old_archive_is_cleared_by_the_next_cycle(
         )
     )  # fmt: skip
     with _opened(tmp_path, feed_server, "180d", 2) as (storage, clock, pipeline):
-        _cycle(pipeline)
+        cycle(pipeline)
         clock.now = T0 + 181 * DAY
-        _cycle(pipeline)
+        cycle(pipeline)
         assert count(storage, CLEARED) == 2 and _floor(storage) == (T0 + DAY).isoformat()
         pipeline.replay(archive)
         assert _floor(storage) == (T0 - 100 * DAY).isoformat()
         clock.now += timedelta(minutes=61)
-        _cycle(pipeline)
+        cycle(pipeline)
         assert count(storage, CLEARED) == 5
 
 
@@ -425,16 +399,16 @@ def test_stories_stored_after_the_clock_was_set_back_are_cleared_in_their_turn(
     running daemon: neither the floor it set nor its next check, a year ahead too, may hide
     the stories polled once the clock is right again."""
     with _opened(tmp_path, feed_server, "180d", 2) as (storage, clock, pipeline):
-        _cycle(pipeline)
+        cycle(pipeline)
         clock.now = T0 + 400 * DAY
-        _cycle(pipeline)
+        cycle(pipeline)
         assert count(storage, CLEARED) == 2
         clock.now = T0 + DAY
         feed_server.route("/a.xml", Reply(200, rss(items("c", 3))))
-        _cycle(pipeline)
+        cycle(pipeline)
         assert _floor(storage) == (T0 + DAY).isoformat()
         clock.now = T0 + 182 * DAY
-        _cycle(pipeline)
+        cycle(pipeline)
         assert count(storage, CLEARED) == 5
 
 
