@@ -20,12 +20,13 @@ gets 450; everyone else is accepted.
 
 from __future__ import annotations
 
+import asyncio
 import shutil
 import socket
 import ssl
 import subprocess
 import threading
-from collections.abc import Iterator
+from collections.abc import Coroutine, Iterator
 from dataclasses import dataclass, field
 from email import message_from_bytes, policy
 from email.message import EmailMessage
@@ -43,7 +44,8 @@ HANG_LIMIT = 10.0  # seconds a "hang" webhook response waits at most (released a
 
 
 def free_port() -> int:
-    """A port that was free a moment ago (aiosmtpd's Controller needs a number up front)."""
+    """A port that was free a moment ago: for a test that needs a port nothing listens on
+    (another process may take it meanwhile; peers bind port 0 instead)."""
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
         sock.bind(("127.0.0.1", 0))
         port: int = sock.getsockname()[1]
@@ -184,9 +186,24 @@ class SmtpPeer:
         return self.handler.received
 
 
+class AnyPortController(Controller):
+    """aiosmtpd's Controller on a port the system picks when it binds (``port`` is then
+    the one bound), so two test runs on one machine can never pick the same port."""
+
+    def _create_server(self) -> Coroutine[Any, Any, asyncio.AbstractServer]:
+        async def bind() -> asyncio.AbstractServer:
+            server = await self.loop.create_server(
+                self._factory_invoker, host=self.hostname, port=0, ssl=self.ssl_context
+            )
+            self.port = server.sockets[0].getsockname()[1]
+            return server
+
+        return bind()
+
+
 def _run_smtp(handler: RecordingHandler, **smtp_kwargs: Any) -> Iterator[SmtpPeer]:
-    controller = Controller(
-        handler, hostname="127.0.0.1", port=free_port(), ready_timeout=10.0, **smtp_kwargs
+    controller = AnyPortController(
+        handler, hostname="127.0.0.1", port=0, ready_timeout=10.0, **smtp_kwargs
     )
     controller.start()
     try:
