@@ -116,22 +116,36 @@ def decay(development: Development, now: datetime) -> float:
     return float(FLOOR + (1.0 - FLOOR) * 0.5 ** (days / HALF_LIFE_DAYS))
 
 
-def label_for(
-    title: str, vec: Mapping[str, float], words: int = 6, surfaces: Mapping[str, str] | None = None
-) -> str:
-    """A short label: the headline's most distinctive words, in headline order (as the word
-    forms in ``surfaces``, a `Background`'s, when given)."""
+# Punctuation a headline's word may carry at its edges ("'ban'", "list:", "(update)").
+_WORD_EDGES = "\"'`“”‘’«»„‚‹›()[]{}<>,.;:!?…—–-/|*#"
+LABEL_MAX_CHARS = 80
+
+
+def label_for(title: str, vec: Mapping[str, float], words: int = 6) -> str:
+    """A short label: the headline's ``words`` most distinctive terms (by their weight in
+    ``vec``; ties in headline order), kept in headline order and written as the headline
+    writes them (the first letter upper case), e.g. "Kazakhstan drops Taliban from list of
+    banned organisations" → "Kazakhstan drops Taliban list banned organisations". A
+    headline without a term is its own label; a label is cut at `LABEL_MAX_CHARS`."""
+    headline = dict.fromkeys(t for t in terms(title) if " " not in t)
+    keep = set(sorted(headline, key=lambda t: -vec.get(t, 0.0))[:words])
     picked: list[str] = []
     seen: set[str] = set()
-    ranked = sorted({t for t in terms(title) if " " not in t}, key=lambda t: -vec.get(t, 0.0))[
-        :words
-    ]
-    keep = set(ranked)
-    for term in terms(title):
-        if term in keep and term not in seen:
-            seen.add(term)
-            picked.append((surfaces or {}).get(term, term))
-    return " ".join(picked) or title[:60]
+    for raw in title.split():
+        found = [t for t in terms(raw) if t in keep and t not in seen]
+        if found:
+            seen.update(found)
+            picked.append(raw.strip(_WORD_EDGES) or raw)
+    label = _shorten(" ".join(picked) or " ".join(title.split()), LABEL_MAX_CHARS)
+    return label[:1].upper() + label[1:]
+
+
+def _shorten(text: str, limit: int) -> str:
+    """``text`` cut at a word boundary to at most ``limit`` characters, with "…" if cut."""
+    if len(text) <= limit:
+        return text
+    cut = text[: limit - 1].rsplit(" ", 1)[0] or text[: limit - 1]
+    return cut.rstrip(" ,;:") + "…"
 
 
 @dataclass(frozen=True, slots=True)

@@ -349,7 +349,7 @@ class Judge:
                 story_vec, topic.developments, self.background, topic.vocabulary, now, rel.names
             )
             restates = self._restated_seed(topic, bag, story_vec, rel.core)
-            label = label_for(entry.title, story_vec, surfaces=self.background.surfaces)
+            label = label_for(entry.title, story_vec)
         intent = decide(
             story_id=story_id,
             topic=topic.name,

@@ -14,6 +14,7 @@ from hypothesis import strategies as st
 
 from monitor import dedupe
 from monitor.corpus import load_seeds
+from monitor.decide import LABEL_MAX_CHARS, label_for
 from monitor.detect import Judge, explain, record_feedback
 from monitor.errors import SeedError, UserError
 from monitor.models import Entry, Status
@@ -421,6 +422,58 @@ def test_later_step_after_the_seed_alerts(seed_dir: Path, store: Store) -> None:
     assert (
         store.db.execute("SELECT count(*) FROM alerts WHERE kind='development'").fetchone()[0] == 1
     )
+
+
+def test_a_development_is_labelled_with_its_headline_words_as_written(
+    seed_dir: Path, store: Store
+) -> None:
+    """The label shows the headline's own words as written, not another form of the same
+    term that the judge met first (the seed's "lorries" for the headline's "lorry")."""
+    judge = Judge.open(store, [Topic("bridge", (seed_dir,))], T0)
+    restated = entry(
+        "Norbury council closes Old Harbour Bridge to heavy lorries",
+        "Norbury's council on Tuesday decided to close the Old Harbour Bridge to lorries "
+        "over 7.5 tonnes from June after corrosion was found in its steel cables. Mayor Ines "
+        "Calder said the lorry ban would last until the cables are replaced, in about two "
+        "years, at a cost of 40 million. Hauliers asked for a temporary freight ferry.",
+        url="https://a.example/restated", when=T0,
+    )  # fmt: skip
+    judge_one(judge, store, restated, T0)
+    later = T0 + timedelta(days=90)
+    headline = "Norbury opens freight ferry as lorry ban on harbour bridge begins"
+    step = entry(
+        headline,
+        "A temporary freight ferry began crossing Norbury harbour on Monday, the day the "
+        "lorry ban on the Old Harbour Bridge took effect. The ferry carries twelve lorries a "
+        "trip; hauliers said queues at the port terminal reached two hours.",
+        url="https://b.example/ferry", when=later,
+    )  # fmt: skip
+    assert judge_one(judge, store, step, later) == Status.DEVELOPMENT
+    (label,) = store.db.execute(
+        "SELECT label FROM developments WHERE first_story NOT LIKE 'seed:%'"
+    ).fetchone()
+    words = headline.split()
+    positions = [words.index(word) for word in label.split()]  # ValueError: not as written
+    assert positions == sorted(positions) and len(positions) == 6
+    assert "lorry" in label.split()  # the seed's "lorries" came first
+
+
+def test_label_for() -> None:
+    heavy = {"kazakhstan": 3.0, "drop": 2.0, "taliban": 2.5, "list": 1.0, "bann": 1.5}
+    heavy |= {"organis": 1.2, "organisation": 1.2}
+    assert (
+        label_for("Kazakhstan drops Taliban from list of banned organisations", heavy)
+        == "Kazakhstan drops Taliban list banned organisations"
+    )
+    # quotes and colons come off; ties keep the headline's order; the first letter is upper
+    assert label_for("ban: the 'allies' meet in Kabul", {}, words=3) == "Ban allies meet"
+    # a hyphenated word counts once for its parts, a possessive as written
+    assert label_for("Russia's anti-terror list grows", {}, words=4) == "Russia's anti-terror list"
+    # no term at all: the headline itself
+    assert label_for("To be or not to be", {}) == "To be or not to be"
+    long = " ".join(f"Word{n}x" for n in range(40))
+    cut = label_for(long, {}, words=40)
+    assert len(cut) <= LABEL_MAX_CHARS and cut.endswith("…") and long.startswith(cut[:-1])
 
 
 def test_feedback_changes_later_decisions(seed_dir: Path, store: Store) -> None:
