@@ -93,6 +93,29 @@ def entry(title: str, body: str = "", *, url: str, when: datetime, source: str =
     )
 
 
+def restatement() -> Entry:
+    """A story that tells the seed again in other words (a duplicate of it)."""
+    return entry(
+        "Norbury council closes Old Harbour Bridge to heavy lorries",
+        "Norbury's council on Tuesday decided to close the Old Harbour Bridge to lorries "
+        "over 7.5 tonnes from June after corrosion was found in its steel cables. Mayor Ines "
+        "Calder said the lorry ban would last until the cables are replaced, in about two "
+        "years, at a cost of 40 million. Hauliers asked for a temporary freight ferry.",
+        url="https://a.example/restated", when=T0,
+    )  # fmt: skip
+
+
+def ferry_step(when: datetime) -> Entry:
+    """A later step of the seed's story: the ferry starts as the ban begins."""
+    return entry(
+        "Norbury opens freight ferry as lorry ban on harbour bridge begins",
+        "A temporary freight ferry began crossing Norbury harbour on Monday, the day the "
+        "lorry ban on the Old Harbour Bridge took effect. The ferry carries twelve lorries a "
+        "trip; hauliers said queues at the port terminal reached two hours.",
+        url="https://b.example/ferry", when=when,
+    )  # fmt: skip
+
+
 @pytest.fixture
 def seed_dir(tmp_path: Path) -> Path:
     folder = tmp_path / "seeds"
@@ -308,14 +331,7 @@ def test_keywords_and_exclude_guards(seed_dir: Path) -> None:
 
 def test_seed_restatement_is_a_duplicate(seed_dir: Path, store: Store) -> None:
     judge = Judge.open(store, [Topic("bridge", (seed_dir,))], T0)
-    restated = entry(
-        "Norbury council closes Old Harbour Bridge to heavy lorries",
-        "Norbury's council on Tuesday decided to close the Old Harbour Bridge to lorries "
-        "over 7.5 tonnes from June after corrosion was found in its steel cables. Mayor Ines "
-        "Calder said the lorry ban would last until the cables are replaced, in about two "
-        "years, at a cost of 40 million. Hauliers asked for a temporary freight ferry.",
-        url="https://a.example/restated", when=T0,
-    )  # fmt: skip
+    restated = restatement()
     assert judge_one(judge, store, restated, T0) == Status.DUPLICATE
 
 
@@ -401,23 +417,10 @@ def test_later_step_after_the_seed_alerts(seed_dir: Path, store: Store) -> None:
     """The seed's development is dated by its first restatement, then decays like any other:
     a later step that reads like the seed is a new development."""
     judge = Judge.open(store, [Topic("bridge", (seed_dir,))], T0)
-    restated = entry(
-        "Norbury council closes Old Harbour Bridge to heavy lorries",
-        "Norbury's council on Tuesday decided to close the Old Harbour Bridge to lorries "
-        "over 7.5 tonnes from June after corrosion was found in its steel cables. Mayor Ines "
-        "Calder said the lorry ban would last until the cables are replaced, in about two "
-        "years, at a cost of 40 million. Hauliers asked for a temporary freight ferry.",
-        url="https://a.example/restated", when=T0,
-    )  # fmt: skip
+    restated = restatement()
     assert judge_one(judge, store, restated, T0) == Status.DUPLICATE
     later = T0 + timedelta(days=90)
-    step = entry(
-        "Norbury opens freight ferry as lorry ban on harbour bridge begins",
-        "A temporary freight ferry began crossing Norbury harbour on Monday, the day the "
-        "lorry ban on the Old Harbour Bridge took effect. The ferry carries twelve lorries a "
-        "trip; hauliers said queues at the port terminal reached two hours.",
-        url="https://b.example/ferry", when=later,
-    )  # fmt: skip
+    step = ferry_step(later)
     assert judge_one(judge, store, step, later) == Status.DEVELOPMENT
     assert (
         store.db.execute("SELECT count(*) FROM alerts WHERE kind='development'").fetchone()[0] == 1
@@ -430,24 +433,11 @@ def test_a_development_is_labelled_with_its_headline_words_as_written(
     """The label shows the headline's own words as written, not another form of the same
     term that the judge met first (the seed's "lorries" for the headline's "lorry")."""
     judge = Judge.open(store, [Topic("bridge", (seed_dir,))], T0)
-    restated = entry(
-        "Norbury council closes Old Harbour Bridge to heavy lorries",
-        "Norbury's council on Tuesday decided to close the Old Harbour Bridge to lorries "
-        "over 7.5 tonnes from June after corrosion was found in its steel cables. Mayor Ines "
-        "Calder said the lorry ban would last until the cables are replaced, in about two "
-        "years, at a cost of 40 million. Hauliers asked for a temporary freight ferry.",
-        url="https://a.example/restated", when=T0,
-    )  # fmt: skip
+    restated = restatement()
     judge_one(judge, store, restated, T0)
     later = T0 + timedelta(days=90)
-    headline = "Norbury opens freight ferry as lorry ban on harbour bridge begins"
-    step = entry(
-        headline,
-        "A temporary freight ferry began crossing Norbury harbour on Monday, the day the "
-        "lorry ban on the Old Harbour Bridge took effect. The ferry carries twelve lorries a "
-        "trip; hauliers said queues at the port terminal reached two hours.",
-        url="https://b.example/ferry", when=later,
-    )  # fmt: skip
+    step = ferry_step(later)
+    headline = step.title
     assert judge_one(judge, store, step, later) == Status.DEVELOPMENT
     (label,) = store.db.execute(
         "SELECT label FROM developments WHERE first_story NOT LIKE 'seed:%'"
