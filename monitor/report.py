@@ -48,7 +48,7 @@ class Report:
 class Development:
     id: str
     label: str
-    first_seen: datetime
+    first_seen: datetime | None  # a seed's: its earliest restatement or coverage, if any
     sources: list[str]
     story_count: int
     first: Report | None
@@ -76,7 +76,8 @@ def _stories(storage: Storage, topic: str) -> list[dict[str, Any]]:
     return list(
         storage.db.query(
             """
-            SELECT s.id, s.url, s.title, s.source, s.published, d.status, d.development
+            SELECT s.id, s.url, s.title, s.source, s.published, d.status, d.development,
+                d.duplicate_of
             FROM decisions d JOIN stories s ON s.id = d.story_id
             WHERE d.topic = ?
             ORDER BY s.published, s.id
@@ -113,11 +114,21 @@ def _developments(storage: Storage, topic: str, stories: list[dict[str, Any]]) -
         except ValueError:
             sources = []
         own = [r for r in reports.get(row["id"], []) if r.story != first_id]
+        if seed:  # loaded, not published: dated by the first story that told it again
+            told = [
+                moment
+                for story in stories
+                if story["development"] == row["id"] or story["duplicate_of"] == first_id
+                if (moment := parse_iso(story["published"])) is not None
+            ]
+            first_seen = min(told, default=None)
+        else:
+            first_seen = parse_iso(row["first_seen"]) or datetime.now(UTC)
         found.append(
             Development(
                 id=row["id"],
                 label=row["label"],
-                first_seen=parse_iso(row["first_seen"]) or datetime.now(UTC),
+                first_seen=first_seen,
                 sources=sources,
                 story_count=row["story_count"],
                 first=first,
@@ -125,7 +136,8 @@ def _developments(storage: Storage, topic: str, stories: list[dict[str, Any]]) -
                 reports=own,
             )
         )
-    found.sort(key=lambda d: (not d.seed, _when(d), d.id))
+    # In time order; a seed no story has told again yet comes first.
+    found.sort(key=lambda d: (_when(d) or _EARLIEST, not d.seed, d.id))
     return found
 
 
@@ -140,7 +152,10 @@ def _report(row: dict[str, Any]) -> Report:
     )
 
 
-def _when(development: Development) -> datetime:
+_EARLIEST = datetime.min.replace(tzinfo=UTC)
+
+
+def _when(development: Development) -> datetime | None:
     first = development.first
     if first is not None and first.published is not None:
         return first.published
@@ -277,11 +292,17 @@ def _development_html(development: Development, number: int) -> str:
     first = development.first
     when = _when(development)
     kind = "seed" if development.seed else "development"
+    if when is None:  # a seed no story has told again yet
+        stamp = '<div class="when"><span class="hour">no story yet</span></div>'
+    else:
+        stamp = (
+            f'<div class="when"><time datetime="{escape(when.isoformat(), quote=True)}">'
+            f"{escape(_fmt(when, with_time=False))}</time>"
+            f'<span class="hour">{escape(when.astimezone(UTC).strftime("%H:%M UTC"))}</span>'
+            "</div>"
+        )
     head = (
-        f'<li class="event {kind}" id="dev-{escape(development.id, quote=True)}">'
-        f'<div class="when"><time datetime="{escape(when.isoformat(), quote=True)}">'
-        f"{escape(_fmt(when, with_time=False))}</time>"
-        f'<span class="hour">{escape(when.astimezone(UTC).strftime("%H:%M UTC"))}</span></div>'
+        f'<li class="event {kind}" id="dev-{escape(development.id, quote=True)}">{stamp}'
         f'<div class="card"><p class="tag">'
         f"{'What the seeds already told' if development.seed else f'Development {number}'}"
         f"</p><h3>{escape(development.label)}</h3>"
@@ -325,26 +346,30 @@ def render_report(storage: Storage, topic: str, now: datetime) -> str:
     totals = Counter(row["status"] for row in stories)
     pairs = [(day, row["status"]) for row in stories if (day := _day(row["published"]))]
     unit, rows = buckets(pairs, now)
-    starts = {_when(d).astimezone(UTC).date() for d in developments if not d.seed}
+    real = [d for d in developments if not d.seed]
+    dated = [when for d in real if (when := _when(d)) is not None]
+    starts = {when.astimezone(UTC).date() for when in dated}
     if unit == "week":
         starts = {day - timedelta(days=day.weekday()) for day in starts}
     chart = chart_svg(unit, rows, starts)
-    span = ""
-    if rows:
-        span = f"{rows[0][0].strftime('%d %b %Y')} – {rows[-1][0].strftime('%d %b %Y')}"
+    days = [day for day, _ in pairs]
+    span = scope = ""
+    if days:  # the whole story; the chart may show only its last `MAX_DAYS`
+        first, last = min(days), min(max(days), now.astimezone(UTC).date())
+        span = f"{first:%d %b %Y} – {last:%d %b %Y}" if first <= last else ""
+        scope = " in the last two years" if first < last - timedelta(days=MAX_DAYS) else ""
     cards = "".join(
         f'<div class="stat {s}"><span class="n">{totals.get(s, 0)}</span>'
         f'<span class="l">{s}</span></div>'
         for s in STATUSES
     )
     legend = "".join(f'<span><i style="background:{COLOURS[s]}"></i>{s}</span>' for s in STATUSES)
-    real = [d for d in developments if not d.seed]
     timeline = "".join(
         _development_html(d, 0 if d.seed else real.index(d) + 1) for d in developments
     )
     if not developments:
         timeline = '<li class="empty">No development recorded yet.</li>'
-    latest = max((_when(d) for d in real), default=None)
+    latest = max(dated, default=None)
     lede = (
         f"{len(real)} {'development' if len(real) == 1 else 'developments'} across "
         f"{len(stories)} stories judged"
@@ -359,6 +384,7 @@ def render_report(storage: Storage, topic: str, now: datetime) -> str:
         cards=cards,
         chart=chart,
         unit=unit,
+        scope=scope,
         legend=legend,
         timeline=timeline,
         css=CSS,
@@ -456,7 +482,7 @@ PAGE = """<!doctype html>
 <div class="stats">{cards}</div>
 <section>
 <h2>Stories per {unit}</h2>
-<p class="sub">Every story judged for this topic, by publication {unit} and decision.</p>
+<p class="sub">Every story judged for this topic{scope}, by publication {unit} and decision.</p>
 {chart}
 <div class="legend">{legend}<span class="m">▼ new development</span></div>
 </section>

@@ -2,10 +2,11 @@
 """Render a timeline report (`monitor report`) to a PNG in headless Chromium.
 
     python scripts/render_report.py timeline.html docs/timeline.png
-    python scripts/render_report.py --replay tests/data/report_story.jsonl docs/timeline.png
+    python scripts/render_report.py --replay ../shared/eval/dev/stream.jsonl docs/timeline.png
 
 With --replay, the archive is replayed into a throwaway database with the default config's
-topic first, and the report of that database is rendered (how docs/timeline.png is made).
+topic first, and the report of that database is rendered (the command above is how
+docs/timeline.png is made, from the labelled development stream beside the checkout).
 
 Uses Debian's `chromium` (apt-get install chromium), with background networking off and a
 fresh profile, so the page is drawn exactly as a user's browser would show the file. Exits

@@ -160,6 +160,86 @@ def test_report_escapes_what_feeds_wrote(page: str) -> None:
     assert "Evil &lt;b&gt;Outlet&lt;/b&gt;" in page
 
 
+def test_the_seed_is_dated_by_the_first_story_that_told_it_again(tmp_path: Path) -> None:
+    """Seeds are loaded, not published: the moment they were loaded says nothing of the
+    story, so the seed's card carries the date of its first restatement, or none."""
+    loaded = T0 + timedelta(days=300)
+    storage = build(tmp_path / "monitor.db")
+    try:
+        storage.db["developments"].insert(
+            {
+                "id": "dev-seed",
+                "topic": TOPIC,
+                "label": "Russia kickstarts process to remove Taliban from terror list",
+                "first_story": "seed:000.txt",
+                "sources": "[]",
+                "story_count": 0,
+                "first_seen": iso(loaded),
+                "last_seen": iso(loaded),
+            }
+        )
+
+        def seed_card() -> str:
+            html = write_report(storage, TOPIC, tmp_path / "t.html", loaded).read_text("utf-8")
+            match = re.search(r'<li class="event seed".*?</li>', html, re.S)
+            assert match, html
+            return match.group(0)
+
+        untold = seed_card()
+        assert "no story yet" in untold and "<time" not in untold
+        # s3, six hours after T0, is a copy of the seed
+        storage.db.execute(
+            "UPDATE decisions SET duplicate_of = 'seed:000.txt' WHERE story_id = 's3'"
+        )
+        told = seed_card()
+        html = (tmp_path / "t.html").read_text("utf-8")
+    finally:
+        storage.close()
+    # in time order: after development 1 (s1, at T0), before development 2 (77 days on)
+    assert html.index("Development 1") < html.index('class="event seed"')
+    assert html.index('class="event seed"') < html.index("Development 2")
+    stamp = T0 + timedelta(hours=6)
+    assert f'<time datetime="{stamp.isoformat()}">{stamp:%d %b %Y}</time>' in told
+    assert f"{loaded:%d %b %Y}" not in told and "no story yet" not in told
+
+
+def test_the_header_spans_the_whole_story_when_the_chart_shows_its_last_two_years(
+    tmp_path: Path,
+) -> None:
+    storage = build(tmp_path / "monitor.db")
+    old = T0 - timedelta(days=1000)
+    try:
+        storage.db["stories"].insert(
+            {
+                "id": "s0",
+                "origin": "replay:test",
+                "entry_key": "s0",
+                "url": "https://a.example/0",
+                "canonical_url": "https://a.example/0",
+                "title": "An old story",
+                "published": iso(old),
+                "seen_at": iso(old),
+                "content_hash": "s0",
+            }
+        )
+        storage.db["decisions"].insert(
+            {
+                "story_id": "s0",
+                "topic": TOPIC,
+                "status": "unrelated",
+                "score": 0.0,
+                "decided_at": iso(old),
+            }
+        )
+        html = write_report(storage, TOPIC, tmp_path / "t.html", T0 + timedelta(days=80))
+        text = html.read_text("utf-8")
+    finally:
+        storage.close()
+    last = T0 + timedelta(days=77)  # s4, the latest story
+    assert f"{old:%d %b %Y} – {last:%d %b %Y}" in text
+    assert "judged for this topic in the last two years, by publication week" in text
+
+
 def test_links_only_for_http_urls() -> None:
     assert link("https://example.org/a") == "https://example.org/a"
     assert link("http://example.org") == "http://example.org"
