@@ -43,6 +43,7 @@ from .score import (
     Example,
     TopicProfile,
     analyse,
+    as_written,
     build_profile,
     cosine,
     relevance,
@@ -500,7 +501,7 @@ class Judge:
             "reasons": [
                 {"kind": r.kind, "text": r.text, "weight": r.weight} for r in intent.reasons
             ],
-            "matched_terms": [[t, w] for t, w in matched],
+            "matched_terms": [[t, w] for t, w in as_written(matched, entry.title, summary)],
             "nearest_seed": nearest_seed,
         }
         self.storage.enqueue_development_alert(

@@ -180,6 +180,14 @@ def _number(value: object, digits: int = 2) -> str:
     return f"{value:.{digits}f}"
 
 
+def _weight(reason: Mapping[str, Any]) -> str:
+    """ " (weight 0.22)" for a reason that carries a number, else nothing."""
+    value = reason.get("weight")
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return ""
+    return f" (weight {_number(value)})"
+
+
 def message_id(alert_id: str) -> str:
     """A stable ``Message-ID`` for an alert: the same alert ID always gives the same header."""
     local = alert_id if _MSGID_SAFE.fullmatch(alert_id) else None
@@ -283,8 +291,7 @@ def _text_development(payload: Mapping[str, Any]) -> list[str]:
     lines += [f"- {line}" for line in _why_lines(payload, dev)]
     for reason in payload.get("reasons") or []:
         lines.append(
-            f"  - {one_line(reason.get('kind'))}: {one_line(reason.get('text'))}"
-            f" (weight {_number(reason.get('weight'))})"
+            f"  - {one_line(reason.get('kind'))}: {one_line(reason.get('text'))}{_weight(reason)}"
         )
     story_id = one_line(story.get("id"))
     if story_id:
@@ -309,7 +316,7 @@ def _why_lines(payload: Mapping[str, Any], dev: Mapping[str, Any]) -> list[str]:
     lines = [f"Development: {label} — {carried}", f"Score: {_number(payload.get('score'))}"]
     terms = _terms(payload)
     if terms:
-        lines.append("Matched terms: " + ", ".join(f"{t} ({_number(w, 1)})" for t, w in terms))
+        lines.append("Matched terms: " + ", ".join(f"{t} ({_number(w)})" for t, w in terms))
     seed = payload.get("nearest_seed")
     if seed:
         lines.append(
@@ -462,8 +469,7 @@ def _html_development(payload: Mapping[str, Any]) -> list[str]:
     for line in why:
         if line == "Reasons:":
             items = "".join(
-                f"<li>{_e(r.get('kind'))}: {_e(r.get('text'))}"
-                f" (weight {_number(r.get('weight'))})</li>"
+                f"<li>{_e(r.get('kind'))}: {_e(r.get('text'))}{_weight(r)}</li>"  # (digits)
                 for r in reasons
             )
             out.append(f"<li>Reasons:<ul>{items}</ul></li>")

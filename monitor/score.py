@@ -180,6 +180,15 @@ def terms(text: str, surfaces: dict[str, str] | None = None) -> list[str]:
     return out
 
 
+def as_written(matched: Iterable[tuple[str, float]], *texts: str) -> list[tuple[str, float]]:
+    """Terms (a word or a word pair) shown as ``texts`` first write them, for people: a
+    term is a stem ("organ" for "organisations"); a term none of the texts holds stays."""
+    forms: dict[str, str] = {}
+    for text in texts:
+        terms(text, forms)
+    return [(" ".join(forms.get(word, word) for word in term.split(" ")), w) for term, w in matched]
+
+
 def analyse(title: str, text: str, surfaces: dict[str, str] | None = None) -> Counter[str]:
     """A bag of terms and bigrams for a story or seed; title terms count `TITLE_WEIGHT` times."""
     bag: Counter[str] = Counter()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import math
 import os
 from dataclasses import dataclass, replace
@@ -32,7 +33,7 @@ from monitor.score import (
     vector,
 )
 from monitor.storage import Storage
-from monitor.text import canonical_url, content_hash, html_to_text
+from monitor.text import canonical_url, content_hash, html_to_text, tokenize
 
 GOLDEN = Path(__file__).parent / "golden" / "explain"
 T0 = datetime(2025, 3, 1, 9, 0, tzinfo=UTC)
@@ -446,6 +447,13 @@ def test_a_development_is_labelled_with_its_headline_words_as_written(
     positions = [words.index(word) for word in label.split()]  # ValueError: not as written
     assert positions == sorted(positions) and len(positions) == 6
     assert "lorry" in label.split()  # the seed's "lorries" came first
+    # the alert's matched terms are words of the story too, not stems ("lorr", "harbour")
+    (payload,) = store.db.execute(
+        "SELECT payload FROM alerts WHERE kind = 'development'"
+    ).fetchone()
+    matched = [term for term, _ in json.loads(payload)["matched_terms"]]
+    written = set(tokenize(f"{step.title} {step.content}"))
+    assert matched and all(word in written for term in matched for word in term.split(" "))
 
 
 def test_label_for() -> None:

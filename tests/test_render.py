@@ -50,8 +50,9 @@ def development_alert() -> AlertPayload:
         "reasons": [
             {"kind": "terms", "text": "matched 4 topic terms", "weight": 0.5},
             {"kind": "novelty", "text": "new facts: Supreme Court, suspended", "weight": 0.31},
+            {"kind": "profile", "text": "joins the topic's examples", "weight": None},
         ],
-        "matched_terms": [["taliban", 3.2], ["supreme court", 2.05]],
+        "matched_terms": [["taliban", 0.0712], ["supreme court", 0.0305]],
         "nearest_seed": {"id": "000_4848f0c9aefd9c35", "title": "Russia plans", "similarity": 0.41},
     }
 
@@ -205,7 +206,8 @@ def test_text_says_what_happened_and_why() -> None:
         "The court suspended the ban",
         "Supreme Court lifts the ban — 2 sources so far (Example World, Wire Daily), 3 stories",
         "Score: 0.81",
-        "taliban (3.2), supreme court (2.0)",
+        "taliban (0.07), supreme court (0.03)",
+        "  - profile: joins the topic's examples\n",  # a reason without a number has none
         "Nearest seed: Russia plans (similarity 0.41)",
         "monitor feedback s_42 irrelevant",
         "monitor feedback s_42 not-new",
