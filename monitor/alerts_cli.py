@@ -12,6 +12,7 @@ from typing import Any
 
 from .deliver import send_test
 from .notify.base import Notifier
+from .render import alert_text
 from .storage import Storage
 
 
@@ -41,7 +42,8 @@ def list_alerts(
 
 
 def show_alert(storage: Storage, alert_id: str) -> tuple[dict[str, Any], str]:
-    """One alert: what it says, each channel's state, and every attempt."""
+    """One alert: each channel's state, every attempt, and what it says (its subject and
+    plain text, as an email or a chat message carries them)."""
     detail = storage.alert_detail(alert_id)
     lines = [
         f"alert {detail['id']} ({detail['kind']}, topic {detail['topic'] or '-'}): "
@@ -54,8 +56,8 @@ def show_alert(storage: Storage, alert_id: str) -> tuple[dict[str, Any], str]:
         lines.append(
             f"story {story.get('id', '-')}: {story.get('title', '')} {story.get('url', '')}"
         )
-    lines.append("deliveries:")
-    for delivery in detail["deliveries"] or [{"channel": "(none yet)", "status": ""}]:
+    lines.append("deliveries:" if detail["deliveries"] else "deliveries: none yet")
+    for delivery in detail["deliveries"]:
         line = f"  {delivery['channel']}: {delivery['status']}"
         if delivery.get("attempts") is not None:
             line += f" after {delivery['attempts']} attempts"
@@ -76,6 +78,9 @@ def show_alert(storage: Storage, alert_id: str) -> tuple[dict[str, Any], str]:
                 f"{attempt['status_code'] or '-':<8} {took}  {attempt['error'] or ''}"
             )
             lines.append(line.rstrip())
+    title, body = alert_text(detail["payload"])
+    lines += ["message:", f"    Subject: {title}", ""]
+    lines += [f"    {line}".rstrip() for line in body.splitlines()]
     return detail, "\n".join(lines)
 
 

@@ -291,6 +291,8 @@ def test_cli_helpers_return_data_and_text(
     config = settings(webhooks=(webhook(webhook_receiver.url),))
     channels = build_channels(config.alerts, ENV)
     alert_id = enqueue(storage, "Shown story")
+    _, text = show_alert(storage, alert_id)
+    assert "deliveries: none yet" in text and "attempts:" not in text
     deliver_pending(storage, channels, config, T0)
 
     rows, text = list_alerts(storage, status="failed")
@@ -299,6 +301,9 @@ def test_cli_helpers_return_data_and_text(
     detail, text = show_alert(storage, alert_id)
     assert detail["id"] == alert_id
     assert "attempts:" in text and "400" in text and SECRET not in text
+    message = text.split("\nmessage:\n", 1)[1]  # what the alert says, as sent
+    assert "    Subject: [taliban] Shown story\n" in message
+    assert f"    -- monitor · alert {alert_id}" in message
     count, text = retry_alert(storage, alert_id, T0 + LATER)
     assert count == 1 and "1 failed delivery queued again" in text
     results, text = check_channels(channels, T0)
