@@ -24,8 +24,9 @@ import sqlite3
 import threading
 import time
 from collections import Counter
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from functools import partial
@@ -143,6 +144,18 @@ class Pipeline:
 
             self._judge = Judge.open(self.storage, self.settings.topics, self.clock())
         return self._judge
+
+    @contextmanager
+    def _judging(self) -> Iterator[None]:
+        """A transaction the judge takes part in. If it rolls back, what the judge learnt
+        in it (the topics it wrote when opened, developments, examples, counts) is dropped
+        with the judge, which is opened again from the database when next needed."""
+        try:
+            with self.storage.atomic():
+                yield
+        except BaseException:
+            self._judge = None
+            raise
 
     # -- polling ---------------------------------------------------------------------------
 
@@ -357,7 +370,7 @@ class Pipeline:
             status=outcome.status,
             entries=len(prepared.entries) + prepared.unchanged,
         )
-        with self.storage.atomic():
+        with self._judging():
             for entry in prepared.entries:
                 seen = prepared.known.get(entry.key)
                 if seen is None:
@@ -652,7 +665,7 @@ class Pipeline:
             now = max(published, entry.published)
             self._keep_window(now)  # as a daemon would have, between its polls
             if not self.storage.known_entries(origin, [entry.key]):
-                with self.storage.atomic():
+                with self._judging():
                     self._judge_new(entry, origin, None, now, summary)
                     self.storage.mark_lsh(now, self.dedupe_window)  # at the item's time
                 report.new += 1

@@ -446,6 +446,52 @@ def test_a_feed_moved_onto_another_feed_keeps_its_address(
     assert "moved permanently to" in caplog.text and "keeps its old address" in caplog.text
 
 
+KAZAKH_TITLE = "Kazakhstan drops Taliban from list of banned organisations"
+KAZAKH_TEXT = (
+    "Kazakhstan has removed Afghanistan's Taliban movement from its national register of "
+    "prohibited organisations, a foreign ministry spokesman told a briefing on Friday. The "
+    "spokesman said the decision followed from the fact that the Taliban is not included in "
+    "the United Nations Security Council's list of terrorist organisations."
+)
+
+
+def test_a_feed_whose_write_rolls_back_takes_what_the_judge_learnt_with_it(
+    feed_server: FeedServer, setup: Any
+) -> None:
+    """The first feed's transaction opens the judge (writing the topic and its seeds) and
+    judges a new development, then fails on its next story and rolls back. The other feed,
+    carrying the same report, must find the database and the judge agreeing: the topic is
+    there, and its report is the new development (with its alert), not coverage of a story
+    that was never stored."""
+    poisoned = feed_server.route(
+        "/a.xml", Reply(200, rss([("k1", KAZAKH_TITLE, KAZAKH_TEXT), ("p1", "Poison pill", "x")]))
+    )
+    other = feed_server.route("/b.xml", Reply(200, rss([("k2", KAZAKH_TITLE, KAZAKH_TEXT)])))
+    settings, storage = setup([poisoned, other], concurrency=1)
+    storage.db.execute(
+        "CREATE TRIGGER poison BEFORE INSERT ON stories WHEN NEW.title = 'Poison pill' "
+        "BEGIN SELECT RAISE(ABORT, 'a poisoned story'); END"
+    )
+    for _ in range(2):  # and again: the failing feed keeps failing alone
+        summary = poll(settings, storage, Clock())
+        assert dict(summary.outcomes) == {"error": 1, "ok": 1}
+        row = feed_row(storage, poisoned)
+        assert row["error_kind"] == "internal" and "a poisoned story" in row["error_message"]
+        assert feed_row(storage, other)["error_kind"] is None
+    assert count(storage, "SELECT count(*) FROM topics") == 1
+    assert count(storage, "SELECT count(*) FROM stories") == 1
+    (status, development) = storage.db.execute(
+        "SELECT d.status, d.development FROM decisions d JOIN stories s ON s.id = d.story_id "
+        "WHERE s.url = 'https://news.example/k2'"
+    ).fetchone()
+    assert status == "development"
+    first = storage.db.execute(
+        "SELECT first_story FROM developments WHERE id = ?", [development]
+    ).fetchone()[0]
+    assert count(storage, "SELECT count(*) FROM stories WHERE id = ?", first) == 1
+    assert count(storage, "SELECT count(*) FROM alerts WHERE kind = 'development'") == 1
+
+
 def test_an_unexpected_error_in_one_feed_spares_the_others(
     feed_server: FeedServer, setup: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
