@@ -66,7 +66,14 @@ from urllib.parse import urljoin
 
 from monitor.errors import ParseError
 from monitor.models import Entry, ParsedFeed
-from monitor.text import canonical_url, content_hash, detect_language, html_to_text
+from monitor.text import (
+    canonical_url,
+    clean_line,
+    content_hash,
+    detect_language,
+    html_to_text,
+    safe_str,
+)
 
 __all__ = ["entry_from_item", "parse_feed"]
 
@@ -486,7 +493,7 @@ def _build(
         warnings.append(f"{duplicates} entries repeat the id of another; kept the latest")
     return ParsedFeed(
         title=feed_title,
-        link=urljoin(base, doc.link.strip()) if doc.link else None,
+        link=urljoin(base, safe_str(doc.link).strip()) if doc.link else None,
         entries=tuple(by_key.values()),
         warning="; ".join(warnings) or None,
         unchanged=unchanged,
@@ -509,7 +516,7 @@ def _raw_hash(item: _Item, base: str) -> int:
 def _make_entry(
     item: _Item, *, base: str | None, now: datetime, source: str | None, raw_hash: int | None = None
 ) -> Entry:
-    link = (item.link or "").strip()
+    link = safe_str(item.link).strip()
     url = urljoin(base, link) if base and link and not link.startswith(_ABSOLUTE) else link
     canonical = canonical_url(url) if url else ""
     title = _clean_title(item.title)
@@ -520,7 +527,7 @@ def _make_entry(
         summary = _lead(content)
     if content == summary:
         content = ""  # no body beyond the summary
-    guid = (item.guid or "").strip() or None
+    guid = safe_str(item.guid).strip() or None
     key = canonical_url(guid) if guid else canonical or content_hash(title, summary)
     published, dated = _published(item.published, now)
     language = _iso639(item.language) or detect_language(f"{title}\n{summary or content[:500]}")
@@ -534,9 +541,9 @@ def _make_entry(
         published=published,
         content_hash=content_hash(title, summary, content),
         guid=guid,
-        source=source,
+        source=clean_line(source) or None,
         language=language,
-        author=(" ".join(item.author.split()) or None) if item.author else None,
+        author=clean_line(item.author) or None,
         dated=dated,
         raw_hash=raw_hash,
     )
@@ -558,7 +565,7 @@ def _clean_title(raw: str) -> str:
         text = html_to_text(raw)
     else:
         text = html.unescape(raw) if "&" in raw else raw
-    return " ".join(text.split())
+    return clean_line(text)
 
 
 def _to_text(raw: str, is_html: bool) -> str:

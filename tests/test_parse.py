@@ -313,6 +313,32 @@ def test_json_feed_naive_dates_are_utc() -> None:
     assert e.published == datetime(2025, 7, 1, 10, tzinfo=UTC) and e.dated
 
 
+def test_lone_surrogates_and_control_characters_never_reach_the_entry() -> None:
+    """JSON may escape a lone surrogate (which SQLite cannot store) in any field, and a feed
+    may carry NUL or a terminal's ESC: every field comes out encodable and printable."""
+    body = json.dumps(
+        {
+            "version": "https://jsonfeed.org/version/1.1",
+            "title": "Feed \ud800",
+            "items": [
+                {
+                    "id": "id-\udfff",
+                    "url": "https://n.org/\ud800",
+                    "title": "Bad \ud800 title \x1b[31mred\x00",
+                    "authors": [{"name": "A\u0007 \ud83d writer"}],
+                    "content_text": "Text \udc00 here.",
+                }
+            ],
+        }
+    ).encode()
+    (e,) = parse_feed(body, {}, "https://n.org/feed.json", NOW).entries
+    for value in [e.key, e.url, e.canonical_url, e.title, e.summary, e.content, e.guid, e.author,
+                  e.source]:  # fmt: skip
+        (value or "").encode("utf-8")  # raises on a lone surrogate
+        assert not any(ord(c) < 32 or 127 <= ord(c) < 160 for c in value or "")
+    assert e.title == "Bad ? title [31mred" and e.author == "A ? writer"
+
+
 # --------------------------------------------------------------------------- fast vs reference
 
 
