@@ -499,23 +499,34 @@ def _too_large(ex: _Exchange, how: str) -> FetchError:
     return FetchError(f"{ex.url}: body exceeds {ex.max_bytes} bytes ({how})", kind="too_large")
 
 
+_CODINGS = ("gzip", "x-gzip", "deflate")
+_GZIP_MAGIC = b"\x1f\x8b"
+
+
 async def _decoded(response: httpx.Response, encoding: str) -> AsyncIterator[bytes]:
     """The body as decoded bytes, at most `STEP` bytes per chunk for gzip/deflate.
 
     httpx's own decoders inflate a whole network read at once (a 64 KiB read of a gzip
-    bomb becomes ~64 MB), so gzip and deflate are inflated here with a bounded output.
-    Other encodings (we never ask for them) fall back to httpx's decoding.
+    bomb becomes ~64 MB), so gzip and deflate are inflated here with a bounded output, each
+    layer of a list ("gzip, gzip", applied in that order, undone from the last) as a
+    stage that holds at most `STEP` bytes. We ask for nothing else; another coding is a
+    decoding error rather than bytes nobody can read.
     """
-    if encoding in ("", "identity"):
-        async for chunk in response.aiter_raw():
-            yield chunk
-        return
-    if encoding not in ("gzip", "x-gzip", "deflate"):
-        async for chunk in response.aiter_bytes():
-            yield chunk
-        return
-    inflater = _Inflater(encoding)
-    async for raw in response.aiter_raw():
+    codings = [c for c in (part.strip() for part in encoding.split(",")) if c != "identity"]
+    codings = [c for c in codings if c]
+    unknown = [c for c in codings if c not in _CODINGS]
+    if unknown:
+        raise httpx.DecodingError(f"unsupported Content-Encoding {encoding!r}")
+    stream: AsyncIterator[bytes] = response.aiter_raw()
+    for coding in reversed(codings):
+        stream = _inflated(stream, coding)
+    async for chunk in stream:
+        yield chunk
+
+
+async def _inflated(chunks: AsyncIterator[bytes], coding: str) -> AsyncIterator[bytes]:
+    inflater = _Inflater(coding)
+    async for raw in chunks:
         data = raw
         while True:
             out, data = inflater.step(data)
@@ -529,14 +540,18 @@ async def _decoded(response: httpx.Response, encoding: str) -> AsyncIterator[byt
 
 
 class _Inflater:
-    """zlib with at most `STEP` output bytes per step; deflate may lack its zlib header."""
+    """zlib with at most `STEP` output bytes per step; deflate may lack its zlib header, and
+    gzip may hold several members one after another (RFC 1952), read as one body."""
 
     def __init__(self, encoding: str) -> None:
         self.encoding = encoding
         self._raw_deflate_possible = encoding == "deflate"
-        wbits = zlib.MAX_WBITS if encoding == "deflate" else zlib.MAX_WBITS | 16
-        self._z = zlib.decompressobj(wbits)
+        self._gzip = encoding != "deflate"
+        self._z = self._new()
         self._fed = False  # an empty body with a Content-Encoding is just empty
+
+    def _new(self) -> zlib._Decompress:
+        return zlib.decompressobj(zlib.MAX_WBITS | 16 if self._gzip else zlib.MAX_WBITS)
 
     def step(self, data: bytes) -> tuple[bytes, bytes]:
         """Inflate some of ``data``; return the output and the input still to feed."""
@@ -550,7 +565,14 @@ class _Inflater:
                 return self.step(data)
             raise httpx.DecodingError(f"{self.encoding}: {exc}") from exc
         self._raw_deflate_possible = False
-        return out, self._z.unconsumed_tail
+        rest = self._z.unconsumed_tail
+        if self._z.eof and self._z.unused_data:
+            after = self._z.unused_data
+            if not (self._gzip and _GZIP_MAGIC.startswith(after[:2])):
+                return out, b""  # bytes after the stream (some servers pad): ignored
+            self._z = self._new()  # the next member
+            rest = after + rest
+        return out, rest
 
     def flush(self) -> bytes:
         try:

@@ -560,21 +560,58 @@ def test_corrupt_gzip_is_a_decoding_error(feed_server: FeedServer) -> None:
     assert error.kind == "decoding" and isinstance(error.__cause__, Exception)
 
 
+def fetch_error_and_peak(url: str, max_bytes: int) -> tuple[FetchError, int]:
+    """The fetch's error and the most memory Python held meanwhile (tracemalloc)."""
+    tracemalloc.start()
+    try:
+        error = fetch_error(url, max_bytes=max_bytes)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    return error, peak
+
+
 def test_gzip_bomb_is_cut_while_decoding(feed_server: FeedServer) -> None:
     bomb = gzip.compress(b"\0" * 30_000_000, compresslevel=9, mtime=0)
     assert len(bomb) < 40_000  # a small body on the wire...
     url = feed_server.route(
         "/feed", Reply(200, bomb, headers={"Content-Encoding": "gzip"})
     )  # ...that inflates to 30 MB
-    tracemalloc.start()
-    try:
-        error = fetch_error(url, max_bytes=1_000_000)
-        _, peak = tracemalloc.get_traced_memory()
-    finally:
-        tracemalloc.stop()
+    error, peak = fetch_error_and_peak(url, max_bytes=1_000_000)
     assert error.kind == "too_large"
     assert "exceeds 1000000 bytes (after decoding)" in str(error)
     assert peak < 5_000_000, f"peak {peak} bytes: the body was inflated far past the cap"
+
+
+def test_layered_encodings_are_undone_in_turn_each_bounded(feed_server: FeedServer) -> None:
+    """ "gzip, gzip" is gzip applied twice: undone from the last, each layer holding at most
+    a step, so a bomb inside a bomb (1.8 KB becoming gigabytes) is cut like a plain one."""
+    twice = gzip.compress(gzip.compress(FEED * 50))
+    url = feed_server.route("/twice", Reply(200, twice, headers={"Content-Encoding": "gzip, gzip"}))
+    assert fetch(url).body == FEED * 50
+    bomb = gzip.compress(gzip.compress(b"\0" * 200_000_000, compresslevel=9), compresslevel=9)
+    assert len(bomb) < 20_000
+    url = feed_server.route(
+        "/bomb", Reply(200, bomb, headers={"Content-Encoding": "gzip, identity, gzip"})
+    )
+    error, peak = fetch_error_and_peak(url, max_bytes=1_000_000)
+    assert error.kind == "too_large" and "after decoding" in str(error)
+    assert peak < 5_000_000, f"peak {peak} bytes: the body was inflated far past the cap"
+
+
+def test_gzip_members_one_after_another_are_one_body(feed_server: FeedServer) -> None:
+    body = gzip.compress(FEED) + gzip.compress(b"<!-- second member -->")
+    url = feed_server.route("/two", Reply(200, body, headers={"Content-Encoding": "gzip"}))
+    assert fetch(url).body == FEED + b"<!-- second member -->"
+    padded = gzip.compress(FEED) + b"\0" * 16  # bytes after the stream are not a member
+    url = feed_server.route("/padded", Reply(200, padded, headers={"Content-Encoding": "gzip"}))
+    assert fetch(url).body == FEED
+
+
+def test_an_encoding_we_did_not_ask_for_is_a_decoding_error(feed_server: FeedServer) -> None:
+    url = feed_server.route("/br", Reply(200, b"\x0b\x02\x80", headers={"Content-Encoding": "br"}))
+    error = fetch_error(url)
+    assert error.kind == "decoding" and "unsupported Content-Encoding 'br'" in str(error)
 
 
 def test_user_agent_and_accept(feed_server: FeedServer) -> None:
