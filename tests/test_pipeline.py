@@ -426,10 +426,13 @@ def test_permanent_redirect_moves_the_feed_temporary_does_not(
     assert feed_row(storage, moved)["url"] == feed_server.url("/new.xml")
     assert feed_row(storage, temporary)["url"] == temporary
     clock.now += timedelta(hours=1)
-    poll(settings, storage, clock)  # the config still names the old URL: no second feed
+    again = poll(settings, storage, clock)  # the config still names the old URL: no 2nd feed
     assert count(storage, "SELECT count(*) FROM feeds") == 2
     assert feed_server.requests_for("/new.xml")[-1].header("if-none-match") is None
     assert len(feed_server.requests_for("/old.xml")) == 1
+    # the entry read through the redirect is known at the new address: not stored again
+    assert again.new == 0 and count(storage, "SELECT count(*) FROM stories") == 2
+    assert count(storage, "SELECT count(*) FROM stories WHERE origin = ?", moved) == 0
 
 
 def test_a_feed_moved_onto_another_feed_keeps_its_address(

@@ -254,6 +254,14 @@ class FeedStore:
             values["title"] = update.title
         if update.url:
             values["url"] = update.url
+            # A feed's stories are known by its address (their origin): they move with it,
+            # or every entry would be new again at the new address. (Keys already stored
+            # under the new address, by a feed that polled it before, stay where they are.)
+            self.db.conn.execute(
+                "UPDATE OR IGNORE stories SET origin = ? "
+                "WHERE origin = (SELECT url FROM feeds WHERE id = ?)",
+                [update.url, update.feed_id],
+            )
         if update.disable_reason:
             values["enabled"] = 0
             values["disabled_reason"] = update.disable_reason
