@@ -68,6 +68,22 @@ def test_disabled_in_the_config_and_removed_from_it(storage: Storage) -> None:
     assert (table[C]["enabled"], table[C]["disabled_reason"]) == (0, "removed from the config")
     # syncing the same config again changes nothing more
     assert changes_made_by(storage, [FeedSettings(url=A), FeedSettings(url=B, enabled=False)]) == 0
+    # enabled again and put back in the config: both are polled again
+    assert (
+        changes_made_by(storage, [FeedSettings(url=A), FeedSettings(url=B), FeedSettings(url=C)])
+        == 2
+    )
+    table = rows(storage)
+    assert all((table[u]["enabled"], table[u]["disabled_reason"]) == (1, None) for u in (B, C))
+
+
+def test_a_feed_the_user_disabled_stays_disabled_whatever_the_config_says(
+    storage: Storage,
+) -> None:
+    storage.sync_feeds([FeedSettings(url=A)], T0)
+    storage.set_enabled(storage.find_feed(A), False)
+    assert changes_made_by(storage, [FeedSettings(url=A)]) == 0
+    assert rows(storage)[A]["disabled_reason"] == "disabled by user"
 
 
 def test_a_feed_the_poller_disabled_stays_disabled(storage: Storage) -> None:

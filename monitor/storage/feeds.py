@@ -86,6 +86,12 @@ class FeedUpdate:
     health_alerted: bool | None = None
 
 
+# Why `sync_feeds` disabled a feed: the config may enable it again (not a 410's or a user's).
+DISABLED_IN_CONFIG = "disabled in the config"
+REMOVED_FROM_CONFIG = "removed from the config"
+_BY_CONFIG = (DISABLED_IN_CONFIG, REMOVED_FROM_CONFIG)
+
+
 class FeedStore:
     db: Database
 
@@ -94,8 +100,9 @@ class FeedStore:
 
         New config feeds are added; known ones take the config's name, interval and options.
         A feed disabled in the config is disabled; one enabled there keeps whatever state the
-        CLI or the poller gave it (a 410 stays disabled). Feeds removed from the config are
-        disabled, not deleted, so their stories keep their source.
+        CLI or the poller gave it (a 410 stays disabled), unless the config itself disabled
+        it: a feed enabled again, or put back, in the config is polled again. Feeds removed
+        from the config are disabled, not deleted, so their stories keep their source.
         """
         # One read of every feed, then a write only where the config changed something: a
         # `monitor poll` from cron syncs its config every time, and 1,000 unchanged feeds
@@ -122,10 +129,13 @@ class FeedStore:
                     rows[feed_id] = added
                     by_url[feed.url] = by_config_url[feed.url] = feed_id
                     continue
+                row = rows[feed_id]
                 if not feed.enabled:
                     values["enabled"] = 0
-                    values["disabled_reason"] = "disabled in the config"
-                row = rows[feed_id]
+                    values["disabled_reason"] = DISABLED_IN_CONFIG
+                elif not row["enabled"] and row["disabled_reason"] in _BY_CONFIG:
+                    values["enabled"] = 1
+                    values["disabled_reason"] = None
                 if row["config_url"] != feed.url:  # a moved feed's config URL, taken over
                     if by_config_url.get(row["config_url"]) == feed_id:
                         del by_config_url[row["config_url"]]
@@ -134,7 +144,7 @@ class FeedStore:
             for feed_id, row in rows.items():
                 gone = row["config_url"] not in listed
                 if gone and row["from_config"] == 1 and row["enabled"] == 1:
-                    removed = {"enabled": 0, "disabled_reason": "removed from the config"}
+                    removed = {"enabled": 0, "disabled_reason": REMOVED_FROM_CONFIG}
                     self._update_changed(feed_id, row, removed)
 
     _SYNCED = ("url", "enabled", "disabled_reason", "name", "interval_s", "fetch_full_text",
