@@ -116,6 +116,10 @@ class Pipeline:
         self.clock = clock
         storage.start_checkpointer()  # the WAL is copied back on another thread meanwhile
         self._judge: Judge | None = None
+        # Decisions written beside this pipeline (a `monitor poll` or `replay` next to the
+        # daemon) are news to its judge: see `_judge_current`.
+        self._decided_upto = 0  # the decisions' largest rowid when last checked
+        self._decided_own = 0  # decisions this pipeline has written since
         self.dedupe_window = timedelta(seconds=settings.database.dedupe_window)
         self.retention = timedelta(seconds=settings.database.retention)
         self._prune_every = min(PRUNE_EVERY, self.retention / 10)
@@ -142,8 +146,30 @@ class Pipeline:
         if self._judge is None:
             from .detect import Judge
 
+            self._decided_upto = self._last_decision()
+            self._decided_own = 0
             self._judge = Judge.open(self.storage, self.settings.topics, self.clock())
         return self._judge
+
+    def _last_decision(self) -> int:
+        row = self.storage.db.execute("SELECT max(rowid) FROM decisions").fetchone()
+        return int(row[0] or 0)
+
+    def _judge_current(self) -> None:
+        """Drop the judge when another process has judged stories since it last looked: it
+        holds the topics' developments and examples as they were when it opened, and would
+        take a development recorded beside it for a new one (a second alert). It is opened
+        again, from the database, when next needed. Called before each poll or replay."""
+        if self._judge is None:
+            return
+        count, last = self.storage.db.execute(
+            "SELECT count(*), max(rowid) FROM decisions WHERE rowid > ?", [self._decided_upto]
+        ).fetchone()
+        if count > self._decided_own:
+            self._judge = None
+            return
+        self._decided_upto = max(self._decided_upto, int(last or 0))
+        self._decided_own = 0
 
     @contextmanager
     def _judging(self) -> Iterator[None]:
@@ -166,6 +192,7 @@ class Pipeline:
         summary = PollSummary()
         if not feeds:
             return summary
+        self._judge_current()
         own = fetcher is None
         client = fetcher or Fetcher(self.limits)
         # A feed holds a slot from its request until its rows are written: responses never
@@ -585,6 +612,7 @@ class Pipeline:
             if text:
                 entry = replace(entry, content=text)  # judged on the article itself
         intents = self.judge.process(sid, entry, now, topics=topics or None)
+        self._decided_own += len(intents)
         for intent in intents:
             summary.decisions[intent.status] += 1
             summary.alerts += int(intent.alert)
@@ -658,6 +686,7 @@ class Pipeline:
     ) -> PollSummary:
         """Process archived items (DESIGN.md §3.4) in publication order; return a summary."""
         items = read_archive(path)
+        self._judge_current()
         origin = f"replay:{path.name}"
         summary = PollSummary()
         report = FeedReport(path.name, FeedOutcome.OK, entries=len(items))

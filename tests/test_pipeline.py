@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import os
 import signal
@@ -492,6 +493,57 @@ def test_a_feed_whose_write_rolls_back_takes_what_the_judge_learnt_with_it(
         "SELECT first_story FROM developments WHERE id = ?", [development]
     ).fetchone()[0]
     assert count(storage, "SELECT count(*) FROM stories WHERE id = ?", first) == 1
+    assert count(storage, "SELECT count(*) FROM alerts WHERE kind = 'development'") == 1
+
+
+KAZAKH_AGAIN_TITLE = "Astana takes the Taliban off its register of banned groups"
+KAZAKH_AGAIN_TEXT = (
+    "Kazakhstan's foreign ministry said the Taliban no longer appears on the country's "
+    "register of banned organisations, because the movement is not on the UN Security "
+    "Council's terrorist list. Officials in Astana stressed that removing the Taliban from "
+    "the list was not a recognition of the government in Kabul."
+)
+
+
+def test_a_development_another_process_recorded_is_known_to_a_running_pipeline(
+    feed_server: FeedServer, setup: Any, tmp_path: Path
+) -> None:
+    """A daemon's judge is opened once; a `monitor replay` (or `poll`) beside it records a
+    development it never saw. Its next cycle must know it: the same report from its own
+    feed is coverage of that development, not a second alert for it."""
+    url = feed_server.route(
+        "/copy.xml",
+        *[Reply(200, rss(items("u", 1)))] * 2,
+        Reply(200, rss([*items("u", 1), ("k2", KAZAKH_AGAIN_TITLE, KAZAKH_AGAIN_TEXT)])),
+    )
+    settings, storage = setup([url])
+    clock = Clock()
+    storage.sync_feeds(settings.feeds, clock())
+    daemon = Pipeline(settings, storage, clock=clock)
+    try:
+        assert cycle(daemon).new == 1  # an unrelated story: the judge is open from now on
+        judge = daemon.judge
+        assert cycle(daemon).new == 0 and daemon.judge is judge  # its own decisions: kept
+        archive = tmp_path / "wire.jsonl"
+        item = {"url": "https://wire.example/k1", "title": KAZAKH_TITLE, "summary": KAZAKH_TEXT,
+                "published": (T0 - timedelta(hours=2)).isoformat(), "source": "Wire"}  # fmt: skip
+        archive.write_text(json.dumps(item) + "\n", encoding="utf-8")
+        other = Storage(settings.database_path)  # another process's connection
+        beside = Pipeline(settings, other, clock=clock)
+        try:
+            assert beside.replay(archive).decisions == {"development": 1}
+        finally:
+            beside.close()
+            other.close()
+        clock.now += timedelta(hours=1)
+        assert cycle(daemon).new == 1
+    finally:
+        daemon.close()
+    (status,) = storage.db.execute(
+        "SELECT d.status FROM decisions d JOIN stories s ON s.id = d.story_id "
+        "WHERE s.url = 'https://news.example/k2'"
+    ).fetchone()
+    assert status == "coverage"
     assert count(storage, "SELECT count(*) FROM alerts WHERE kind = 'development'") == 1
 
 
