@@ -236,9 +236,7 @@ class Fetcher:
             conditional["If-None-Match"] = etag
         if last_modified:
             conditional["If-Modified-Since"] = last_modified
-        exchange = _Exchange(url, seconds, cap, conditional)
-        async with self._global:
-            return await self._follow(exchange)
+        return await self._follow(_Exchange(url, seconds, cap, conditional))
 
     # -- internals ------------------------------------------------------------------------
 
@@ -345,26 +343,30 @@ class Fetcher:
     async def _slot(
         self, key: str, index: int, deadline: float | None, ex: _Exchange
     ) -> AsyncIterator[None]:
-        """Hold one of the host's ``per_host`` slots and one connection of its client."""
+        """Hold one of the host's ``per_host`` slots, then one of the ``global_limit`` slots
+        and one connection of its client: a request waiting for a busy host holds no global
+        slot, so requests to other hosts go ahead of it."""
         host = self._hosts.get(key)
         if host is None:
             host = self._hosts[key] = asyncio.Semaphore(max(1, self.limits.per_host))
         connection = self._connections[index]
+        held: list[asyncio.Semaphore] = []
         try:
             async with asyncio.timeout_at(deadline):
-                await host.acquire()
-                try:
-                    await connection.acquire()
-                except BaseException:
-                    host.release()
-                    raise
-        except TimeoutError as exc:
-            raise ex.timed_out("waiting for a connection slot") from exc
+                for semaphore in (host, self._global, connection):
+                    await semaphore.acquire()
+                    held.append(semaphore)
+        except BaseException as exc:
+            for semaphore in reversed(held):
+                semaphore.release()
+            if isinstance(exc, TimeoutError):
+                raise ex.timed_out("waiting for a connection slot") from exc
+            raise
         try:
             yield
         finally:
-            connection.release()
-            host.release()
+            for semaphore in reversed(held):
+                semaphore.release()
 
 
 @dataclass(slots=True)
@@ -422,6 +424,15 @@ def _pool_size(global_limit: int) -> int:
 
 def _host_key(url: httpx.URL) -> str:
     return f"{url.host}:{url.port or (443 if url.scheme == 'https' else 80)}"
+
+
+def host_of(url: str) -> str:
+    """The host and port a request for ``url`` goes to (the per-host limit's key); the URL
+    itself when it cannot be read as one."""
+    try:
+        return _host_key(httpx.URL(url))
+    except (httpx.InvalidURL, TypeError, ValueError):
+        return url
 
 
 def _bucket(key: str, count: int) -> int:

@@ -26,7 +26,7 @@ import time
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import contextmanager
+from contextlib import AsyncExitStack, contextmanager
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from functools import partial
@@ -36,7 +36,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 from . import article
 from .config import Settings
 from .errors import FeedError, FetchError, ParseError, UserError
-from .fetch import Fetcher, FetchLimits
+from .fetch import Fetcher, FetchLimits, host_of
 from .models import Entry, FeedOutcome, Fetched
 from .parse import entry_from_item, parse_feed
 from .schedule import next_due
@@ -202,15 +202,27 @@ class Pipeline:
         # waiting body costs memory: 64 slots instead of 40 added ~8 MB at concurrency 32).
         limit = self.limits.global_limit
         slots = asyncio.Semaphore(limit + min(limit, READY_FOR_WORKER))
+        # A feed waits for its host's turn before it takes a slot: feeds queued for a slow
+        # host (the per-host limit lets `per_host` through at a time) never hold the slots
+        # that feeds on other hosts need. The turn ends with the fetch, not the write.
+        hosts: dict[str, asyncio.Semaphore] = {}
 
         async def one(feed: FeedRow) -> FeedReport:
-            async with slots:
-                started = time.perf_counter()
-                try:
-                    outcome = await self._fetch(client, feed)
-                    return await self._process(client, feed, outcome, started, summary)
-                except Exception as error:  # a bug, or a library error nobody translated
-                    return await self._unexpected(feed, error, started, summary)
+            key = host_of(feed.url)
+            turn = hosts.get(key) or hosts.setdefault(
+                key, asyncio.Semaphore(max(1, self.limits.per_host))
+            )
+            async with AsyncExitStack() as waiting:
+                await waiting.enter_async_context(turn)
+                async with slots:
+                    started = time.perf_counter()
+                    try:
+                        outcome = await self._fetch(client, feed)
+                        await waiting.aclose()  # the host's turn is over
+                        return await self._process(client, feed, outcome, started, summary)
+                    except Exception as error:  # a bug, or a library error nobody translated
+                        await waiting.aclose()
+                        return await self._unexpected(feed, error, started, summary)
 
         tasks = [asyncio.create_task(one(feed)) for feed in feeds]
         try:

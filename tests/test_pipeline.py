@@ -404,6 +404,30 @@ def test_backoff_then_recovery_with_one_health_alert_each_way(
     assert kinds == ["feed_failing", "feed_recovered"]
 
 
+def test_feeds_waiting_for_a_slow_host_do_not_hold_up_other_hosts(
+    feed_server: FeedServer, setup: Any
+) -> None:
+    """Twelve feeds on a slow host come first, a feed on another host last. The host lets
+    two requests through at a time; the others wait for its turn without holding the poll's
+    slots, so the other host's feed is asked for at once, not after most of the slow ones."""
+    slow = [
+        feed_server.route(f"/slow{n}.xml", Reply(200, rss(items(f"s{n}", 1)), delay=0.3))
+        for n in range(12)
+    ]
+    asked_before: list[int] = []  # slow requests received when the fast one arrived
+
+    def fast_reply(request: Request) -> Reply:
+        asked_before.append(len(feed_server.requests))
+        return Reply(200, rss(items("f", 1)))
+
+    with FeedServer() as other:
+        fast = other.route("/fast.xml", fast_reply)
+        settings, storage = setup([*slow, fast], concurrency=4, per_host=2)
+        summary = poll(settings, storage, Clock())
+    assert dict(summary.outcomes) == {"ok": 13}
+    assert asked_before and asked_before[0] <= 3  # (without the turns: 8 or more)
+
+
 def test_retry_after_moves_next_due(feed_server: FeedServer, setup: Any) -> None:
     url = feed_server.route("/busy.xml", Reply(429, b"", {"Retry-After": "7200"}))
     settings, storage = setup([url], interval="5m")
