@@ -301,7 +301,15 @@ class Fetcher:
                         status=status,
                     )
                 await _drain(response, ex)
-                return status, url.join(location.strip())
+                try:
+                    return status, url.join(location.strip())
+                except (httpx.InvalidURL, ValueError) as exc:
+                    raise FetchError(
+                        f"{ex.url}: HTTP {status} redirect from {url} to an invalid URL "
+                        f"{location.strip()[:200]!r}: {exc}",
+                        kind="redirects",
+                        status=status,
+                    ) from exc
             if status == 304:
                 await _drain(response, ex)
                 return _fetched(response, b"", ex)

@@ -216,6 +216,12 @@ def test_redirect_to_another_scheme_is_refused(feed_server: FeedServer) -> None:
     assert error.kind == "scheme" and "ftp" in str(error)
 
 
+def test_redirect_to_an_invalid_url_is_a_redirect_error(feed_server: FeedServer) -> None:
+    start = feed_server.redirect("/feed", "http://[::1", 301)
+    error = fetch_error(start)
+    assert error.kind == "redirects" and "invalid URL 'http://[::1'" in str(error)
+
+
 @pytest.mark.parametrize("url", ["ftp://127.0.0.1/feed.xml", "file:///etc/passwd", "feed.xml"])
 def test_non_http_urls_are_refused(url: str) -> None:
     error = fetch_error(url)
