@@ -339,6 +339,27 @@ def test_lone_surrogates_and_control_characters_never_reach_the_entry() -> None:
     assert e.title == "Bad ? title [31mred" and e.author == "A ? writer"
 
 
+def test_entities_a_document_declares_or_html_names_keep_their_text() -> None:
+    declared = (
+        b'<?xml version="1.0"?><!DOCTYPE rss [<!ENTITY co "ACME Corp">]><rss version="2.0">'
+        b"<channel><title>E</title><item><guid>e1</guid><title>News from &co; today</title>"
+        b"<link>http://news.example/e1</link><description>By &co; on boats</description>"
+        b"</item></channel></rss>"
+    )
+    (e,) = parse_feed(declared, {}, "https://n.org/feed.xml", NOW).entries
+    assert (e.title, e.summary) == ("News from ACME Corp today", "By ACME Corp on boats")
+    netscape = (
+        b'<?xml version="1.0"?><!DOCTYPE rss PUBLIC "-//Netscape Communications//DTD RSS '
+        b'0.91//EN" "http://my.netscape.com/publish/formats/rss-0.91.dtd"><rss version="0.91">'
+        b"<channel><title>Old</title><link>http://x/</link><description>d</description><item>"
+        b"<title>Caf&eacute; owner &quot;wins&quot; &copy; prize</title>"
+        b"<link>http://news.example/091</link><description>d&eacute;j&agrave; vu &bogus;"
+        b"</description></item></channel></rss>"
+    )
+    (e,) = parse_feed(netscape, {}, "https://n.org/feed.xml", NOW).entries
+    assert e.title == 'Café owner "wins" © prize' and e.summary.startswith("déjà vu")
+
+
 # --------------------------------------------------------------------------- fast vs reference
 
 
