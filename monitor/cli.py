@@ -185,6 +185,9 @@ def poll(app: App, as_json: bool) -> None:
     from .progress import poll_progress
 
     settings = app.settings
+    # Before polling, as `run` does: a channel that cannot be built (an unset secret) is a
+    # config error to report before the work, not after it in place of the summary.
+    channels = build_channels(settings.alerts, source=settings.source)
     with app.storage() as storage:
         storage.sync_feeds(settings.feeds, now())
         pipeline = Pipeline(settings, storage)
@@ -195,7 +198,7 @@ def poll(app: App, as_json: bool) -> None:
                 summary = asyncio.run(pipeline.poll(only_due=False))
             finally:
                 pipeline.close()
-        delivery = deliver_pending(storage, build_channels(settings.alerts), settings, now())
+        delivery = deliver_pending(storage, channels, settings, now())
     if as_json:
         _json(
             {
@@ -220,20 +223,21 @@ def poll(app: App, as_json: bool) -> None:
 @pass_app
 def replay(app: App, file: Path, deliver: bool) -> None:
     """Process archived items (JSON Lines) through the pipeline, in publication order."""
+    from .channels import build_channels
     from .pipeline import Pipeline
     from .progress import replay_progress
 
     settings = app.settings
+    channels = build_channels(settings.alerts, source=settings.source) if deliver else []
     with app.storage() as storage:
         pipeline = Pipeline(settings, storage)
         with replay_progress() as progress:
             summary = pipeline.replay(file, progress=progress)
         click.echo(f"replayed {file}: {summary.text()}")
         if deliver:
-            from .channels import build_channels
             from .deliver import deliver_pending
 
-            delivery = deliver_pending(storage, build_channels(settings.alerts), settings, now())
+            delivery = deliver_pending(storage, channels, settings, now())
             click.echo(f"delivery: {delivery.text()}")
 
 
@@ -321,7 +325,7 @@ def check(app: App) -> None:
     for topic in settings.topics:
         seeds = load_seeds(topic.seeds)
         click.echo(f"topic {topic.name}: {len(seeds)} seed documents")
-    channels = build_channels(settings.alerts)
+    channels = build_channels(settings.alerts, source=settings.source)
     click.echo(
         f"{len(settings.feeds)} feeds, {len(channels)} alert channels "
         f"({', '.join(c.channel for c in channels) or 'none'})"
@@ -470,7 +474,7 @@ def alerts_test(app: App) -> None:
     from .channels import build_channels
     from .deliver import send_test
 
-    channels = build_channels(app.settings.alerts)
+    channels = build_channels(app.settings.alerts, source=app.settings.source)
     if not channels:
         raise UserError(f"{app.settings.source}: no alert channel is configured")
     failed = 0

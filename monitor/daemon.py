@@ -60,7 +60,7 @@ class Daemon:
         self.pipeline = Pipeline(settings, self.storage)
         self.pipeline.observers.append(metrics.observe_feed)
         self.tick = settings.polling.tick  # seconds between looks at `next_due`
-        self.channels = build_channels(settings.alerts)
+        self.channels = build_channels(settings.alerts, source=settings.source)
         self._stop = asyncio.Event()
         self._fetcher: Fetcher | None = None
         self._delivery_storage: Storage | None = None

@@ -17,6 +17,7 @@ import pytest
 
 from monitor import __version__
 from monitor.cli import EXPORT_FIELDS, main
+from tests.feedserver import FeedServer, Reply
 
 ROOT = Path(__file__).resolve().parents[1]
 REPLAY = ROOT / "tests/data/eval2/stream.jsonl"
@@ -192,3 +193,51 @@ def test_status_and_alerts_list(replayed: Path) -> None:
     text = run(replayed, "status").stdout
     assert "Decisions" in text and "valdoria" in text
     assert f"stories {sum(decisions.values()):,}, text cleared for 0" in text
+
+
+UNSET = "MONITOR_TEST_NEVER_SET_SECRET"
+
+
+@pytest.mark.parametrize("args", [("poll",), ("replay", str(REPLAY), "--deliver")])
+def test_a_channel_that_cannot_be_built_stops_the_command_before_any_work(
+    tmp_path: Path, feed_server: FeedServer, args: tuple[str, ...]
+) -> None:
+    """An unset secret is a config error naming the file, reported before polling or
+    replaying (it came after the whole poll, in place of its summary, without the file)."""
+    assert UNSET not in os.environ
+    feed_server.route(
+        "/f.xml",
+        Reply(
+            200,
+            "<rss version='2.0'><channel><title>x</title>"
+            "<item><title>Hello</title><guid>1</guid></item></channel></rss>",
+        ),
+    )
+    config = tmp_path / "monitor.toml"
+    config.write_text(
+        f'[[topics]]\nname = "valdoria"\nseeds = ["{ROOT / "tests/data/eval2/seeds"}"]\n'
+        f'[[feeds]]\nurl = "{feed_server.url("/f.xml")}"\n'
+        f'[[alerts.webhooks]]\nurl = "http://127.0.0.1:9/hook"\nsecret_env = "{UNSET}"\n'
+    )
+    done = run(tmp_path, *args, config=config)
+    assert done.returncode == 2, (done.stdout, done.stderr)
+    assert done.stderr.strip() == (
+        f"monitor: {config}: alerts.webhooks[0].secret_env: the environment variable {UNSET} "
+        f'is not set (the config names it in alerts.webhooks[0].secret_env = "{UNSET}")'
+    )
+    assert feed_server.requests_for("/f.xml") == []  # nothing was polled
+    assert not (tmp_path / "cli.db").exists()  # nor replayed
+
+
+def test_channel_errors_name_the_config_file(tmp_path: Path) -> None:
+    config = tmp_path / "monitor.toml"
+    config.write_text(
+        f'[[topics]]\nname = "valdoria"\nseeds = ["{ROOT / "tests/data/eval2/seeds"}"]\n'
+        '[alerts.email]\nhost = "localhost"\n'
+    )
+    for args in (("check",), ("alerts", "test"), ("run",)):
+        done = run(tmp_path, *args, config=config)
+        assert done.returncode == 2
+        assert done.stderr.strip() == (
+            f"monitor: {config}: alerts.email: at least one recipient is needed"
+        )
