@@ -20,6 +20,7 @@ import re
 import tomllib
 import types
 import typing
+from collections.abc import Callable
 from dataclasses import MISSING, dataclass, field, fields, is_dataclass
 from pathlib import Path
 from typing import Any, Literal, get_args, get_origin
@@ -29,6 +30,8 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from .errors import ConfigError
 
 DEFAULT_CONFIG = Path("config/monitor.toml")
+
+MAX_CONCURRENCY = 1000  # polling.concurrency: the fetcher holds a client per 10 requests
 
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d|w)?\s*$")
 _UNITS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800, None: 1}
@@ -74,9 +77,18 @@ def format_duration(seconds: float) -> str:
 
 
 def _check_http_url(value: str) -> str:
-    parts = urlsplit(value)
-    if parts.scheme not in ("http", "https") or not parts.netloc:
+    try:
+        parts = urlsplit(value)
+    except ValueError:  # (a bracketed host that is not an IPv6 address)
+        raise ValueError(f"{_show(value)} is not an http(s) URL") from None
+    if parts.scheme not in ("http", "https") or not parts.hostname:
         raise ValueError(f"{_show(value)} is not an http(s) URL")
+    try:
+        port = parts.port
+    except ValueError:  # not a number, or over 65535: the HTTP clients would raise it later
+        port = 0
+    if port == 0:
+        raise ValueError(f"{_show(value)} is not an http(s) URL (its port must be 1 to 65535)")
     return value
 
 
@@ -119,6 +131,17 @@ def _fraction(value: float) -> float:
     return value
 
 
+def _between(low: int, high: int) -> Callable[[int], int]:
+    """A check that an integer is from ``low`` to ``high``, both included."""
+
+    def check(value: int) -> int:
+        if not low <= value <= high:
+            raise ValueError(f"{value!r} is not between {low} and {high}")
+        return value
+
+    return check
+
+
 def _setting(default: Any = MISSING, *, check: Any = None, doc: str = "") -> Any:
     """A settings field: its default, an optional validator and a one-line description."""
     meta = {"check": check, "doc": doc}
@@ -150,7 +173,11 @@ class PollingSettings:
     max_bytes: int = _setting(10_000_000, check=_positive, doc="cap on the decoded body")
     max_redirects: int = _setting(5, doc="redirects followed per request")
     per_host: int = _setting(2, check=_positive, doc="concurrent requests per host")
-    concurrency: int = _setting(32, check=_positive, doc="concurrent requests in all")
+    concurrency: int = _setting(
+        32,
+        check=_between(1, MAX_CONCURRENCY),
+        doc=f"concurrent requests in all (at most {MAX_CONCURRENCY:,})",
+    )
     jitter: float = _setting(0.1, check=_fraction, doc="random spread of next_due, as a fraction")
     max_backoff: Duration = _setting(
         Duration(6 * 3600), check=_positive, doc="longest wait after failures"

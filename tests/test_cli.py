@@ -94,6 +94,7 @@ def test_export_jsonl_and_csv(replayed: Path) -> None:
         (("export", "--since", "yesterday"), "--since: 'yesterday' is not an ISO 8601 date"),
         (("feeds", "remove", "99"), "no feed with ID or URL '99'"),
         (("feeds", "add", "ftp://x.example/"), "is not an http(s) URL"),
+        (("feeds", "add", "http://x.example:99999/"), "(its port must be 1 to 65535)"),
         (("alerts", "show", "a_nope"), "a_nope"),
         (("replay", "/nonexistent.jsonl"), "cannot read the replay file"),
     ],

@@ -89,6 +89,22 @@ def test_default_config_is_complete() -> None:
         ),
         ({"service": {"listen": "8080"}}, 'service.listen: "8080" is not "host:port"'),
         ({"service": {"listen": "127.0.0.1:65536"}}, '"127.0.0.1:65536" is not "host:port"'),
+        # Values that passed and then failed at run time (found by an audit):
+        (
+            {"feeds": [{"url": "http://a.example:99999/rss"}]},
+            'feeds[0].url: "http://a.example:99999/rss" is not an http(s) URL (its port must '
+            "be 1 to 65535)",
+        ),
+        (
+            {"alerts": {"webhooks": [{"url": "https://h.example:65536/x", "secret_env": "S"}]}},
+            'alerts.webhooks[0].url: "https://h.example:65536/x" is not an http(s) URL (its port',
+        ),
+        ({"feeds": [{"url": "http://:8080/rss"}]}, 'feeds[0].url: "http://:8080/rss" is not an'),
+        (
+            {"polling": {"concurrency": 1_000_000_000}},
+            "polling.concurrency: 1000000000 is not between 1 and 1000",
+        ),
+        ({"polling": {"concurrency": 0}}, "polling.concurrency: 0 is not between 1 and 1000"),
     ],
 )
 def test_errors_name_the_file_and_key(raw: dict[str, object], message: str) -> None:
