@@ -365,13 +365,16 @@ def feeds_list(app: App, as_json: bool) -> None:
 @pass_app
 def feeds_add(app: App, url: str, name: str | None, interval: str | None) -> None:
     """Add a feed to the database (feeds in the config are added at start)."""
-    from .config import _check_http_url, parse_duration
+    from .config import _check_http_url, _positive, parse_duration
 
     try:
         _check_http_url(url)
-        seconds = parse_duration(interval) if interval else None
     except ValueError as error:
         raise UserError(str(error)) from None
+    try:  # as the config's feeds[].interval: 0 is not "the default"
+        seconds = _positive(parse_duration(interval)) if interval is not None else None
+    except ValueError as error:
+        raise UserError(f"--interval: {error}") from None
     with app.storage() as storage:
         feed_id = storage.add_feed(url, name, seconds, now())
     click.echo(f"added feed {feed_id}: {url}")

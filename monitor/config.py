@@ -8,7 +8,8 @@ new field. Every error names the file, the key path and what was expected, e.g.:
 
 Relative paths are relative to the config file. Secrets never sit in the file: `*_env`
 keys name environment variables, read only when a notifier is built. This module reads the
-config file and the environment; it does no other I/O.
+config file and the environment, and looks whether the database path is a directory; it
+does no other I/O.
 """
 
 from __future__ import annotations
@@ -142,6 +143,24 @@ def _between(low: int, high: int) -> Callable[[int], int]:
     return check
 
 
+def _not_negative(value: int) -> int:
+    if value < 0:
+        raise ValueError(f"{value!r} is negative")
+    return value
+
+
+def _not_blank(value: str) -> str:
+    if not value.strip():
+        raise ValueError(f"{_show(value)} is blank (expected a name)")
+    return value
+
+
+def _not_empty(value: tuple[Any, ...]) -> tuple[Any, ...]:
+    if not value:
+        raise ValueError("[] is empty (expected at least one)")
+    return value
+
+
 def _setting(default: Any = MISSING, *, check: Any = None, doc: str = "") -> Any:
     """A settings field: its default, an optional validator and a one-line description."""
     meta = {"check": check, "doc": doc}
@@ -171,7 +190,9 @@ class PollingSettings:
     interval: Duration = _setting(Duration(900), check=_positive, doc="default poll interval")
     timeout: Duration = _setting(Duration(30), check=_positive, doc="whole request, body included")
     max_bytes: int = _setting(10_000_000, check=_positive, doc="cap on the decoded body")
-    max_redirects: int = _setting(5, doc="redirects followed per request")
+    max_redirects: int = _setting(
+        5, check=_not_negative, doc="redirects followed per request (0: none)"
+    )
     per_host: int = _setting(2, check=_positive, doc="concurrent requests per host")
     concurrency: int = _setting(
         32,
@@ -195,8 +216,10 @@ class PollingSettings:
 
 @dataclass(frozen=True, slots=True)
 class TopicSettings:
-    name: str = _setting(doc="topic name, used in alerts and exports")
-    seeds: tuple[Path, ...] = _setting(doc="seed files or folders (.txt, .md, .html)")
+    name: str = _setting(check=_not_blank, doc="topic name, used in alerts and exports")
+    seeds: tuple[Path, ...] = _setting(
+        check=_not_empty, doc="seed files or folders (.txt, .md, .html), at least one"
+    )
     keywords: tuple[str, ...] = _setting((), doc="a related story must contain one of these")
     exclude: tuple[str, ...] = _setting((), doc="a story containing one of these is unrelated")
     threshold: float | None = _setting(None, check=_fraction, doc="relevance threshold (0-1)")
@@ -220,7 +243,7 @@ class FeedSettings:
 @dataclass(frozen=True, slots=True)
 class EmailSettings:
     host: str = _setting("localhost", doc="SMTP server")
-    port: int = _setting(25, doc="SMTP port")
+    port: int = _setting(25, check=_between(1, 65535), doc="SMTP port")
     sender: str = _setting("monitor@localhost", doc="From address")
     recipients: tuple[str, ...] = _setting((), doc="To addresses")
     security: Literal["none", "starttls", "tls"] = _setting("none", doc="transport security")
@@ -291,8 +314,13 @@ class Settings:
 
     @property
     def database_path(self) -> Path:
+        """MONITOR_DB, else database.path; a directory there is a ConfigError naming it."""
         override = os.environ.get("MONITOR_DB")
-        return Path(override) if override else self.database.path
+        path = Path(override) if override else self.database.path
+        if path.is_dir():  # (SQLite would only say "unable to open database file")
+            where = "MONITOR_DB" if override else f"{self.source}: database.path"
+            raise ConfigError(f'{where}: "{path}" is a directory, not an SQLite file')
+        return path
 
     def topic(self, name: str) -> TopicSettings:
         for topic in self.topics:

@@ -95,6 +95,8 @@ def test_export_jsonl_and_csv(replayed: Path) -> None:
         (("feeds", "remove", "99"), "no feed with ID or URL '99'"),
         (("feeds", "add", "ftp://x.example/"), "is not an http(s) URL"),
         (("feeds", "add", "http://x.example:99999/"), "(its port must be 1 to 65535)"),
+        (("feeds", "add", "https://x.example/", "--interval", "0"), "--interval: 0.0 must be"),
+        (("feeds", "add", "https://x.example/", "--interval", ""), "--interval: "),
         (("alerts", "show", "a_nope"), "a_nope"),
         (("replay", "/nonexistent.jsonl"), "cannot read the replay file"),
     ],

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -105,6 +106,14 @@ def test_default_config_is_complete() -> None:
             "polling.concurrency: 1000000000 is not between 1 and 1000",
         ),
         ({"polling": {"concurrency": 0}}, "polling.concurrency: 0 is not between 1 and 1000"),
+        ({"polling": {"max_redirects": -1}}, "polling.max_redirects: -1 is negative"),
+        ({"alerts": {"email": {"port": 70000}}}, "alerts.email.port: 70000 is not between 1 and"),
+        ({"alerts": {"email": {"port": -1}}}, "alerts.email.port: -1 is not between 1 and 65535"),
+        (
+            {"topics": [{"name": "a", "seeds": []}]},
+            "topics[0].seeds: [] is empty (expected at least one)",
+        ),
+        ({"topics": [{"name": " ", "seeds": ["x"]}]}, 'topics[0].name: " " is blank'),
     ],
 )
 def test_errors_name_the_file_and_key(raw: dict[str, object], message: str) -> None:
@@ -139,6 +148,37 @@ def test_monitor_db_overrides(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -
     assert settings.database_path == tmp_path / "other.db"
 
 
+def test_the_limits_keep_the_values_that_work() -> None:
+    settings = settings_from_dict(
+        {
+            "polling": {"concurrency": 1000, "max_redirects": 0},
+            "feeds": [{"url": "http://127.0.0.1:65535/rss"}, {"url": "https://[::1]/rss"}],
+            "alerts": {"email": {"port": 65535}},
+        },
+        Path("m.toml"),
+    )
+    assert (settings.polling.concurrency, settings.polling.max_redirects) == (1000, 0)
+
+
+def test_a_database_path_that_is_a_directory_is_named(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """SQLite said only "unable to open database file", and `check` said OK."""
+    monkeypatch.delenv("MONITOR_DB", raising=False)
+    settings = settings_from_dict({"database": {"path": "data"}}, tmp_path / "m.toml")
+    assert settings.database_path == tmp_path / "data"  # not there yet: the file to create
+    (tmp_path / "data").mkdir()
+    with pytest.raises(ConfigError) as caught:
+        settings.database_path  # noqa: B018
+    assert str(caught.value) == (
+        f'{tmp_path / "m.toml"}: database.path: "{tmp_path / "data"}" is a directory, '
+        "not an SQLite file"
+    )
+    monkeypatch.setenv("MONITOR_DB", str(tmp_path))
+    with pytest.raises(ConfigError, match=f'^MONITOR_DB: "{tmp_path}" is a directory'):
+        settings.database_path  # noqa: B018
+
+
 def test_readme_lists_every_setting() -> None:
     assert settings_markdown() in (ROOT / "README.md").read_text(encoding="utf-8")
 
@@ -151,6 +191,10 @@ def test_readme_lists_every_setting() -> None:
             'feeds[0].interval: "15x" is not a duration',
         ),
         ("[polling\n", "not valid TOML"),
+        (
+            f'[database]\npath = "."\n[[topics]]\nname = "t"\nseeds = ["{ROOT / "seeds"}"]\n',
+            'database.path: "',  # (then the folder of the config file)
+        ),
     ],
 )
 def test_check_exits_2_with_one_line(tmp_path: Path, text: str, expected: str) -> None:
@@ -158,6 +202,7 @@ def test_check_exits_2_with_one_line(tmp_path: Path, text: str, expected: str) -
     config.write_text(text)
     done = subprocess.run(
         [sys.executable, "-m", "monitor", "--config", str(config), "check"],
+        env={key: value for key, value in os.environ.items() if key != "MONITOR_DB"},
         capture_output=True,
         text=True,
         timeout=60,
