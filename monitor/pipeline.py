@@ -780,30 +780,60 @@ def _unique(entries: Iterable[Entry]) -> list[Entry]:
     return unique
 
 
+# An item's time is the replay's "now", which durations of up to a hundred years (the
+# config's longest) are added to and taken from: far from both ends of `datetime`.
+_EARLIEST_ITEM = datetime(1000, 1, 1, tzinfo=UTC)
+_LATEST_ITEM = datetime(9000, 1, 1, tzinfo=UTC)
+_TEXT_FIELDS = ("url", "title", "published")  # (required)
+_OPTIONAL_TEXT_FIELDS = ("summary", "content", "source", "language")  # (may be null)
+
+
 def read_archive(path: Path) -> list[tuple[Entry, datetime]]:
-    """Read a replay file: entries with their publication time, in publication order."""
+    """Read a replay file: entries with their publication time, in publication order.
+
+    JSON Lines: one item a line, lines end at "\\n" only (and a "\\r" before it): a line
+    separator, NEL or form feed inside a string belongs to the item. An item that is not
+    one (bad JSON, a missing or non-string field, a date out of range) is a `UserError`
+    naming the file and the line.
+    """
     try:
-        lines = path.read_text(encoding="utf-8").splitlines()
+        text = path.read_bytes().decode("utf-8")  # (no newline translation)
     except (OSError, UnicodeDecodeError) as error:
         raise UserError(f"{path}: cannot read the replay file: {error}") from None
     items: list[tuple[Entry, datetime]] = []
-    for number, line in enumerate(lines, 1):
+    for number, line in enumerate(text.split("\n"), 1):
+        line = line.removesuffix("\r")
         if not line.strip():
             continue
         try:
-            raw: Any = json.loads(line)
-            if not isinstance(raw, dict):
-                raise ValueError("not a JSON object")
-            for key in ("url", "title", "published"):
-                if not isinstance(raw.get(key), str) or not raw[key].strip():
-                    raise ValueError(f'"{key}" is missing or not a string')
-            published = datetime.fromisoformat(raw["published"].strip().replace("Z", "+00:00"))
-            if published.tzinfo is None:
-                published = published.replace(tzinfo=UTC)
-            published = published.astimezone(UTC)
-            entry = entry_from_item(raw, published, source=raw.get("source"))
+            items.append(_archived_item(line))
         except (ValueError, TypeError) as error:
             raise UserError(f"{path}:{number}: not a replay item: {error}") from None
-        items.append((entry, published))
     items.sort(key=lambda pair: pair[1])
     return items
+
+
+def _archived_item(line: str) -> tuple[Entry, datetime]:
+    """One line of a replay file as an entry and its publication time (ValueError if not)."""
+    try:
+        raw: Any = json.loads(line)
+    except RecursionError:
+        raise ValueError("JSON nested too deeply") from None
+    if not isinstance(raw, dict):
+        raise ValueError("not a JSON object")
+    for key in _TEXT_FIELDS:
+        if not isinstance(raw.get(key), str) or not raw[key].strip():
+            raise ValueError(f'"{key}" is missing or not a string')
+    for key in _OPTIONAL_TEXT_FIELDS:
+        if raw.get(key) is not None and not isinstance(raw[key], str):
+            raise ValueError(f'"{key}" is not a string')
+    stamp = raw["published"].strip()
+    published = datetime.fromisoformat(stamp.replace("Z", "+00:00"))
+    try:
+        published = published.astimezone(UTC) if published.tzinfo else published.replace(tzinfo=UTC)
+        in_range = _EARLIEST_ITEM <= published < _LATEST_ITEM
+    except OverflowError:  # (year 1 east of UTC, or 9999 west of it)
+        in_range = False
+    if not in_range:
+        raise ValueError(f'"published": "{stamp}" is not between the years 1000 and 8999')
+    return entry_from_item(raw, published), published
