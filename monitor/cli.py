@@ -270,7 +270,10 @@ def _parse_date(value: str) -> datetime:
         moment = datetime.fromisoformat(value.replace("Z", "+00:00"))
     except ValueError:
         raise UserError(f"--since: {value!r} is not an ISO 8601 date") from None
-    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+    try:
+        return moment.astimezone(UTC) if moment.tzinfo else moment.replace(tzinfo=UTC)
+    except OverflowError:  # (year 1 east of UTC, or 9999 west of it)
+        raise UserError(f"--since: {value!r} is out of range in UTC") from None
 
 
 @main.command()

@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
+from .errors import UserError
 from .storage import Storage, parse_iso
 
 STATUSES = ("development", "coverage", "duplicate", "unrelated")
@@ -392,9 +393,18 @@ def render_report(storage: Storage, topic: str, now: datetime) -> str:
 
 
 def write_report(storage: Storage, topic: str, output: Path, now: datetime) -> Path:
-    """Write the report of `topic` to `output` (UTF-8) and return the path."""
-    output.parent.mkdir(parents=True, exist_ok=True)
-    output.write_text(render_report(storage, topic, now), encoding="utf-8")
+    """Write the report of `topic` to `output` (UTF-8) and return the path.
+
+    A path that cannot be written (a folder that is a file, no permission) is a
+    `UserError` naming it."""
+    page = render_report(storage, topic, now)
+    try:
+        output.parent.mkdir(parents=True, exist_ok=True)
+        output.write_text(page, encoding="utf-8")
+    except FileExistsError:  # (from mkdir: the folder is a file)
+        raise UserError(f"{output}: cannot write the report: {output.parent} is a file") from None
+    except OSError as error:
+        raise UserError(f"{output}: cannot write the report: {error.strerror or error}") from None
     return output
 
 

@@ -92,7 +92,11 @@ def test_export_jsonl_and_csv(replayed: Path) -> None:
         (("feedback", "s_nope", "irrelevant"), "s_nope"),
         (("export", "--topic", "nope"), "no topic named 'nope'"),
         (("export", "--since", "yesterday"), "--since: 'yesterday' is not an ISO 8601 date"),
+        (("export", "--since", "0001-01-01T00:00:00+05:00"), "is out of range in UTC"),
+        (("export", "--since", "9999-12-31T23:00:00-05:00"), "is out of range in UTC"),
         (("feeds", "remove", "99"), "no feed with ID or URL '99'"),
+        (("feeds", "remove", "²"), "no feed with ID or URL '²'"),  # (isdigit, not int())
+        (("feeds", "enable", "9" * 20), "no feed with ID or URL '99999"),  # (not an SQLite int)
         (("feeds", "add", "ftp://x.example/"), "is not an http(s) URL"),
         (("feeds", "add", "http://x.example:99999/"), "(its port must be 1 to 65535)"),
         (("feeds", "add", "https://x.example/", "--interval", "0"), "--interval: 0.0 must be"),
@@ -154,6 +158,16 @@ def test_bad_replay_line_names_file_and_line(tmp_path: Path) -> None:
     done = run(tmp_path, "replay", str(archive))
     assert done.returncode == 2
     assert f"{archive}:2:" in done.stderr and '"published" is missing' in done.stderr
+
+
+def test_a_report_that_cannot_be_written_is_one_line_naming_it(replayed: Path) -> None:
+    for output, reason in (
+        (replayed / "monitor.toml" / "x.html", f"{replayed / 'monitor.toml'} is a file"),
+        (replayed / ("x" * 300 + ".html"), "File name too long"),
+    ):
+        done = run(replayed, "report", "--topic", "valdoria", "--output", str(output))
+        assert done.returncode == 2
+        assert done.stderr.strip() == f"monitor: {output}: cannot write the report: {reason}"
 
 
 def test_feeds_commands(replayed: Path) -> None:

@@ -199,7 +199,7 @@ class FeedStore:
         return None if row is None else int(row[0])
 
     def find_feed(self, id_or_url: str) -> FeedRow:
-        if id_or_url.isdigit():
+        if id_or_url.isascii() and id_or_url.isdigit() and len(id_or_url) < 19:  # below 2**63
             rows = list(self.db.query("SELECT * FROM feeds WHERE id = ?", [int(id_or_url)]))
         else:
             rows = list(
