@@ -95,6 +95,7 @@ CLIENTS_PER_10 = 4
 # ... but never more than this many clients (320 open sockets), so that a large global limit
 # cannot approach the usual limit of 1,024 open files with idle connections.
 MAX_CLIENTS = 32
+MAX_REQUESTS = 1000  # clients are made for at most this many requests (= polling.concurrency max)
 STEP = 64 * 1024  # most decoded bytes produced from the wire at a time
 DRAIN_BYTES = 64 * 1024  # a body we do not need is read to its end up to this size ...
 DRAIN_SECONDS = 1.0  # ... and this long, to keep its connection,
@@ -426,7 +427,10 @@ def _proxy_in_environment() -> bool:
 
 
 def _pool_size(global_limit: int) -> int:
-    needed = max(1, math.ceil(max(1, global_limit) / CONNECTIONS_PER_CLIENT))
+    """Clients for ``global_limit`` requests at once (counted up to `MAX_REQUESTS`, the
+    config's bound: past it, requests wait for a connection)."""
+    limit = min(max(1, global_limit), MAX_REQUESTS)
+    needed = math.ceil(limit / CONNECTIONS_PER_CLIENT)
     return max(needed, min(CLIENTS_PER_10 * needed, MAX_CLIENTS))
 
 

@@ -323,11 +323,15 @@ def test_connections_stay_open_for_the_next_feed_on_each_host() -> None:
 def test_kept_connections_stay_bounded() -> None:
     """Enough clients for the global limit, up to four times that for reuse, but never so
     many idle sockets that a large limit nears the usual 1,024 open files."""
-    from monitor.fetch import CONNECTIONS_PER_CLIENT, _pool_size
+    from monitor.config import MAX_CONCURRENCY
+    from monitor.fetch import CONNECTIONS_PER_CLIENT, MAX_REQUESTS, _pool_size
 
-    for limit in range(1, 2000, 7):
+    assert MAX_REQUESTS == MAX_CONCURRENCY  # (the config's bound, kept in step)
+    for limit in range(1, MAX_REQUESTS + 1, 7):
         sockets = _pool_size(limit) * CONNECTIONS_PER_CLIENT
         assert limit <= sockets <= max(limit + CONNECTIONS_PER_CLIENT - 1, 320), limit
+    # past the bound (an API caller; the config refuses it), no more clients are made
+    assert _pool_size(10**9) == _pool_size(MAX_REQUESTS)
 
 
 def test_a_long_or_slow_body_we_do_not_need_is_cut(feed_server: FeedServer) -> None:
