@@ -61,6 +61,25 @@ def test_html_to_text_survives_garbage(garbage: str) -> None:
     assert isinstance(html_to_text(garbage), str)
 
 
+def test_html_with_tens_of_thousands_of_tags_is_stripped_not_parsed(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """lexbor takes quadratic time on very deep trees (200,000 nested <div>s held a poll's
+    worker for 13 s): past `MAX_TAGS` tags the text is read by dropping the tags."""
+    parsed: list[int] = []
+    real = text_module._flatten_html
+
+    def flatten(markup: str) -> str:
+        parsed.append(len(markup))
+        return real(markup)
+
+    monkeypatch.setattr(text_module, "_flatten_html", flatten)
+    depth = text_module.MAX_TAGS
+    assert html_to_text("<div>" * depth + "deep &amp; text" + "</div>" * depth) == "deep & text"
+    assert parsed == []
+    assert html_to_text("<p>one</p><p>two</p>") == "one\n\ntwo" and len(parsed) == 1
+
+
 def test_html_to_text_escaped_script_is_not_a_tag() -> None:
     assert "<script" not in html_to_text("&lt;script&gt;alert(1)&lt;/script&gt;").lower()
     assert "<script" not in html_to_text("<p>&lt;&lt;script&gt;</p>").lower()
