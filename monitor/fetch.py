@@ -97,6 +97,9 @@ CLIENTS_PER_10 = 4
 MAX_CLIENTS = 32
 MAX_REQUESTS = 1000  # clients are made for at most this many requests (= polling.concurrency max)
 STEP = 64 * 1024  # most decoded bytes produced from the wire at a time
+# Cookies a client keeps (for a consent page's redirect); past this the jar is emptied: a
+# server setting new ones at every poll made it hold 12,000 and send them all back.
+MAX_COOKIES = 300
 DRAIN_BYTES = 64 * 1024  # a body we do not need is read to its end up to this size ...
 DRAIN_SECONDS = 1.0  # ... and this long, to keep its connection,
 DRAIN_MARGIN = 0.25  # ... ending this long before the exchange's deadline at the latest
@@ -414,6 +417,8 @@ async def _send_direct(
     try:
         if "set-cookie" in response.headers or "set-cookie2" in response.headers:
             client.cookies.extract_cookies(response)  # (a consent page's, before its redirect)
+            if len(client.cookies.jar) > MAX_COOKIES:  # a daemon's jar must not grow for ever
+                client.cookies.clear()
     except BaseException:
         await response.aclose()
         raise

@@ -191,6 +191,30 @@ def test_a_cookie_set_by_a_redirect_goes_with_the_next_requests(feed_server: Fee
     ]
 
 
+def test_the_cookie_jar_stays_bounded(
+    feed_server: FeedServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A server that sets a new cookie at every poll must not make a daemon's jar (and the
+    Cookie header it sends back) grow for ever."""
+    from monitor import fetch as fetch_module
+
+    monkeypatch.setattr(fetch_module, "MAX_COOKIES", 20)
+    served = iter(range(10**6))
+    url = feed_server.route(
+        "/feed", lambda r: Reply(200, FEED, headers={"Set-Cookie": f"c{next(served)}=1; Path=/"})
+    )
+
+    async def go() -> None:
+        async with Fetcher() as fetcher:
+            for _ in range(50):
+                await fetcher.fetch(url)
+
+    run(go())
+    sent = [len((r.header("cookie") or "").split(";")) - (r.header("cookie") is None)
+             for r in feed_server.requests]  # fmt: skip
+    assert (max(sent), sent[20], sent[21], sent[22]) == (20, 20, 0, 1)  # kept, then dropped
+
+
 def test_redirect_loop_is_refused(feed_server: FeedServer) -> None:
     feed_server.redirect("/b", "/a", 302)
     start = feed_server.redirect("/a", "/b", 302)
