@@ -306,13 +306,14 @@ def explain(app: App, id_or_url: str) -> None:
 @main.command()
 @click.argument("story_id")
 @click.argument("verdict", type=click.Choice(["relevant", "irrelevant", "not-new"]))
+@click.option("--topic", default=None, help="The topic it is about (needed if several judged it).")
 @pass_app
-def feedback(app: App, story_id: str, verdict: str) -> None:
+def feedback(app: App, story_id: str, verdict: str, topic: str | None) -> None:
     """Tell the monitor it was wrong (or right); later decisions learn from it."""
     from .detect import record_feedback
 
     with app.storage() as storage:
-        click.echo(record_feedback(storage, story_id, verdict, now()))
+        click.echo(record_feedback(storage, story_id, verdict, now(), topic))
 
 
 @main.command()

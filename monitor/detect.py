@@ -590,15 +590,31 @@ def explain(storage: DetectionStore, id_or_url: str) -> str:
     return "\n".join(lines)
 
 
-def record_feedback(storage: DetectionStore, story_id: str, verdict: str, now: datetime) -> str:
-    """Record a user's verdict on a story for every topic that judged it; later decisions
-    learn from it (relevant → a positive example, irrelevant → a negative one)."""
+def record_feedback(
+    storage: DetectionStore, story_id: str, verdict: str, now: datetime, topic: str | None = None
+) -> str:
+    """Record a user's verdict on a story for ``topic``, or for the one topic that judged
+    it (several: the topic must be named, since a story may belong to one topic and not to
+    another); later decisions learn from it (relevant → a positive example of the topic,
+    irrelevant → a negative one)."""
     if verdict not in VERDICTS:
         raise UserError(f"unknown verdict {verdict!r} (expected one of: {', '.join(VERDICTS)})")
     story = storage.story_row(story_id)
     decisions = storage.decisions_of(story["id"])
     if not decisions:
         raise UserError(f"story {story_id!r} has no decision to give feedback on")
+    judged = ", ".join(d["topic"] for d in decisions)
+    if topic is not None:
+        decisions = [d for d in decisions if d["topic"] == topic]
+        if not decisions:
+            raise UserError(
+                f"story {story['id']} was not judged for topic {topic!r} (judged for: {judged})"
+            )
+    elif len(decisions) > 1:
+        raise UserError(
+            f"story {story['id']} was judged for {len(decisions)} topics ({judged}): "
+            "name one with --topic"
+        )
     for decision in decisions:
         storage.set_feedback(story["id"], decision["topic"], verdict, now)
     topics = ", ".join(d["topic"] for d in decisions)

@@ -206,11 +206,14 @@ def _terms(payload: Mapping[str, Any]) -> list[tuple[str, object]]:
     return terms
 
 
-def _feedback_commands(story_id: str) -> list[tuple[str, str]]:
+def _feedback_commands(story_id: str, topic: object) -> list[tuple[str, str]]:
+    """The commands that correct an alert's story, for the alert's topic (a story may be
+    about one topic and not another)."""
     quoted = shlex.quote(story_id)
+    named = f" --topic {shlex.quote(one_line(topic))}" if one_line(topic) else ""
     return [
-        (f"monitor feedback {quoted} irrelevant", "it is not about the topic"),
-        (f"monitor feedback {quoted} not-new", "it reports nothing new"),
+        (f"monitor feedback {quoted} irrelevant{named}", "it is not about the topic"),
+        (f"monitor feedback {quoted} not-new{named}", "it reports nothing new"),
     ]
 
 
@@ -296,7 +299,7 @@ def _text_development(payload: Mapping[str, Any]) -> list[str]:
     story_id = one_line(story.get("id"))
     if story_id:
         lines += ["", "Wrong? Tell the monitor:"]
-        commands = _feedback_commands(story_id)
+        commands = _feedback_commands(story_id, payload.get("topic"))
         width = max(len(command) for command, _ in commands)
         for command, meaning in commands:
             lines.append(f"  {command.ljust(width)}  # {meaning}")
@@ -479,7 +482,7 @@ def _html_development(payload: Mapping[str, Any]) -> list[str]:
     story_id = one_line(story.get("id"))
     if story_id:
         out.append("<p>Wrong? Tell the monitor:</p><ul>")
-        for command, meaning in _feedback_commands(story_id):
+        for command, meaning in _feedback_commands(story_id, payload.get("topic")):
             out.append(f"<li><code>{_e(command)}</code> — {_e(meaning)}</li>")
         out.append("</ul>")
     return out

@@ -509,6 +509,23 @@ def test_feedback_changes_later_decisions(seed_dir: Path, store: Store) -> None:
     assert "decisions_feedback" in plan and "TEMP B-TREE" not in plan
 
 
+def test_feedback_goes_to_the_topic_it_names(seed_dir: Path, store: Store) -> None:
+    """A story judged by two topics may be about one and not the other: the verdict goes
+    to the topic named, and without a name it is refused rather than given to both."""
+    judge = Judge.open(store, [Topic("bridge", (seed_dir,)), Topic("port", (seed_dir,))], T0)
+    item = entry("Norbury bridge to shut to lorries", WIRE, url="https://e.example/w", when=T0)
+    with store.atomic():
+        sid = store.insert_story(item, origin="test", feed_id=None, now=T0)
+        assert len(judge.process(sid, item, T0)) == 2
+    with pytest.raises(UserError, match=r"judged for 2 topics \(bridge, port\).*--topic"):
+        record_feedback(store, sid, "irrelevant", T0)
+    with pytest.raises(UserError, match="not judged for topic 'ferry'"):
+        record_feedback(store, sid, "irrelevant", T0, topic="ferry")
+    assert "(port)" in record_feedback(store, sid, "irrelevant", T0, topic="port")
+    given = store.db.execute("SELECT topic, feedback FROM decisions ORDER BY topic").fetchall()
+    assert given == [("bridge", None), ("port", "irrelevant")]
+
+
 def test_explain_golden(seed_dir: Path, store: Store) -> None:
     judge = Judge.open(store, [Topic("bridge", (seed_dir,))], T0)
     item = entry("Norbury bridge to shut to lorries", WIRE, url="https://e.example/w", when=T0)

@@ -209,8 +209,8 @@ def test_text_says_what_happened_and_why() -> None:
         "taliban (0.07), supreme court (0.03)",
         "  - profile: joins the topic's examples\n",  # a reason without a number has none
         "Nearest seed: Russia plans (similarity 0.41)",
-        "monitor feedback s_42 irrelevant",
-        "monitor feedback s_42 not-new",
+        "monitor feedback s_42 irrelevant --topic taliban-delisting",
+        "monitor feedback s_42 not-new --topic taliban-delisting",
     ]:
         assert expected in text
 
