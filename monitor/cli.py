@@ -85,10 +85,19 @@ class App:
         return self._settings
 
     @contextmanager
-    def storage(self) -> Iterator[Storage]:
+    def storage(self, *, existing: bool = False) -> Iterator[Storage]:
+        """The database, opened (and created or migrated) for one command. ``existing``:
+        a command that only reads or corrects what is stored refuses to create one (a
+        mistyped MONITOR_DB would otherwise show an empty monitor, and leave a file)."""
         from .storage import Storage
 
-        storage = Storage(self.settings.database_path)
+        path = self.settings.database_path
+        if existing and str(path) != ":memory:" and not path.exists():
+            raise UserError(
+                f"{path}: no database here yet (`monitor run` or `monitor poll` creates it; "
+                "MONITOR_DB or database.path names it)"
+            )
+        storage = Storage(path)
         try:
             yield storage
         finally:
@@ -253,7 +262,7 @@ def export(app: App, fmt: str, topic: str | None, since: str | None) -> None:
     since_at = _parse_date(since) if since else None
     if topic:
         app.settings.topic(topic)
-    with app.storage() as storage:
+    with app.storage(existing=True) as storage:
         rows = storage.export_rows(topic=topic, since=since_at)
         if fmt == "jsonl":
             for row in rows:
@@ -284,7 +293,7 @@ def status(app: App, as_json: bool) -> None:
     decisions per status, pending and failed alerts."""
     from .status import collect_status, render_status
 
-    with app.storage() as storage:
+    with app.storage(existing=True) as storage:
         data = collect_status(storage, app.settings, now())
     if as_json:
         _json(data)
@@ -299,7 +308,7 @@ def explain(app: App, id_or_url: str) -> None:
     """Why a story got its decision: scores, matched terms, nearest seed or story, duplicates."""
     from .detect import explain as explain_story
 
-    with app.storage() as storage:
+    with app.storage(existing=True) as storage:
         click.echo(explain_story(storage, id_or_url))
 
 
@@ -312,7 +321,7 @@ def feedback(app: App, story_id: str, verdict: str, topic: str | None) -> None:
     """Tell the monitor it was wrong (or right); later decisions learn from it."""
     from .detect import record_feedback
 
-    with app.storage() as storage:
+    with app.storage(existing=True) as storage:
         click.echo(record_feedback(storage, story_id, verdict, now(), topic))
 
 
@@ -353,7 +362,7 @@ def feeds_list(app: App, as_json: bool) -> None:
     """The feeds in the database, with their state."""
     from .status import feed_rows, render_feeds
 
-    with app.storage() as storage:
+    with app.storage(existing=True) as storage:
         storage.sync_feeds(app.settings.feeds, now())
         rows = feed_rows(storage)
     if as_json:
@@ -389,7 +398,7 @@ def feeds_add(app: App, url: str, name: str | None, interval: str | None) -> Non
 @pass_app
 def feeds_remove(app: App, id_or_url: str) -> None:
     """Remove a feed (its stories stay)."""
-    with app.storage() as storage:
+    with app.storage(existing=True) as storage:
         feed = storage.find_feed(id_or_url)
         storage.remove_feed(feed)
     click.echo(f"removed feed {feed.id}: {feed.url}")
@@ -400,7 +409,7 @@ def feeds_remove(app: App, id_or_url: str) -> None:
 @pass_app
 def feeds_enable(app: App, id_or_url: str) -> None:
     """Enable a feed; it is polled at the next tick."""
-    with app.storage() as storage:
+    with app.storage(existing=True) as storage:
         feed = storage.find_feed(id_or_url)
         storage.set_enabled(feed, True)
     click.echo(f"enabled feed {feed.id}: {feed.url}")
@@ -411,7 +420,7 @@ def feeds_enable(app: App, id_or_url: str) -> None:
 @pass_app
 def feeds_disable(app: App, id_or_url: str) -> None:
     """Disable a feed; it is no longer polled."""
-    with app.storage() as storage:
+    with app.storage(existing=True) as storage:
         feed = storage.find_feed(id_or_url)
         storage.set_enabled(feed, False)
     click.echo(f"disabled feed {feed.id}: {feed.url}")
@@ -440,7 +449,7 @@ def alerts_list(app: App, state: str | None, limit: int, as_json: bool) -> None:
     """Alerts, newest first, with their delivery state per channel."""
     from .status import render_alerts
 
-    with app.storage() as storage:
+    with app.storage(existing=True) as storage:
         rows = storage.alerts_list(status=state, limit=limit)
     if as_json:
         _json(rows)
@@ -456,7 +465,7 @@ def alerts_show(app: App, alert_id: str, as_json: bool) -> None:
     """One alert: what it says, its deliveries and every attempt."""
     from .alerts_cli import show_alert
 
-    with app.storage() as storage:
+    with app.storage(existing=True) as storage:
         data, text = show_alert(storage, alert_id)
     if as_json:
         _json(data)
@@ -469,7 +478,7 @@ def alerts_show(app: App, alert_id: str, as_json: bool) -> None:
 @pass_app
 def alerts_retry(app: App, alert_id: str) -> None:
     """Queue a failed alert again on its failed channels."""
-    with app.storage() as storage:
+    with app.storage(existing=True) as storage:
         storage.retry_alert(alert_id, now())
     click.echo(f"alert {alert_id} queued again")
 
@@ -506,7 +515,7 @@ def report(app: App, topic: str, output: Path) -> None:
     from .report import write_report
 
     app.settings.topic(topic)
-    with app.storage() as storage:
+    with app.storage(existing=True) as storage:
         write_report(storage, topic, output, now())
     click.echo(f"wrote {output}")
 

@@ -115,6 +115,17 @@ def test_user_errors_exit_2_with_one_line(
     assert len(done.stderr.strip().splitlines()) == 1
 
 
+@pytest.mark.parametrize(
+    "args", [("status",), ("export",), ("alerts", "list"), ("explain", "s_1"), ("feeds", "list")]
+)
+def test_reading_commands_do_not_create_a_database(tmp_path: Path, args: tuple[str, ...]) -> None:
+    """A mistyped MONITOR_DB must not show an empty monitor (and leave a new file there)."""
+    done = run(tmp_path, *args)
+    assert done.returncode == 2 and "Traceback" not in done.stderr
+    assert f"{tmp_path / 'cli.db'}: no database here yet" in done.stderr
+    assert not (tmp_path / "cli.db").exists()
+
+
 def test_the_program_exits_at_once_with_everything_written(replayed: Path) -> None:
     """`monitor` ends with os._exit (`cli.entry`): the database must be whole and closed
     and the output complete by then."""
