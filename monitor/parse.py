@@ -388,7 +388,9 @@ def _parse_reference(body: bytes, headers: Mapping[str, str], url: str) -> _Doc:
     problem = parsed.get("bozo_exception") if parsed.get("bozo") else None
     entries = parsed.get("entries") or []
     if not parsed.get("version") and not entries:
-        reason = f"{type(problem).__name__}: {problem}" if problem else "no feed elements"
+        reason = _what_it_is(body)
+        if reason is None:
+            reason = f"{type(problem).__name__}: {problem}" if problem else "no feed elements"
         raise ParseError(f"{url} is not a feed: {reason}") from problem
     warning = None
     if problem is not None and not isinstance(problem, feedparser.NonXMLContentType):
@@ -401,6 +403,23 @@ def _parse_reference(body: bytes, headers: Mapping[str, str], url: str) -> _Doc:
         items=[_item_from_reference(e) for e in entries],
         warning=warning,
     )
+
+
+_FIRST_ELEMENT = re.compile(rb"<([A-Za-z_][\w.:-]*)")
+_SKIPPED_MARKUP = re.compile(rb"<!--.*?-->|<\?.*?\?>|<!DOCTYPE[^>]*>", re.S | re.I)
+
+
+def _what_it_is(body: bytes) -> str | None:
+    """What a document that is not a feed is, when it can be told: an HTML page (a site's
+    home page, an error page), or XML of another kind (a sitemap)."""
+    head = _SKIPPED_MARKUP.sub(b"", body[:8192])
+    match = _FIRST_ELEMENT.search(head)
+    if match is None:
+        return None
+    root = match.group(1).decode("ascii", "replace")
+    if root.lower() in ("html", "head", "body"):
+        return "an HTML page"
+    return f"an XML document whose root is <{root}> (a feed's is <rss>, <feed> or <rdf:RDF>)"
 
 
 def _item_from_reference(e: Mapping[str, Any]) -> _Item:

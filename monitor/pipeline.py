@@ -386,8 +386,8 @@ class Pipeline:
                 outcome.body, outcome.headers, outcome.url, now, source=feed.name,
                 known=partial(self.storage.known_raw, feed.url),
             )  # fmt: skip
-        except ParseError as error:
-            return self._record_failure(feed, error, now, started, summary)
+        except ParseError as error:  # (the response itself was a success: its status stays)
+            return self._record_failure(feed, error, now, started, summary, outcome.status)
         entries = _unique(parsed.entries)
         known = self.storage.known_entries(feed.url, [entry.key for entry in entries])
         fresh = [entry for entry in entries if entry.key not in known]
@@ -472,9 +472,10 @@ class Pipeline:
         now: datetime,
         started: float,
         summary: PollSummary,
+        status: int | None = None,
     ) -> FeedReport:
         gone = isinstance(error, FetchError) and error.kind == "gone"
-        status = error.status if isinstance(error, FetchError) else None
+        status = error.status if isinstance(error, FetchError) else status
         retry_after = error.retry_after if isinstance(error, FetchError) else None
         failures = feed.failures + 1
         since = feed.error_since or now

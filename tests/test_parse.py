@@ -110,6 +110,18 @@ def test_not_a_feed_raises(body: bytes) -> None:
         parse_feed(body, XML, "https://x.example/feed", NOW)
 
 
+@pytest.mark.parametrize(
+    ("body", "said"),
+    [
+        (b"<!-- generated --> \n<html lang='en'><body>hi</body></html>", "an HTML page"),
+        (b"<?xml version='1.0'?><note><to>you</to></note>", "an XML document whose root is <note>"),
+    ],
+)
+def test_not_a_feed_says_what_it_is(body: bytes, said: str) -> None:
+    with pytest.raises(ParseError, match=f"is not a feed: {said}"):
+        parse_feed(body, XML, "https://x.example/feed", NOW)
+
+
 def test_parser_exception_becomes_parse_error(monkeypatch: pytest.MonkeyPatch) -> None:
     def boom(*args: Any, **kwargs: Any) -> Any:
         raise RuntimeError("parser exploded")

@@ -361,12 +361,16 @@ def test_one_failing_feed_never_stops_the_others(feed_server: FeedServer, setup:
             {"Content-Type": "text/html"},
         ),
     )
+    sitemap = feed_server.route(
+        "/sitemap.xml",
+        Reply(200, b'<?xml version="1.0"?><!-- a comment --><urlset><url/></urlset>'),
+    )
     gone = feed_server.route("/gone.xml", Reply(410, b""))
     bozo = feed_server.route(
         "/bozo.xml",
         Reply(200, rss(items("b", 2)).replace(b"modest catch", b"modest &nbsp; catch &bogus;")),
     )
-    settings, storage = setup([good, broken, html, gone, bozo])
+    settings, storage = setup([good, broken, html, sitemap, gone, bozo])
     summary = poll(settings, storage, Clock())
     assert summary.new == 5
     assert feed_row(storage, good)["last_outcome"] == "ok"
@@ -374,6 +378,9 @@ def test_one_failing_feed_never_stops_the_others(feed_server: FeedServer, setup:
     assert (row["error_kind"], row["failures"], row["last_status"]) == ("http", 1, 500)
     row = feed_row(storage, html)
     assert row["error_kind"] == "parse" and "not a feed" in row["error_message"]
+    assert row["last_status"] == 200  # the response was a success; its body was no feed
+    row = feed_row(storage, sitemap)
+    assert "not a feed: an XML document whose root is <urlset>" in row["error_message"]
     row = feed_row(storage, gone)
     assert row["enabled"] == 0 and "410" in row["disabled_reason"]
     assert count(storage, "SELECT count(*) FROM stories WHERE origin = ?", bozo) == 2
