@@ -306,12 +306,36 @@ def _to_utf8(body: bytes, content_type: str) -> tuple[bytes, str | None] | None:
             f"the document says {decl.group(1).decode('ascii') if decl else '?'}; read as {codec}"
         )
     if codec == "utf-8":
-        return (_declare_utf8(body) if decl_codec not in (None, "utf-8") else body), warning
+        mended, repaired = _mended_utf8(body)
+        if mended is None:
+            return None  # not UTF-8 at all (Latin-1 called UTF-8): feedparser guesses
+        if repaired:
+            warning = "; ".join(w for w in (warning, repaired) if w)
+        return (_declare_utf8(mended) if decl_codec not in (None, "utf-8") else mended), warning
     try:
         text = body.decode(codec)
     except (UnicodeDecodeError, LookupError):
         return None
     return _declare_utf8(text.encode("utf-8")), warning
+
+
+def _mended_utf8(body: bytes) -> tuple[bytes | None, str | None]:
+    """UTF-8 with a few stray bytes (a byte cut from a character, a Latin-1 quote pasted
+    in) gets U+FFFD in their place and a warning: read whole in another charset, every
+    other letter of the feed would be garbled. None when the non-ASCII text is mostly not
+    UTF-8, so that the document is another charset (feedparser guesses which)."""
+    try:
+        body.decode("utf-8")
+    except UnicodeDecodeError:
+        pass
+    else:
+        return body, None
+    text = body.decode("utf-8", "replace")
+    bad = text.count("\ufffd") - body.count("\ufffd".encode())
+    good = sum(1 for char in text if char > "\x7f") - text.count("\ufffd")
+    if good < 10 * bad:
+        return None, None
+    return text.encode("utf-8"), f"{bad} byte(s) that are not UTF-8 replaced by U+FFFD"
 
 
 def _codec(name: str) -> str | None:

@@ -168,6 +168,19 @@ def test_declared_utf8_but_latin1_bytes() -> None:
     assert feed.entries[0].title == "Résumé of the week"
 
 
+def test_one_stray_byte_in_utf8_is_replaced_not_the_whole_feed_read_as_latin() -> None:
+    title = "Верховный суд приостановил запрет"
+    body = (
+        '<?xml version="1.0" encoding="UTF-8"?><rss version="2.0"><channel><title>Вестник'
+        f"</title><item><guid>r1</guid><title>{title}</title><link>https://r.example/1</link>"
+        "<description>Суд \udcff рассмотрел дело.</description></item></channel></rss>"
+    ).encode("utf-8", "surrogateescape")  # (\udcff: the byte 0xFF, not UTF-8)
+    feed = parse_feed(body, {}, "https://r.example/feed", NOW)
+    assert feed.title == "Вестник" and feed.entries[0].title == title
+    assert feed.entries[0].summary == "Суд \ufffd рассмотрел дело."
+    assert feed.warning and "1 byte(s) that are not UTF-8" in feed.warning
+
+
 def test_charset_from_http_header() -> None:
     feed = _parse_fixture("cp1251.xml")
     assert feed.title == "Московский вестник"
