@@ -76,6 +76,7 @@ class FeedReport:
     edited: int = 0
     error: str | None = None
     duration_ms: float = 0.0
+    warning: str | None = None  # a feed read in spite of a flaw (the parser's words)
 
 
 @dataclass(slots=True)
@@ -391,7 +392,7 @@ class Pipeline:
         entries = _unique(parsed.entries)
         known = self.storage.known_entries(feed.url, [entry.key for entry in entries])
         fresh = [entry for entry in entries if entry.key not in known]
-        return _Prepared(parsed.title, entries, known, fresh, parsed.unchanged)
+        return _Prepared(parsed.title, entries, known, fresh, parsed.unchanged, parsed.warning)
 
     def _write(
         self,
@@ -408,6 +409,7 @@ class Pipeline:
             FeedOutcome.OK,
             status=outcome.status,
             entries=len(prepared.entries) + prepared.unchanged,
+            warning=prepared.warning,
         )
         with self._judging():
             for entry in prepared.entries:
@@ -739,7 +741,7 @@ class Pipeline:
             # hundreds of feeds an INFO line each would bury the ones that changed.
             log.log(
                 logging.INFO if report.new or report.edited else logging.DEBUG,
-                "feed %s: %s%s, %d entries, %d new, %d edited (%.0f ms)",
+                "feed %s: %s%s, %d entries, %d new, %d edited (%.0f ms)%s",
                 report.feed,
                 report.outcome,
                 f" {report.status}" if report.status else "",
@@ -747,6 +749,7 @@ class Pipeline:
                 report.new,
                 report.edited,
                 report.duration_ms,
+                f"; read in spite of: {report.warning}" if report.warning else "",
                 extra={
                     "feed": report.feed,
                     "outcome": report.outcome,
@@ -755,6 +758,7 @@ class Pipeline:
                     "new": report.new,
                     "edited": report.edited,
                     "duration_ms": round(report.duration_ms, 1),
+                    **({"warning": report.warning} if report.warning else {}),
                 },
             )
 
@@ -768,6 +772,7 @@ class _Prepared:
     known: dict[str, Known]
     fresh: list[Entry]
     unchanged: int  # entries recognised by their raw hash and skipped uncleaned
+    warning: str | None = None
 
 
 def _unique(entries: Iterable[Entry]) -> list[Entry]:

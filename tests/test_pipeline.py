@@ -202,6 +202,18 @@ def test_a_feed_with_nothing_new_logs_at_debug_one_with_news_at_info(
     assert level == logging.DEBUG and "not_modified 304" in message
 
 
+def test_a_feed_read_in_spite_of_a_flaw_says_which_in_its_line(
+    feed_server: FeedServer, setup: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    flawed = rss(items("b", 2)).replace(b"modest catch", b"modest &bogus; catch")
+    settings, storage = setup([feed_server.route("/bozo.xml", Reply(200, flawed))])
+    caplog.set_level(logging.DEBUG, logger="monitor.pipeline")
+    assert poll(settings, storage, Clock()).new == 2
+    [record] = [r for r in caplog.records if r.msg.startswith("feed ")]
+    assert "2 new" in record.getMessage() and "read in spite of: " in record.getMessage()
+    assert "entities" in record.__dict__["warning"]  # (a field of its own in JSON logs)
+
+
 def test_edited_entry_is_updated_not_new(feed_server: FeedServer, setup: Any) -> None:
     before = rss([("g1", "Port opens", "The port opened on Monday.")])
     after = rss([("g1", "Port opens early", "The port opened on Monday, a day early.")])
