@@ -207,7 +207,7 @@ def poll(app: App, as_json: bool) -> None:
                 summary = asyncio.run(pipeline.poll(only_due=False))
             finally:
                 pipeline.close()
-        delivery = deliver_pending(storage, channels, settings, now())
+        delivery = deliver_pending(storage, channels, settings, now)
     if as_json:
         _json(
             {
@@ -246,7 +246,7 @@ def replay(app: App, file: Path, deliver: bool) -> None:
         if deliver:
             from .deliver import deliver_pending
 
-            delivery = deliver_pending(storage, channels, settings, now())
+            delivery = deliver_pending(storage, channels, settings, now)
             click.echo(f"delivery: {delivery.text()}")
 
 

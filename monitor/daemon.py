@@ -98,9 +98,7 @@ class Daemon:
     def _deliver(self) -> None:
         if self._delivery_storage is None:
             self._delivery_storage = Storage(self.settings.database_path)
-        summary = deliver_pending(
-            self._delivery_storage, self.channels, self.settings, datetime.now(UTC)
-        )
+        summary = deliver_pending(self._delivery_storage, self.channels, self.settings, utcnow)
         self.state.last_delivery = utcnow()
         if summary.delivered or summary.retried or summary.failed or summary.held:
             log.info("delivery: %s", summary.text())

@@ -24,15 +24,17 @@ Rules:
   delivery is recorded ``failed`` with the error (retry it with `monitor alerts retry`
   once fixed); it does not stop the other deliveries.
 
-This module decides and records; notifiers (`monitor.notify`) do the sending. It does not
-read the clock: ``now`` is passed in.
+This module decides and records; notifiers (`monitor.notify`) do the sending. It reads the
+time only from the ``clock`` passed in, once for the run (what is due) and again as each
+attempt ends: an attempt is stamped, and its backoff and Retry-After counted, from the
+moment its reply came, not from the start of a run that may have spent minutes on others.
 """
 
 from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any, cast
@@ -124,13 +126,14 @@ def deliver_pending(
     storage: Storage,
     channels: Sequence[Notifier],
     settings: Settings,
-    now: datetime,
+    clock: Callable[[], datetime],
 ) -> DeliverySummary:
     """Send every due delivery once, record each attempt, and return what happened.
 
     Deliveries are created for the channels configured when an alert is first dispatched;
     a channel added later receives only the alerts raised after it was added.
     """
+    now = clock()
     summary = DeliverySummary()
     summary.held = apply_budget(storage, settings.topics)
     if not channels:
@@ -155,7 +158,7 @@ def deliver_pending(
         if due.channel in failing:
             summary.deferred += 1
             continue
-        outcome = _attempt(storage, notifier, due, settings.alerts, now)
+        outcome = _attempt(storage, notifier, due, settings.alerts, clock)
         if outcome == "delivered":
             summary.delivered += 1
         elif outcome == "retry":
@@ -175,7 +178,7 @@ def _attempt(
     notifier: Notifier,
     due: DueDelivery,
     settings: AlertSettings,
-    now: datetime,
+    clock: Callable[[], datetime],
 ) -> str:
     """Send one delivery and record the attempt; return delivered, retry, failed or bug."""
     attempt = due.attempts + 1
@@ -185,6 +188,7 @@ def _attempt(
         confirmation = notifier.send(cast("AlertPayload", due.payload))
     except DeliveryError as error:
         duration = _ms(started)
+        now = clock()
         message = redact(str(error))
         if error.transient and attempt < settings.max_attempts:
             outcome = "retry"
@@ -220,6 +224,7 @@ def _attempt(
             )
             log.error("alert %s via %s failed: %s", due.alert_id, due.channel, message)
     except Exception as error:  # a bug in a notifier: visible, but the others go on
+        now = clock()
         log.exception("alert %s via %s: unexpected error", due.alert_id, due.channel)
         outcome = "bug"
         record = AttemptRecord(
@@ -230,6 +235,7 @@ def _attempt(
             duration_ms=_ms(started),
         )
     else:
+        now = clock()
         outcome = "delivered"
         record = AttemptRecord(
             delivery_id=due.id,

@@ -26,7 +26,7 @@ import socket
 import ssl
 import subprocess
 import threading
-from collections.abc import Coroutine, Iterator
+from collections.abc import Callable, Coroutine, Iterator
 from dataclasses import dataclass, field
 from email import message_from_bytes, policy
 from email.message import EmailMessage
@@ -264,11 +264,16 @@ class ReceivedRequest:
 
 
 class WebhookReceiver:
-    """Answers POSTs with the programmed replies, in order; then ``default``."""
+    """Answers POSTs with the programmed replies, in order; then ``default``.
+
+    ``on_request``, when set, is called with each request before it is answered (on the
+    server's thread, while the sender waits), e.g. to move a test's clock.
+    """
 
     def __init__(self) -> None:
         self.requests: list[ReceivedRequest] = []
         self.default = Reply(204)
+        self.on_request: Callable[[ReceivedRequest], None] | None = None
         self._replies: list[Reply] = []
         self._lock = threading.Lock()
         self.release = threading.Event()
@@ -313,6 +318,8 @@ class WebhookReceiver:
             self._replies.extend(r if isinstance(r, Reply) else Reply(r) for r in replies)
 
     def _record(self, request: ReceivedRequest) -> Reply:
+        if self.on_request is not None:
+            self.on_request(request)
         with self._lock:
             self.requests.append(request)
             return self._replies.pop(0) if self._replies else self.default

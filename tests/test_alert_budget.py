@@ -76,7 +76,7 @@ def test_budget_holds_the_extra_alert_and_the_digest_mentions_it(
     ids = [enqueue(storage, f"n{n}", T0 + timedelta(minutes=n)) for n in range(3)]
     other = enqueue(storage, "elsewhere", T0, topic="another")  # no configured budget
 
-    summary = deliver_pending(storage, channels, settings, T0 + timedelta(minutes=5))
+    summary = deliver_pending(storage, channels, settings, lambda: T0 + timedelta(minutes=5))
     assert summary.held == [ids[2]]
     assert summary.delivered == 3
     assert "1 held for the digest (alert budget)" in summary.text()
@@ -87,7 +87,8 @@ def test_budget_holds_the_extra_alert_and_the_digest_mentions_it(
 
     # the next day has a fresh budget
     tomorrow = enqueue(storage, "n3", T0 + timedelta(days=1))
-    summary = deliver_pending(storage, channels, settings, T0 + timedelta(days=1, minutes=1))
+    later = T0 + timedelta(days=1, minutes=1)
+    summary = deliver_pending(storage, channels, settings, lambda: later)
     assert summary.held == [] and summary.delivered == 1
     assert storage.alert_detail(tomorrow)["status"] == "delivered"
 
@@ -101,7 +102,7 @@ def test_budget_holds_the_extra_alert_and_the_digest_mentions_it(
     text = render_text(storage.alert_detail(digest_id)["payload"])
     assert "Held back (alert budget reached)" in text and "n2" in text
     # digests are not subject to the budget
-    summary = deliver_pending(storage, channels, settings, T0 + timedelta(days=1, hours=1))
+    summary = deliver_pending(storage, channels, settings, lambda: T0 + timedelta(days=1, hours=1))
     assert summary.delivered == 1 and summary.held == []
 
 

@@ -1,7 +1,7 @@
 """The outbox is drained exactly as promised, against a real SMTP server and HTTP receiver.
 
-Time is injected: each `deliver_pending` call gets its own `now`, moved past the retry
-delay, so no test sleeps to wait for a retry.
+Time is injected: each `deliver_pending` call gets its own clock, set past the retry delay,
+so no test sleeps to wait for a retry.
 """
 
 from __future__ import annotations
@@ -37,6 +37,19 @@ def storage(tmp_path: Path) -> Iterator[Storage]:
     store = Storage(tmp_path / "monitor.db")
     yield store
     store.close()
+
+
+class Clock:
+    """The time `deliver_pending` reads: fixed until a test (or a peer, as it answers) moves it."""
+
+    def __init__(self, now: datetime) -> None:
+        self.now = now
+
+    def __call__(self) -> datetime:
+        return self.now
+
+    def advance(self, delta: timedelta) -> None:
+        self.now += delta
 
 
 def settings(**alerts: Any) -> Settings:
@@ -87,15 +100,15 @@ def test_smtp_down_then_up_every_alert_arrives_exactly_once(storage: Storage) ->
     channels = build_channels(config.alerts, ENV)
     ids = [enqueue(storage, f"Story {n}") for n in range(3)]
 
-    first = deliver_pending(storage, channels, config, T0)
+    first = deliver_pending(storage, channels, config, Clock(T0))
     assert (first.delivered, first.retried, first.deferred) == (0, 1, 2)
 
     handler = RecordingHandler()
     controller = Controller(handler, hostname="127.0.0.1", port=port, ready_timeout=10.0)
     controller.start()
     try:
-        second = deliver_pending(storage, channels, config, T0 + LATER)
-        third = deliver_pending(storage, channels, config, T0 + 2 * LATER)
+        second = deliver_pending(storage, channels, config, Clock(T0 + LATER))
+        third = deliver_pending(storage, channels, config, Clock(T0 + 2 * LATER))
     finally:
         controller.stop()
 
@@ -125,7 +138,7 @@ def test_webhook_500_three_times_then_200(
     now = T0
     outcomes = []
     for _ in range(5):
-        summary = deliver_pending(storage, channels, config, now)
+        summary = deliver_pending(storage, channels, config, Clock(now))
         outcomes.append((summary.delivered, summary.retried))
         now += LATER
     assert outcomes == [(0, 1), (0, 1), (0, 1), (1, 0), (0, 0)]
@@ -151,15 +164,38 @@ def test_first_retry_waits_base_plus_jitter_and_retry_after_is_a_floor(
     channels = build_channels(config.alerts, ENV)
     first, second = enqueue(storage, "one"), enqueue(storage, "two")
 
-    deliver_pending(storage, channels, config, T0)  # first: 500; second deferred
+    deliver_pending(storage, channels, config, Clock(T0))  # first: 500; second deferred
     due = parse_iso(storage.alert_detail(first)["deliveries"][0]["next_attempt_at"])
     assert due is not None
     assert T0 + timedelta(seconds=60) <= due <= T0 + timedelta(seconds=120)
 
-    deliver_pending(storage, channels, config, T0 + timedelta(seconds=30))  # second: 429
+    deliver_pending(storage, channels, config, Clock(T0 + timedelta(seconds=30)))  # second: 429
     due = parse_iso(storage.alert_detail(second)["deliveries"][0]["next_attempt_at"])
     assert due is not None
     assert due >= T0 + timedelta(seconds=30 + 7200)
+
+
+def test_each_attempt_is_timed_from_its_reply_not_from_the_start_of_the_run(
+    storage: Storage, webhook_receiver: WebhookReceiver
+) -> None:
+    """A run that spends ten minutes on each reply: the second alert's 429 asks for two
+    minutes from its own reply, twenty minutes into the run."""
+    clock = Clock(T0)
+    webhook_receiver.on_request = lambda request: clock.advance(timedelta(minutes=10))
+    webhook_receiver.program(204, Reply(429, headers={"retry-after": "120"}))
+    config = settings(webhooks=(webhook(webhook_receiver.url),))
+    channels = build_channels(config.alerts, ENV)
+    first, second = enqueue(storage, "one"), enqueue(storage, "two")
+
+    summary = deliver_pending(storage, channels, config, clock)
+    assert (summary.delivered, summary.retried) == (1, 1)
+    delivered = storage.alert_detail(first)
+    assert delivered["delivered_at"] == (T0 + timedelta(minutes=10)).isoformat()
+    assert delivered["attempts"][0]["attempted_at"] == (T0 + timedelta(minutes=10)).isoformat()
+    retried = storage.alert_detail(second)
+    assert retried["attempts"][0]["attempted_at"] == (T0 + timedelta(minutes=20)).isoformat()
+    due = parse_iso(retried["deliveries"][0]["next_attempt_at"])
+    assert due is not None and due >= T0 + timedelta(minutes=20, seconds=120)
 
 
 def test_a_400_fails_at_once_and_shows_in_the_list_then_retry(
@@ -170,7 +206,7 @@ def test_a_400_fails_at_once_and_shows_in_the_list_then_retry(
     channels = build_channels(config.alerts, ENV)
     alert_id = enqueue(storage, "Bad request")
 
-    summary = deliver_pending(storage, channels, config, T0)
+    summary = deliver_pending(storage, channels, config, Clock(T0))
     assert (summary.failed, summary.retried) == (1, 0)
     listed = storage.alerts_list(status="failed")
     assert [row["id"] for row in listed] == [alert_id]
@@ -180,7 +216,7 @@ def test_a_400_fails_at_once_and_shows_in_the_list_then_retry(
 
     assert storage.retry_alert(alert_id, T0 + LATER) == 1
     assert storage.alert_detail(alert_id)["status"] == "pending"
-    summary = deliver_pending(storage, channels, config, T0 + LATER)
+    summary = deliver_pending(storage, channels, config, Clock(T0 + LATER))
     assert summary.delivered == 1
     detail = storage.alert_detail(alert_id)
     assert detail["status"] == "delivered"
@@ -200,7 +236,7 @@ def test_black_hole_smtp_times_out_and_the_webhook_still_delivers(
     channels = build_channels(config.alerts, ENV)
     ids = [enqueue(storage, "one"), enqueue(storage, "two")]
 
-    summary = deliver_pending(storage, channels, config, T0)
+    summary = deliver_pending(storage, channels, config, Clock(T0))
     assert (summary.delivered, summary.retried, summary.deferred) == (2, 1, 1)
     assert len(webhook_receiver.requests) == 2
     for alert_id in ids:
@@ -223,7 +259,7 @@ def test_transient_failures_give_up_after_max_attempts(
     channels = build_channels(config.alerts, ENV)
     alert_id = enqueue(storage, "never")
     for step in range(4):
-        deliver_pending(storage, channels, config, T0 + step * LATER)
+        deliver_pending(storage, channels, config, Clock(T0 + step * LATER))
     detail = storage.alert_detail(alert_id)
     assert detail["status"] == "failed"
     assert [a["outcome"] for a in detail["attempts"]] == ["retry", "retry", "failed"]
@@ -232,7 +268,7 @@ def test_transient_failures_give_up_after_max_attempts(
 
 def test_without_channels_alerts_wait(storage: Storage) -> None:
     enqueue(storage, "waiting")
-    summary = deliver_pending(storage, [], settings(), T0)
+    summary = deliver_pending(storage, [], settings(), Clock(T0))
     assert summary.no_channels and summary.waiting == 1
     assert "no alert channel is configured: 1 alerts wait" in summary.text()
     assert storage.outbox_counts()["pending"] == 1
@@ -251,7 +287,7 @@ def test_a_notifier_bug_is_recorded_and_does_not_stop_the_others(
     config = settings(webhooks=(webhook(webhook_receiver.url),))
     channels = [Broken(), *build_channels(config.alerts, ENV)]
     alert_id = enqueue(storage, "bug")
-    summary = deliver_pending(storage, channels, config, T0)
+    summary = deliver_pending(storage, channels, config, Clock(T0))
     assert (summary.delivered, summary.failed, summary.bugs) == (1, 1, 1)
     states = {d["channel"]: d for d in storage.alert_detail(alert_id)["deliveries"]}
     assert states["broken"]["status"] == "failed"
@@ -293,7 +329,7 @@ def test_cli_helpers_return_data_and_text(
     alert_id = enqueue(storage, "Shown story")
     _, text = show_alert(storage, alert_id)
     assert "deliveries: none yet" in text and "attempts:" not in text
-    deliver_pending(storage, channels, config, T0)
+    deliver_pending(storage, channels, config, Clock(T0))
 
     rows, text = list_alerts(storage, status="failed")
     assert [row["id"] for row in rows] == [alert_id]
@@ -328,10 +364,10 @@ def test_a_crash_after_sending_resends_with_the_same_webhook_id(
     with monkeypatch.context() as patch:
         patch.setattr(storage, "record_attempt", crash)
         with pytest.raises(Crash):
-            deliver_pending(storage, channels, config, T0)
+            deliver_pending(storage, channels, config, Clock(T0))
     assert storage.alert_detail(alert_id)["status"] == "pending"  # not recorded: not alerted
 
-    summary = deliver_pending(storage, channels, config, T0 + timedelta(minutes=1))
+    summary = deliver_pending(storage, channels, config, Clock(T0 + timedelta(minutes=1)))
     assert summary.delivered == 1
     ids = [request.headers["webhook-id"] for request in webhook_receiver.requests]
     assert ids == [alert_id, alert_id]  # at least once, and recognisably the same alert

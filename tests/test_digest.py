@@ -153,7 +153,7 @@ def test_digest_is_sent_as_one_email(storage: Storage, smtp_server: SmtpPeer) ->
             )
         ),
     )
-    summary = deliver_pending(storage, build_channels(settings.alerts, {}), settings, now)
+    summary = deliver_pending(storage, build_channels(settings.alerts, {}), settings, lambda: now)
     assert summary.delivered == 1
     [mail] = smtp_server.received
     text = mail.message.get_body(("plain",))

@@ -96,8 +96,8 @@ def test_no_secret_in_logs_output_or_database(
     channels = build_channels(settings.alerts, env)
     webhook_receiver.program(500)  # one failure, so an error is logged and recorded
     alert_id = enqueue(storage, "A story")
-    deliver_pending(storage, channels, settings, T0)
-    deliver_pending(storage, channels, settings, T0 + timedelta(hours=2))
+    deliver_pending(storage, channels, settings, lambda: T0)
+    deliver_pending(storage, channels, settings, lambda: T0 + timedelta(hours=2))
 
     detail = storage.alert_detail(alert_id)
     assert {d["channel"]: d["status"] for d in detail["deliveries"]} == {
@@ -143,7 +143,7 @@ def test_a_refused_login_does_not_leak_the_password(
     )
     channels = build_channels(settings.alerts, {"U": SMTP_USER, "P": wrong})
     alert_id = enqueue(storage, "A story")
-    summary = deliver_pending(storage, channels, settings, T0)
+    summary = deliver_pending(storage, channels, settings, lambda: T0)
     assert summary.failed == 1
     detail = storage.alert_detail(alert_id)
     assert detail["status"] == "failed"
