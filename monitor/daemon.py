@@ -34,6 +34,7 @@ from .fetch import Fetcher
 from .pipeline import Pipeline, PollSummary, utcnow
 from .service import Service, start_service
 from .storage import Storage
+from .storage.alerts import claim_owner
 
 log = logging.getLogger("monitor.daemon")
 
@@ -56,6 +57,9 @@ class Daemon:
         self.state = DaemonState()
         self.storage = Storage(settings.database_path)
         self.storage.acquire_run_lock()
+        released = self.storage.release_daemon_claims()
+        if released:
+            log.info("%d deliveries claimed by a daemon that died are due again", released)
         self.storage.sync_feeds(settings.feeds, utcnow())
         self.pipeline = Pipeline(settings, self.storage)
         self.pipeline.observers.append(metrics.observe_feed)
@@ -65,6 +69,7 @@ class Daemon:
         self._fetcher: Fetcher | None = None
         self._delivery_storage: Storage | None = None
         self._deliver_lock = threading.Lock()
+        self._claims = claim_owner(daemon=True)
         self.service: Service | None = None
 
     async def poll_due(self) -> None:
@@ -98,7 +103,9 @@ class Daemon:
     def _deliver(self) -> None:
         if self._delivery_storage is None:
             self._delivery_storage = Storage(self.settings.database_path)
-        summary = deliver_pending(self._delivery_storage, self.channels, self.settings, utcnow)
+        summary = deliver_pending(
+            self._delivery_storage, self.channels, self.settings, utcnow, owner=self._claims
+        )
         self.state.last_delivery = utcnow()
         if summary.delivered or summary.retried or summary.failed or summary.held:
             log.info("delivery: %s", summary.text())

@@ -4,8 +4,9 @@ One call of `deliver_pending`:
 
     1. budget    hold the development alerts over their topic's daily budget (`budget`)
     2. dispatch  give every pending alert that has none yet one delivery per configured channel
-    3. send      every delivery that is due, one at a time, on the calling thread
-    4. record    each attempt, with its outcome, before the next send starts
+    3. claim     each due delivery in the database just before sending it
+    4. send      it, one at a time, on the calling thread
+    5. record    each attempt, with its outcome, before the next send starts
 
 Rules:
 
@@ -13,6 +14,11 @@ Rules:
   notifier returned its confirmation. A crash between the send and the record makes the
   alert go out again on the next run, with the same Message-ID / webhook-id (at least
   once, and recognisably so).
+- Only the process that claimed a delivery sends it: the daemon and a `monitor poll` (or
+  `replay --deliver`) running at the same time never send one alert twice. The claim
+  outlasts any attempt (`claim_lease`); if its process dies, it lapses, and the delivery
+  is sent again then (a daemon that starts takes back at once what its dead predecessor
+  claimed). An attempt interrupted by an exception (Ctrl-C) gives its claim back.
 - A `DeliveryError` with ``transient=True`` is retried after an exponential backoff with
   jitter (tenacity's `wait_exponential_jitter`), never sooner than the channel's
   Retry-After; after `max_attempts` attempts, or at once when not transient, the delivery
@@ -35,7 +41,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any, cast
 
@@ -45,7 +51,7 @@ from .config import AlertSettings, Settings
 from .errors import ConfigError, DeliveryError
 from .log import redact
 from .storage import Storage
-from .storage.alerts import AttemptRecord, DueDelivery
+from .storage.alerts import AttemptRecord, DueDelivery, claim_owner
 
 if TYPE_CHECKING:  # (a poll with no channel never imports them, nor tenacity)
     from .notify.base import Notifier
@@ -55,6 +61,25 @@ log = logging.getLogger("monitor.deliver")
 
 #: The longest Retry-After honoured; a server asking for more is retried after this.
 MAX_RETRY_AFTER = 86400.0
+
+#: The shortest time a claim on a delivery holds (`claim_lease`).
+CLAIM_FLOOR = 600.0
+#: SMTP steps an email attempt may take besides one RCPT per recipient: connect, EHLO,
+#: STARTTLS, EHLO, AUTH (two replies), MAIL, DATA, the end of the data, QUIT.
+SMTP_STEPS = 10
+
+
+def claim_lease(settings: AlertSettings) -> timedelta:
+    """How long a claim on a delivery holds: longer than any attempt can last, each of its
+    steps bounded by its channel's timeout (an attempt that outlived its claim could be
+    sent again by another process meanwhile; recognisably, by its ID)."""
+    seconds = CLAIM_FLOOR
+    if settings.email is not None:
+        steps = SMTP_STEPS + len(settings.email.recipients)
+        seconds = max(seconds, 2 * steps * settings.email.timeout)
+    for hook in settings.webhooks:
+        seconds = max(seconds, 2 * hook.timeout)
+    return timedelta(seconds=seconds)
 
 
 def retry_delay(attempt: int, settings: AlertSettings, retry_after: float | None = None) -> float:
@@ -86,6 +111,7 @@ class DeliverySummary:
     held: list[str] = field(default_factory=list)
     dispatched: int = 0  # alerts given their deliveries in this run
     deferred: int = 0  # due deliveries skipped because their channel failed earlier this run
+    elsewhere: int = 0  # due deliveries another process claimed (or sent) meanwhile
     orphaned: int = 0  # due deliveries for a channel that is no longer configured
     bugs: int = 0  # unexpected exceptions from notifiers (also counted in `failed`)
     no_channels: bool = False
@@ -106,6 +132,8 @@ class DeliverySummary:
             parts.append(f"{len(self.held)} held for the digest (alert budget)")
         if self.deferred:
             parts.append(f"{self.deferred} deferred (channel failing)")
+        if self.elsewhere:
+            parts.append(f"{self.elsewhere} left to another process")
         if self.orphaned:
             parts.append(f"{self.orphaned} waiting for a channel no longer configured")
         if self.bugs:
@@ -127,12 +155,17 @@ def deliver_pending(
     channels: Sequence[Notifier],
     settings: Settings,
     clock: Callable[[], datetime],
+    *,
+    owner: str | None = None,
 ) -> DeliverySummary:
     """Send every due delivery once, record each attempt, and return what happened.
 
     Deliveries are created for the channels configured when an alert is first dispatched;
-    a channel added later receives only the alerts raised after it was added.
+    a channel added later receives only the alerts raised after it was added. ``owner``
+    names this process's claims (`claim_owner`; a fresh one by default).
     """
+    owner = owner or claim_owner()
+    lease = claim_lease(settings.alerts)
     now = clock()
     summary = DeliverySummary()
     summary.held = apply_budget(storage, settings.topics)
@@ -158,7 +191,18 @@ def deliver_pending(
         if due.channel in failing:
             summary.deferred += 1
             continue
-        outcome = _attempt(storage, notifier, due, settings.alerts, clock)
+        claimed = clock()
+        attempts = storage.claim_delivery(due.id, owner, claimed, claimed + lease)
+        if attempts is None:
+            summary.elsewhere += 1
+            continue
+        try:
+            outcome = _attempt(
+                storage, notifier, replace(due, attempts=attempts), settings.alerts, clock, owner
+            )
+        except BaseException:
+            storage.release_claim(due.id, owner)
+            raise
         if outcome == "delivered":
             summary.delivered += 1
         elif outcome == "retry":
@@ -179,8 +223,10 @@ def _attempt(
     due: DueDelivery,
     settings: AlertSettings,
     clock: Callable[[], datetime],
+    owner: str,
 ) -> str:
-    """Send one delivery and record the attempt; return delivered, retry, failed or bug."""
+    """Send one claimed delivery and record the attempt; return delivered, retry, failed
+    or bug."""
     attempt = due.attempts + 1
     started = time.perf_counter()
     outcome: str
@@ -201,6 +247,7 @@ def _attempt(
                 error=message,
                 duration_ms=duration,
                 next_attempt_at=now + timedelta(seconds=delay),
+                owner=owner,
             )
             log.warning(
                 "alert %s via %s: attempt %d failed, retry in %.0fs: %s",
@@ -221,6 +268,7 @@ def _attempt(
                 status_code=error.status,
                 error=message,
                 duration_ms=duration,
+                owner=owner,
             )
             log.error("alert %s via %s failed: %s", due.alert_id, due.channel, message)
     except Exception as error:  # a bug in a notifier: visible, but the others go on
@@ -233,6 +281,7 @@ def _attempt(
             outcome="failed",
             error=redact(f"internal error: {type(error).__name__}: {error}"),
             duration_ms=_ms(started),
+            owner=owner,
         )
     else:
         now = clock()
@@ -243,6 +292,7 @@ def _attempt(
             outcome="delivered",
             status_code=redact(confirmation)[:200],
             duration_ms=_ms(started),
+            owner=owner,
         )
         log.info("alert %s delivered via %s: %s", due.alert_id, due.channel, record.status_code)
     storage.record_attempt(record)

@@ -505,7 +505,7 @@ class Pipeline:
         )
         raise_alert = failing_long and not feed.health_alerted
         with self.storage.atomic():
-            if raise_alert:
+            if raise_alert and self.storage.set_health_alerted(feed.id, True):
                 self._health_alert("feed_failing", feed, report.error, since, now, summary)
             self.storage.update_feed(
                 FeedUpdate(
@@ -546,7 +546,7 @@ class Pipeline:
             max_interval=polling.max_interval,
             max_backoff=polling.max_backoff,
         )
-        recovered = feed.health_alerted
+        recovered = feed.health_alerted and self.storage.set_health_alerted(feed.id, False)
         if recovered:
             self._health_alert(
                 "feed_recovered", feed, feed.error_message, feed.error_since, now, summary

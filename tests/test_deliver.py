@@ -7,6 +7,7 @@ so no test sleeps to wait for a retry.
 from __future__ import annotations
 
 import json
+import sqlite3
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -14,15 +15,18 @@ from typing import Any
 
 import pytest
 from aiosmtpd.controller import Controller
+from sqlite_utils import Database
 from standardwebhooks import Webhook
 
 from monitor.channels import build_channels
 from monitor.config import AlertSettings, EmailSettings, Settings, TopicSettings, WebhookSettings
-from monitor.deliver import deliver_pending, retry_delay, send_test
+from monitor.deliver import claim_lease, deliver_pending, retry_delay, send_test
 from monitor.errors import UserError
 from monitor.storage import Storage
+from monitor.storage.alerts import AttemptRecord, claim_owner
 from monitor.storage.base import parse_iso
-from tests.peers import RecordingHandler, Reply, WebhookReceiver, free_port
+from monitor.storage.schema import migrations
+from tests.peers import ReceivedRequest, RecordingHandler, Reply, WebhookReceiver, free_port
 
 pytest_plugins = ["tests.peers"]
 
@@ -371,3 +375,109 @@ def test_a_crash_after_sending_resends_with_the_same_webhook_id(
     assert summary.delivered == 1
     ids = [request.headers["webhook-id"] for request in webhook_receiver.requests]
     assert ids == [alert_id, alert_id]  # at least once, and recognisably the same alert
+
+
+def test_two_processes_delivering_at_once_send_each_alert_once(
+    tmp_path: Path, storage: Storage, webhook_receiver: WebhookReceiver
+) -> None:
+    """The daemon and a `monitor poll` on one database (two connections): while the first
+    sends alert one, the second delivers what is left; the first then finds alert two,
+    which it had read as due, already sent."""
+    config = settings(webhooks=(webhook(webhook_receiver.url),))
+    ids = [enqueue(storage, "one"), enqueue(storage, "two")]
+    other = Storage(tmp_path / "monitor.db")
+    runs = []
+
+    def meanwhile(request: ReceivedRequest) -> None:
+        if len(runs) == 0 and request.headers["webhook-id"] == ids[0]:
+            runs.append(None)
+            channels = build_channels(config.alerts, ENV)
+            runs.append(deliver_pending(other, channels, config, Clock(T0)))
+
+    webhook_receiver.on_request = meanwhile
+    try:
+        first = deliver_pending(storage, build_channels(config.alerts, ENV), config, Clock(T0))
+    finally:
+        other.close()
+
+    sent = [request.headers["webhook-id"] for request in webhook_receiver.requests]
+    assert sorted(sent) == sorted(ids)
+    second = runs[1]
+    assert (first.delivered, first.elsewhere) == (1, 1)
+    assert (second.delivered, second.elsewhere) == (1, 0)
+    assert "1 left to another process" in first.text()
+    for alert_id in ids:
+        detail = storage.alert_detail(alert_id)
+        assert detail["status"] == "delivered"
+        assert [a["outcome"] for a in detail["attempts"]] == ["delivered"]
+
+
+def test_a_claim_left_by_a_dead_process_lapses_and_nothing_is_lost(
+    storage: Storage, webhook_receiver: WebhookReceiver
+) -> None:
+    config = settings(webhooks=(webhook(webhook_receiver.url),))
+    channels = build_channels(config.alerts, ENV)
+    alert_id = enqueue(storage, "claimed, then the claimer died")
+    storage.open_deliveries(alert_id, [channels[0].channel], T0)
+    (delivery_id,) = storage.db.execute("SELECT id FROM deliveries").fetchone()
+    lease = claim_lease(config.alerts)
+    assert storage.claim_delivery(delivery_id, "cli:1:dead", T0, T0 + lease) == 0
+    assert storage.claim_delivery(delivery_id, "cli:2:late", T0, T0 + lease) is None
+
+    during = deliver_pending(storage, channels, config, Clock(T0 + lease / 2))
+    assert during.delivered == 0 and webhook_receiver.requests == []
+    after = deliver_pending(storage, channels, config, Clock(T0 + lease))
+    assert after.delivered == 1
+    assert [r.headers["webhook-id"] for r in webhook_receiver.requests] == [alert_id]
+
+    # the dead process's attempt, were it recorded after all, changes nothing: its claim
+    # had lapsed, and the delivery was confirmed since
+    storage.record_attempt(
+        AttemptRecord(
+            delivery_id=delivery_id, attempted_at=T0 + lease, outcome="failed", owner="cli:1:dead"
+        )
+    )
+    detail = storage.alert_detail(alert_id)
+    assert (detail["status"], detail["deliveries"][0]["status"]) == ("delivered", "delivered")
+    assert [a["outcome"] for a in detail["attempts"]] == ["delivered", "failed"]
+
+
+def test_a_starting_daemon_takes_back_what_a_dead_daemon_claimed(storage: Storage) -> None:
+    alert_id = enqueue(storage, "claimed by a daemon killed while sending")
+    storage.open_deliveries(alert_id, ["email", "webhook:x"], T0)
+    ids = [row[0] for row in storage.db.execute("SELECT id FROM deliveries ORDER BY id")]
+    until = T0 + timedelta(hours=1)
+    storage.claim_delivery(ids[0], claim_owner(daemon=True), T0, until)
+    storage.claim_delivery(ids[1], claim_owner(), T0, until)
+    assert storage.release_daemon_claims() == 1
+    assert [d.id for d in storage.pending_deliveries(T0)] == [ids[0]]
+
+
+def test_deliveries_pending_before_the_claims_existed_are_sent(
+    tmp_path: Path, webhook_receiver: WebhookReceiver
+) -> None:
+    path = tmp_path / "old.db"
+    conn = sqlite3.connect(path, isolation_level=None)
+    try:
+        migrations.apply(Database(conn), stop_before="m015_delivery_claims")
+        conn.execute(
+            "INSERT INTO alerts (id, kind, payload, status, created_at) "
+            "VALUES ('a_old', 'test', '{\"type\": \"test\", \"id\": \"a_old\"}', 'pending', ?)",
+            [T0.isoformat()],
+        )
+        conn.execute(
+            "INSERT INTO deliveries (alert_id, channel, status, attempts, next_attempt_at) "
+            "VALUES ('a_old', ?, 'pending', 1, ?)",
+            [f"webhook:127.0.0.1:{webhook_receiver.port}", T0.isoformat()],
+        )
+    finally:
+        conn.close()
+    config = settings(webhooks=(webhook(webhook_receiver.url),))
+    store = Storage(path)
+    try:
+        summary = deliver_pending(store, build_channels(config.alerts, ENV), config, Clock(T0))
+        assert summary.delivered == 1
+        assert store.alert_detail("a_old")["deliveries"][0]["attempts"] == 2
+    finally:
+        store.close()
+    assert [r.headers["webhook-id"] for r in webhook_receiver.requests] == ["a_old"]

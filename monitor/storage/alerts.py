@@ -7,6 +7,9 @@ State rules kept here, in one place:
   channel confirmed it"); it is ``failed`` only when every one of its deliveries failed;
   ``held`` means the alert budget kept it back for the digest;
 - a delivery is ``pending`` (with ``next_attempt_at``), ``delivered`` or ``failed``;
+- a pending delivery is sent only by the process that claimed it (``claimed_by``), until
+  its claim lapses (``claimed_until``); the attempt's outcome changes the delivery only
+  while that claim holds (a confirmation excepted: it is a fact whoever holds the claim);
 - every attempt is a `delivery_attempts` row, written in the same transaction as the
   delivery and alert state it changes.
 
@@ -16,6 +19,7 @@ This module stores and reads; it never sends anything and never reads the clock.
 from __future__ import annotations
 
 import json
+import os
 import secrets
 from dataclasses import dataclass
 from datetime import datetime
@@ -28,10 +32,20 @@ from .base import dumps, iso, parse_iso
 
 ALERT_STATUSES = ("pending", "delivered", "failed", "held")
 
+#: How the daemon's claims on deliveries begin: at most one daemon runs on a database (the
+#: run lock), so a daemon that starts knows every other such claim was left by one that died.
+DAEMON_CLAIM = "run:"
+
 
 def new_alert_id() -> str:
     """A unique, stable alert ID; it becomes the email Message-ID and the webhook-id."""
     return f"a_{secrets.token_hex(8)}"
+
+
+def claim_owner(*, daemon: bool = False) -> str:
+    """A token for the claims one process (or one daemon) makes on deliveries."""
+    prefix = DAEMON_CLAIM if daemon else "cli:"
+    return f"{prefix}{os.getpid()}:{secrets.token_hex(4)}"
 
 
 @dataclass(frozen=True, slots=True)
@@ -69,6 +83,7 @@ class AttemptRecord:
     error: str | None = None
     duration_ms: float | None = None
     next_attempt_at: datetime | None = None  # for "retry"
+    owner: str | None = None  # the claim the attempt was made under
 
 
 def alert_title(payload: dict[str, Any]) -> str:
@@ -174,11 +189,15 @@ class AlertStore:
                 )
 
     def pending_deliveries(self, now: datetime) -> list[DueDelivery]:
-        """Deliveries whose next attempt is due, oldest alert first."""
+        """Deliveries whose next attempt is due and that nobody claims, oldest alert first.
+
+        What this returns may be stale by the time each is sent: claim each one first.
+        """
         sql = """
             SELECT d.id, d.alert_id, d.channel, d.attempts, a.payload
             FROM deliveries d JOIN alerts a ON a.id = d.alert_id
-            WHERE d.status = 'pending' AND d.next_attempt_at <= ?
+            WHERE d.status = 'pending' AND d.next_attempt_at <= ?1
+              AND (d.claimed_until IS NULL OR d.claimed_until <= ?1)
             ORDER BY a.created_at, a.rowid, d.id
         """
         return [
@@ -192,12 +211,52 @@ class AlertStore:
             for row in self.db.query(sql, [iso(now)])
         ]
 
+    def claim_delivery(
+        self, delivery_id: int, owner: str, now: datetime, until: datetime
+    ) -> int | None:
+        """Claim a delivery for sending until `until`; return its attempts so far, or None
+        when it is no longer pending and due, or another process's claim on it holds.
+
+        One conditional UPDATE: of two processes that read the same due delivery, exactly
+        one claims it.
+        """
+        rows = self.db.execute(
+            """
+            UPDATE deliveries SET claimed_by = ?1, claimed_until = ?2
+            WHERE id = ?3 AND status = 'pending' AND next_attempt_at <= ?4
+              AND (claimed_until IS NULL OR claimed_until <= ?4)
+            RETURNING attempts
+            """,
+            [owner, iso(until), delivery_id, iso(now)],
+        ).fetchall()
+        return int(rows[0][0]) if rows else None
+
+    def release_claim(self, delivery_id: int, owner: str) -> None:
+        """Give back a claim without an attempt to record (the attempt was interrupted)."""
+        self.db.execute(
+            "UPDATE deliveries SET claimed_by = NULL, claimed_until = NULL "
+            "WHERE id = ? AND claimed_by = ?",
+            [delivery_id, owner],
+        )
+
+    def release_daemon_claims(self) -> int:
+        """Give back the claims a daemon that died left (call holding the run lock): what
+        it was sending when it died is due again at once; return how many."""
+        cursor = self.db.execute(
+            "UPDATE deliveries SET claimed_by = NULL, claimed_until = NULL "
+            "WHERE substr(claimed_by, 1, ?) = ?",
+            [len(DAEMON_CLAIM), DAEMON_CLAIM],
+        )
+        return int(cursor.rowcount)
+
     def record_attempt(self, record: AttemptRecord) -> str:
         """Write one attempt and its consequences in one transaction; return the alert's status.
 
         ``delivered`` confirms the delivery and (if it was not already) the alert;
         ``retry`` moves the delivery's next attempt; ``failed`` ends the delivery, and the
-        alert too when none of its deliveries is left pending or delivered.
+        alert too when none of its deliveries is left pending or delivered. Each releases
+        the claim. An attempt whose claim lapsed meanwhile (another process may have sent
+        the delivery since) is recorded, but only a confirmation changes the delivery.
         """
         if record.outcome not in ("delivered", "retry", "failed"):
             raise ValueError(f"unknown outcome {record.outcome!r}")
@@ -205,28 +264,34 @@ class AlertStore:
             raise ValueError("a retry needs next_attempt_at")
         when = iso(record.attempted_at)
         with self.db.atomic():
-            delivery = self.db.execute(
-                "SELECT alert_id, channel FROM deliveries WHERE id = ?", [record.delivery_id]
-            ).fetchone()
-            if delivery is None:
+            # A write first: the transaction then reads the latest state, which another
+            # process delivering at the same time may have just committed (a read first
+            # would pin an older snapshot and make the writes fail as "database is locked").
+            inserted = self.db.execute(
+                """
+                INSERT INTO delivery_attempts (delivery_id, alert_id, channel, attempted_at,
+                    outcome, status_code, error, duration_ms)
+                SELECT id, alert_id, channel, ?, ?, ?, ?, ? FROM deliveries WHERE id = ?
+                RETURNING alert_id
+                """,
+                [
+                    when,
+                    record.outcome,
+                    record.status_code,
+                    record.error,
+                    record.duration_ms,
+                    record.delivery_id,
+                ],
+            ).fetchall()
+            if not inserted:
                 raise ValueError(f"no delivery {record.delivery_id}")
-            alert_id, channel = delivery
-            self.db.table("delivery_attempts").insert(
-                {
-                    "delivery_id": record.delivery_id,
-                    "alert_id": alert_id,
-                    "channel": channel,
-                    "attempted_at": when,
-                    "outcome": record.outcome,
-                    "status_code": record.status_code,
-                    "error": record.error,
-                    "duration_ms": record.duration_ms,
-                }
-            )
+            alert_id = inserted[0][0]
+            unclaim = "claimed_by = NULL, claimed_until = NULL"
             if record.outcome == "delivered":
                 self.db.execute(
                     "UPDATE deliveries SET status = 'delivered', attempts = attempts + 1, "
-                    "confirmation = ?, delivered_at = ?, last_error = NULL WHERE id = ?",
+                    f"confirmation = ?, delivered_at = ?, last_error = NULL, {unclaim} "
+                    "WHERE id = ? AND status != 'delivered'",
                     [record.status_code, when, record.delivery_id],
                 )
                 self.db.execute(
@@ -237,14 +302,16 @@ class AlertStore:
             elif record.outcome == "retry":
                 self.db.execute(
                     "UPDATE deliveries SET attempts = attempts + 1, next_attempt_at = ?, "
-                    "last_error = ? WHERE id = ?",
-                    [iso(record.next_attempt_at), record.error, record.delivery_id],
+                    f"last_error = ?, {unclaim} "
+                    "WHERE id = ? AND status = 'pending' AND claimed_by IS ?",
+                    [iso(record.next_attempt_at), record.error, record.delivery_id, record.owner],
                 )
             else:
                 self.db.execute(
                     "UPDATE deliveries SET status = 'failed', attempts = attempts + 1, "
-                    "last_error = ? WHERE id = ?",
-                    [record.error, record.delivery_id],
+                    f"last_error = ?, {unclaim} "
+                    "WHERE id = ? AND status = 'pending' AND claimed_by IS ?",
+                    [record.error, record.delivery_id, record.owner],
                 )
                 self.db.execute(
                     """

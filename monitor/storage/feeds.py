@@ -242,6 +242,17 @@ class FeedStore:
                 },
             )
 
+    def set_health_alerted(self, feed_id: int, alerted: bool) -> bool:
+        """Mark that the feed's "feed failing" alert was raised (or, False, that it
+        recovered), inside the transaction that raises the alert; False when the flag was
+        already so: another process polling the same feed, from the same row read before
+        its fetch, raised that alert first, and this one must not raise it again."""
+        cursor = self.db.execute(
+            "UPDATE feeds SET health_alerted = ?1 WHERE id = ?2 AND health_alerted != ?1",
+            [int(alerted), feed_id],
+        )
+        return cursor.rowcount == 1
+
     def update_feed(self, update: FeedUpdate) -> None:
         """Write one poll's result on the feed row (call inside the feed's transaction)."""
         values: dict[str, Any] = {

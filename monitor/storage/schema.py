@@ -510,3 +510,13 @@ def m014_signatures_leave_with_their_keys(db: Database) -> None:
         DROP TABLE temp.m014_emptying;
         """
     )
+
+
+@migrations()
+def m015_delivery_claims(db: Database) -> None:
+    """A delivery is claimed before it is sent (`AlertStore.claim_delivery`): `claimed_by`
+    names the process sending it, `claimed_until` is when the claim lapses should that
+    process die. Two processes delivering at once (the daemon and `monitor poll`) each
+    sent every due delivery they had read; now the second one skips it."""
+    db.execute("ALTER TABLE deliveries ADD COLUMN claimed_by TEXT")
+    db.execute("ALTER TABLE deliveries ADD COLUMN claimed_until TEXT")
