@@ -5,12 +5,15 @@ APScheduler (3.x) is only the clock. The schedule itself is data: every feed row
 due, and a restart loses nothing. Jobs, each with ``max_instances=1, coalesce=True``:
 
 - ``poll_due``        coroutine on the event loop: fetch due feeds, judge, write
-- ``deliver_pending`` in a worker thread with its own database connection (SMTP blocks)
+- ``deliver_pending`` coroutine waiting on a worker thread with its own database
+                      connection (SMTP blocks)
 - ``digest:<topic>``  cron trigger in the topic's time zone: enqueue the digest
 
 SIGTERM/SIGINT stop the scheduler; a poll in progress is cancelled only between feeds
 (every write is a synchronous transaction with no await inside), so the current
-transaction always finishes. A second daemon on the same database is refused.
+transaction always finishes; a delivery run stops between two deliveries (the one being
+sent finishes and is recorded, the rest wait for the next start). A second daemon on the
+same database is refused.
 """
 
 from __future__ import annotations
@@ -69,6 +72,7 @@ class Daemon:
         self._fetcher: Fetcher | None = None
         self._delivery_storage: Storage | None = None
         self._deliver_lock = threading.Lock()
+        self._stopping = threading.Event()  # the delivery thread's view of `_stop`
         self._claims = claim_owner(daemon=True)
         self.service: Service | None = None
 
@@ -92,7 +96,17 @@ class Daemon:
             self.state.last_poll_summary = summary
             log.info("poll: %s", summary.text())
 
-    def deliver(self) -> None:
+    async def deliver(self) -> None:
+        try:
+            await asyncio.to_thread(self._deliver_locked)
+        except asyncio.CancelledError:
+            if not self._stop.is_set():
+                raise
+            # `run` stops the scheduler, which cancels the jobs it waits for: the thread goes
+            # on to the end of its attempt, which `run` waits for. Ended here, the job does
+            # not reach APScheduler's log as an error.
+
+    def _deliver_locked(self) -> None:
         if not self._deliver_lock.acquire(blocking=False):
             return  # shutting down (the lock is held for good)
         try:
@@ -104,7 +118,12 @@ class Daemon:
         if self._delivery_storage is None:
             self._delivery_storage = Storage(self.settings.database_path)
         summary = deliver_pending(
-            self._delivery_storage, self.channels, self.settings, utcnow, owner=self._claims
+            self._delivery_storage,
+            self.channels,
+            self.settings,
+            utcnow,
+            owner=self._claims,
+            stop=self._stopping,
         )
         self.state.last_delivery = utcnow()
         if summary.delivered or summary.retried or summary.failed or summary.held:
@@ -163,6 +182,7 @@ class Daemon:
         )
         started = time.monotonic()
         await self._stop.wait()
+        self._stopping.set()
         log.info("stopping after %.0f s", time.monotonic() - started)
         self.state.running = False
         scheduler.shutdown(wait=False)
@@ -170,7 +190,8 @@ class Daemon:
         for task in current:
             task.cancel()
         await asyncio.gather(*current, return_exceptions=True)
-        # let a delivery running in its thread finish recording (every step has a timeout)
+        # let a delivery running in its thread finish its attempt and record it (every step
+        # has a timeout); it starts no other
         await asyncio.to_thread(self._deliver_lock.acquire)
         await self._fetcher.aclose()
         if self.service is not None:

@@ -26,6 +26,9 @@ Rules:
 - Channels are independent: each (alert, channel) pair has its own state, and a channel
   that failed transiently is not tried again in the same run (so a server that is down
   costs one timeout per run, not one per alert); the other channels carry on.
+- A run asked to stop (``stop``, set by the daemon on SIGTERM) stops between two
+  deliveries: the one being sent finishes and is recorded, the others stay pending for
+  the next start, so a stop waits for one attempt, not for the whole backlog.
 - Any other exception from a notifier is a bug: it is logged with its traceback and that
   delivery is recorded ``failed`` with the error (retry it with `monitor alerts retry`
   once fixed); it does not stop the other deliveries.
@@ -39,6 +42,7 @@ moment its reply came, not from the start of a run that may have spent minutes o
 from __future__ import annotations
 
 import logging
+import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
@@ -113,6 +117,7 @@ class DeliverySummary:
     deferred: int = 0  # due deliveries skipped because their channel failed earlier this run
     elsewhere: int = 0  # due deliveries another process claimed (or sent) meanwhile
     orphaned: int = 0  # due deliveries for a channel that is no longer configured
+    stopped: int = 0  # due deliveries left for the next start because the run was stopped
     bugs: int = 0  # unexpected exceptions from notifiers (also counted in `failed`)
     no_channels: bool = False
     waiting: int = 0  # pending alerts when no channel is configured
@@ -136,6 +141,8 @@ class DeliverySummary:
             parts.append(f"{self.elsewhere} left to another process")
         if self.orphaned:
             parts.append(f"{self.orphaned} waiting for a channel no longer configured")
+        if self.stopped:
+            parts.append(f"stopped: {self.stopped} left for the next start")
         if self.bugs:
             parts.append(f"{self.bugs} internal errors (see the log)")
         return "deliveries: " + ", ".join(parts)
@@ -157,12 +164,14 @@ def deliver_pending(
     clock: Callable[[], datetime],
     *,
     owner: str | None = None,
+    stop: threading.Event | None = None,
 ) -> DeliverySummary:
     """Send every due delivery once, record each attempt, and return what happened.
 
     Deliveries are created for the channels configured when an alert is first dispatched;
     a channel added later receives only the alerts raised after it was added. ``owner``
-    names this process's claims (`claim_owner`; a fresh one by default).
+    names this process's claims (`claim_owner`; a fresh one by default). Once ``stop`` is
+    set, no further delivery is started.
     """
     owner = owner or claim_owner()
     lease = claim_lease(settings.alerts)
@@ -183,7 +192,11 @@ def deliver_pending(
         summary.dispatched += 1
 
     failing: set[str] = set()
-    for due in storage.pending_deliveries(now):
+    due_now = storage.pending_deliveries(now)
+    for index, due in enumerate(due_now):
+        if stop is not None and stop.is_set():
+            summary.stopped = len(due_now) - index
+            break
         notifier = by_name.get(due.channel)
         if notifier is None:
             summary.orphaned += 1
@@ -212,7 +225,7 @@ def deliver_pending(
             summary.failed += 1
             if outcome == "bug":
                 summary.bugs += 1
-    if summary.delivered or summary.retried or summary.failed:
+    if summary.delivered or summary.retried or summary.failed or summary.stopped:
         log.info(summary.text())
     return summary
 

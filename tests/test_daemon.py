@@ -21,7 +21,7 @@ import pytest
 from monitor.storage import Storage
 from tests.feedserver import FeedServer
 from tests.feedserver import Reply as FeedReply
-from tests.peers import Reply, WebhookReceiver
+from tests.peers import ReceivedRequest, Reply, WebhookReceiver
 from tests.test_pipeline import items, rss
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -184,6 +184,58 @@ def test_killed_after_sending_before_recording_resends_the_same_id(
     assert ids == [alert_id, alert_id]
     bodies = [json.loads(request.body) for request in webhook_receiver.requests]
     assert bodies[0] == bodies[1]
+
+
+def test_sigterm_during_a_backlog_finishes_the_current_delivery_and_leaves_the_rest(
+    daemons: Daemons, webhook_receiver: WebhookReceiver
+) -> None:
+    """SIGTERM while the receiver is slow to answer the first of three alerts: that one is
+    answered, recorded and delivered; the daemon then exits without sending the others."""
+    config = daemons.config(
+        f'[alerts]\ndeliver_every = "1s"\n[[alerts.webhooks]]\nurl = "{webhook_receiver.url}"\n'
+        'secret_env = "MONITOR_WEBHOOK_SECRET"\ntimeout = "20s"\n'
+    )
+    ids = [_pending_alert(daemons.db) for _ in range(3)]
+    arrived, answer = threading.Event(), threading.Event()
+
+    def slow(request: ReceivedRequest) -> None:
+        arrived.set()
+        answer.wait(20)
+
+    webhook_receiver.on_request = slow
+    process = daemons.start(config)
+    lines: list[str] = []
+
+    def read() -> None:
+        assert process.stderr is not None
+        for line in process.stderr:
+            lines.append(line)
+
+    reader = threading.Thread(target=read)
+    reader.start()
+    try:
+        assert arrived.wait(30), "the first send never came"
+        process.send_signal(signal.SIGTERM)
+        wait_for(lambda: any("stopping after" in line for line in lines), "the stop")
+    finally:
+        answer.set()
+    process.wait(timeout=30)
+    reader.join(timeout=10)
+    err = "".join(lines)
+    assert process.returncode == 0, err
+    assert [r.headers["webhook-id"] for r in webhook_receiver.requests] == ids[:1]
+    statuses = query(daemons.db, "SELECT id, status FROM alerts")
+    assert sorted(statuses) == sorted(
+        [(ids[0], "delivered"), (ids[1], "pending"), (ids[2], "pending")]
+    )
+    assert query(daemons.db, "SELECT alert_id, outcome FROM delivery_attempts") == [
+        (ids[0], "delivered")
+    ]
+    assert query(daemons.db, "SELECT count(*) FROM deliveries WHERE claimed_by IS NOT NULL") == [
+        (0,)
+    ]
+    assert "stopped: 2 left for the next start" in err
+    assert "Traceback" not in err and "ERROR" not in err, err
 
 
 def test_hung_smtp_server_does_not_stop_polling(
