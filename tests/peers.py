@@ -12,7 +12,8 @@ Fixtures:
     smtp_blackhole   a port that completes the TCP handshake and never says a word
     closed_port      a port on which nothing listens
     webhook_receiver an HTTP server answering a programmed sequence of statuses and
-                     recording every request (headers and body)
+                     recording every request (headers and body); an answer can hang, or
+                     come a byte at a time
 
 SMTP peers refuse recipients by local part: ``refuse-...@`` gets 550 and ``defer-...@``
 gets 450; everyone else is accepted.
@@ -253,6 +254,8 @@ class Reply:
     headers: dict[str, str] = field(default_factory=dict)
     body: bytes = b""
     hang: bool = False  # wait (until teardown, at most HANG_LIMIT) instead of answering
+    drip: float | None = None  # seconds between single bytes of the answer, status line on
+    drip_body: float | None = None  # ... between single bytes of the body only
 
 
 @dataclass(frozen=True)
@@ -294,12 +297,29 @@ class WebhookReceiver:
                 if reply.hang:
                     receiver.release.wait(HANG_LIMIT)
                     return
-                self.send_response(reply.status)
-                for name, value in reply.headers.items():
-                    self.send_header(name, value)
-                self.send_header("content-length", str(len(reply.body)))
-                self.end_headers()
-                self.wfile.write(reply.body)
+                head = [f"HTTP/1.1 {reply.status} {self.responses[reply.status][0]}"]
+                head += [f"{name}: {value}" for name, value in reply.headers.items()]
+                head += [f"content-length: {len(reply.body)}", "connection: close", "", ""]
+                raw = "\r\n".join(head).encode("latin-1")
+                if reply.drip is not None:
+                    self._drip(raw + reply.body, reply.drip)
+                elif reply.drip_body is not None:
+                    self.wfile.write(raw)
+                    self._drip(reply.body, reply.drip_body)
+                else:
+                    self.wfile.write(raw + reply.body)
+                self.close_connection = True
+
+            def _drip(self, data: bytes, interval: float) -> None:
+                """One byte at a time, until the client leaves or the receiver stops."""
+                for index in range(len(data)):
+                    try:
+                        self.wfile.write(data[index : index + 1])
+                        self.wfile.flush()
+                    except OSError:
+                        return
+                    if receiver.release.wait(interval):
+                        return
 
             def log_message(self, format: str, *args: Any) -> None:
                 pass

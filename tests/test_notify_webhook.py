@@ -183,6 +183,38 @@ def test_timeout_is_transient(webhook_receiver: WebhookReceiver) -> None:
     assert time.monotonic() - started < 5.0
 
 
+def test_a_receiver_trickling_its_answer_is_cut_at_the_timeout(
+    webhook_receiver: WebhookReceiver,
+) -> None:
+    """Each byte of the status line and headers comes well within the timeout, but the
+    answer as a whole would take eight times as long: the request is a timed-out one."""
+    padding = {"x-padding": "p" * 40}
+    webhook_receiver.program(Reply(200, headers=padding, drip=0.05))
+    notifier = WebhookNotifier(webhook_receiver.url, WHSEC, timeout=0.5)
+    try:
+        with pytest.raises(WebhookError) as caught:
+            notifier.send(development_alert())
+    finally:
+        notifier.close()
+    assert caught.value.transient
+    assert "timed out after 0.5s" in str(caught.value)
+
+
+def test_an_error_trickling_its_body_keeps_its_status_and_what_came(
+    webhook_receiver: WebhookReceiver,
+) -> None:
+    webhook_receiver.program(Reply(503, body=b"x" * 40, drip_body=0.05))
+    notifier = WebhookNotifier(webhook_receiver.url, WHSEC, timeout=0.5)
+    try:
+        with pytest.raises(WebhookError) as caught:
+            notifier.send(development_alert())
+    finally:
+        notifier.close()
+    assert caught.value.transient and caught.value.status == "503"
+    detail = str(caught.value).split("HTTP 503: ", 1)[1]
+    assert 0 < len(detail) < 40 and set(detail) == {"x"}
+
+
 def test_connection_refused_is_transient(closed_port: int) -> None:
     notifier = WebhookNotifier(f"http://127.0.0.1:{closed_port}/hook", WHSEC, timeout=1.0)
     try:

@@ -17,6 +17,13 @@ that library base64-decodes it.
 Outcomes: any 2xx is delivered ("HTTP 204"). 408, 429, 5xx, timeouts and connection errors
 are transient, with ``retry_after`` from a ``Retry-After`` header. Redirects are not
 followed (a POST should go where it was configured) and, like other 4xx, are permanent.
+
+The timeout bounds the whole exchange: connecting, sending, the status line and headers, and
+the start of an error's body that is read for its message. httpx bounds each connect, read
+and write, not their sum, so a receiver trickling its answer a byte at a time would hold the
+delivery as long as it liked; a timer shuts the connection down at the deadline instead
+(`_Deadline`). A request cut before its status arrived is a (transient) timeout; an error
+whose body is cut keeps its status, with the part of the body that came.
 """
 
 from __future__ import annotations
@@ -25,9 +32,13 @@ import base64
 import binascii
 import hashlib
 import hmac
+import socket
+import threading
 import time
 from collections.abc import Callable
+from contextlib import suppress
 from datetime import UTC, datetime
+from typing import Any
 from urllib.parse import urlsplit
 
 import httpx
@@ -79,7 +90,9 @@ class WebhookNotifier:
     """POST each alert, signed, to one URL.
 
     ``client`` lets the daemon share one ``httpx.Client``; if omitted the notifier makes its
-    own (close it with ``close()``). ``timeout`` bounds connecting and each read and write.
+    own (close it with ``close()``). ``timeout`` bounds the whole exchange, which opens a
+    connection of its own; share a client only among webhooks (a connection it kept from
+    another use could be reused, and cut by nothing but httpx's per-step timeouts).
     ``name`` overrides the channel name (``webhook:<host>[:<port>]`` by default), for two
     webhooks on the same host. ``clock`` (Unix seconds) is for tests.
     """
@@ -127,10 +140,17 @@ class WebhookNotifier:
     def send(self, payload: AlertPayload) -> str:
         """Deliver one alert; return ``"HTTP <status>"`` or raise ``WebhookError``."""
         body = webhook_body(payload)
-        headers = self.headers(str(payload["id"]), body)
+        # A connection of its own, opened in this exchange, is one the deadline can cut.
+        headers = {**self.headers(str(payload["id"]), body), "connection": "close"}
+        deadline = _Deadline(self.timeout)
         try:
             with self._client.stream(
-                "POST", self.url, content=body, headers=headers, timeout=self.timeout
+                "POST",
+                self.url,
+                content=body,
+                headers=headers,
+                timeout=self.timeout,
+                extensions={"trace": deadline.trace},
             ) as response:
                 status = response.status_code
                 if 200 <= status < 300:
@@ -143,7 +163,11 @@ class WebhookNotifier:
         except (httpx.UnsupportedProtocol, httpx.InvalidURL) as exc:
             raise self._error(f"bad URL: {exc}", transient=False) from exc
         except httpx.TransportError as exc:
+            if deadline.expired:
+                raise self._error(f"timed out after {self.timeout:g}s", transient=True) from exc
             raise self._error(f"connection failed: {exc}", transient=True) from exc
+        finally:
+            deadline.close()
         transient = status in (408, 429) or status >= 500
         detail = f"HTTP {status}"
         if 300 <= status < 400:
@@ -166,15 +190,62 @@ class WebhookNotifier:
         return WebhookError(message, transient=transient, status=status, retry_after=retry_after)
 
 
+class _Deadline:
+    """Shuts one exchange's connection down ``seconds`` after it started, unless closed first.
+
+    The socket is learnt from httpcore's trace of the connection being opened (the request
+    asks for a connection of its own); the timer shuts down a duplicate of it, so the
+    blocked read or write fails at once whatever wraps the socket (TLS), and the connection
+    itself is closed by httpx as usual.
+    """
+
+    def __init__(self, seconds: float) -> None:
+        self.expired = False
+        self._lock = threading.Lock()
+        self._socket: socket.socket | None = None
+        self._timer = threading.Timer(seconds, self._expire)
+        self._timer.daemon = True
+        self._timer.start()
+
+    def trace(self, event: str, info: dict[str, Any]) -> None:
+        if not event.endswith("connect_tcp.complete"):
+            return
+        opened = info["return_value"].get_extra_info("socket")
+        if isinstance(opened, socket.socket):
+            with self._lock:
+                self._socket = opened.dup()
+                if self.expired:
+                    self._shut()
+
+    def close(self) -> None:
+        self._timer.cancel()
+        with self._lock:
+            if self._socket is not None:
+                self._socket.close()
+                self._socket = None
+
+    def _expire(self) -> None:
+        with self._lock:
+            self.expired = True
+            self._shut()
+
+    def _shut(self) -> None:
+        if self._socket is not None:
+            with suppress(OSError):  # already closed by the peer
+                self._socket.shutdown(socket.SHUT_RDWR)
+
+
 def _read_some(response: httpx.Response) -> str:
-    """The start of a response body, on one line, for an error message."""
+    """The start of a response body, on one line, for an error message (as much of it as
+    came, should the connection fail or the deadline cut it: the status is the answer)."""
     chunks: list[bytes] = []
     size = 0
-    for chunk in response.iter_bytes():
-        chunks.append(chunk)
-        size += len(chunk)
-        if size >= READ_LIMIT:
-            break
+    with suppress(httpx.TransportError):
+        for chunk in response.iter_bytes():
+            chunks.append(chunk)
+            size += len(chunk)
+            if size >= READ_LIMIT:
+                break
     text = b"".join(chunks)[:READ_LIMIT].decode("utf-8", "replace")
     text = " ".join(text.split())
     return text if len(text) <= SNIPPET else text[: SNIPPET - 1] + "…"
