@@ -45,7 +45,7 @@ import logging
 import threading
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any, cast
 
@@ -204,20 +204,20 @@ def deliver_pending(
         if due.channel in failing:
             summary.deferred += 1
             continue
-        claimed = clock()
-        attempts = storage.claim_delivery(due.id, owner, claimed, claimed + lease)
-        if attempts is None:
+        at = clock()
+        claimed = storage.claim_delivery(due, owner, at, at + lease)
+        if claimed is None:
             summary.elsewhere += 1
             continue
         try:
-            outcome = _attempt(
-                storage, notifier, replace(due, attempts=attempts), settings.alerts, clock, owner
-            )
+            outcome = _attempt(storage, notifier, claimed, settings.alerts, clock, owner)
         except BaseException:
             storage.release_claim(due.id, owner)
             raise
         if outcome == "delivered":
             summary.delivered += 1
+        elif outcome == "partial":  # the channel works: the others go on
+            summary.retried += 1
         elif outcome == "retry":
             summary.retried += 1
             failing.add(due.channel)
@@ -238,19 +238,21 @@ def _attempt(
     clock: Callable[[], datetime],
     owner: str,
 ) -> str:
-    """Send one claimed delivery and record the attempt; return delivered, retry, failed
-    or bug."""
+    """Send one claimed delivery (to the targets not done yet) and record the attempt;
+    return delivered, partial (reached some targets, to retry for the others), retry,
+    failed or bug."""
     attempt = due.attempts + 1
     started = time.perf_counter()
     outcome: str
     try:
-        confirmation = notifier.send(cast("AlertPayload", due.payload))
+        confirmation = notifier.send(cast("AlertPayload", due.payload), due.done)
     except DeliveryError as error:
         duration = _ms(started)
         now = clock()
         message = redact(str(error))
+        reached = redact(error.confirmation)[:200] if error.confirmation is not None else None
         if error.transient and attempt < settings.max_attempts:
-            outcome = "retry"
+            outcome = "retry" if reached is None else "partial"
             delay = retry_delay(attempt, settings, error.retry_after)
             record = AttemptRecord(
                 delivery_id=due.id,
@@ -261,6 +263,8 @@ def _attempt(
                 duration_ms=duration,
                 next_attempt_at=now + timedelta(seconds=delay),
                 owner=owner,
+                done=error.done,
+                confirmation=reached,
             )
             log.warning(
                 "alert %s via %s: attempt %d failed, retry in %.0fs: %s",
@@ -282,6 +286,8 @@ def _attempt(
                 error=message,
                 duration_ms=duration,
                 owner=owner,
+                done=error.done,
+                confirmation=reached,
             )
             log.error("alert %s via %s failed: %s", due.alert_id, due.channel, message)
     except Exception as error:  # a bug in a notifier: visible, but the others go on

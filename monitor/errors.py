@@ -80,7 +80,12 @@ class AlreadyRunning(StorageError):
 
 
 class DeliveryError(MonitorError):
-    """An alert could not be delivered; ``transient`` says whether a retry may help."""
+    """An alert could not be delivered; ``transient`` says whether a retry may help.
+
+    A channel that sends to several targets at once (email recipients) may have reached
+    some: ``done`` are the targets this attempt settled (delivered to, or refused for good),
+    which a retry must leave out, and ``confirmation`` the peer's reply for those it reached.
+    """
 
     def __init__(
         self,
@@ -89,11 +94,15 @@ class DeliveryError(MonitorError):
         transient: bool,
         status: str | None = None,
         retry_after: float | None = None,
+        done: frozenset[str] = frozenset(),
+        confirmation: str | None = None,
     ) -> None:
         super().__init__(message)
         self.transient = transient
         self.status = status
         self.retry_after = retry_after
+        self.done = done
+        self.confirmation = confirmation
 
 
 class EmailError(DeliveryError):

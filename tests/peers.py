@@ -129,11 +129,17 @@ class ReceivedMail:
 
 
 class RecordingHandler:
-    """aiosmtpd handler: keeps every message; refuses ``refuse-*`` and defers ``defer-*``."""
+    """aiosmtpd handler: keeps every message; refuses ``refuse-*`` and defers ``defer-*``.
+
+    ``greylist`` maps an address to how many more times it is deferred (450) before it is
+    accepted; ``rcpts`` lists every address a RCPT named, accepted or not.
+    """
 
     def __init__(self) -> None:
         self.received: list[ReceivedMail] = []
         self.logins: list[tuple[str, str, bool]] = []  # (mechanism, user, success)
+        self.greylist: dict[str, int] = {}
+        self.rcpts: list[str] = []
 
     async def handle_RCPT(
         self,
@@ -143,10 +149,14 @@ class RecordingHandler:
         address: str,
         rcpt_options: list[str],
     ) -> str:
+        self.rcpts.append(address)
         if address.startswith("refuse-"):
             return "550 5.1.1 No such user here"
         if address.startswith("defer-"):
             return "450 4.2.1 Mailbox busy, try later"
+        if self.greylist.get(address, 0) > 0:
+            self.greylist[address] -= 1
+            return "450 4.7.1 Greylisted, try again later"
         envelope.rcpt_tos.append(address)
         return "250 OK"
 

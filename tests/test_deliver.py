@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import sqlite3
 from collections.abc import Iterator
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -26,7 +27,14 @@ from monitor.storage import Storage
 from monitor.storage.alerts import AttemptRecord, claim_owner
 from monitor.storage.base import parse_iso
 from monitor.storage.schema import migrations
-from tests.peers import ReceivedRequest, RecordingHandler, Reply, WebhookReceiver, free_port
+from tests.peers import (
+    ReceivedRequest,
+    RecordingHandler,
+    Reply,
+    SmtpPeer,
+    WebhookReceiver,
+    free_port,
+)
 
 pytest_plugins = ["tests.peers"]
 
@@ -281,7 +289,7 @@ def test_without_channels_alerts_wait(storage: Storage) -> None:
 class Broken:
     channel = "broken"
 
-    def send(self, payload: Any) -> str:
+    def send(self, payload: Any, done: frozenset[str] = frozenset()) -> str:
         raise RuntimeError("a bug in a notifier")
 
 
@@ -419,10 +427,10 @@ def test_a_claim_left_by_a_dead_process_lapses_and_nothing_is_lost(
     channels = build_channels(config.alerts, ENV)
     alert_id = enqueue(storage, "claimed, then the claimer died")
     storage.open_deliveries(alert_id, [channels[0].channel], T0)
-    (delivery_id,) = storage.db.execute("SELECT id FROM deliveries").fetchone()
+    [due] = storage.pending_deliveries(T0)
     lease = claim_lease(config.alerts)
-    assert storage.claim_delivery(delivery_id, "cli:1:dead", T0, T0 + lease) == 0
-    assert storage.claim_delivery(delivery_id, "cli:2:late", T0, T0 + lease) is None
+    assert storage.claim_delivery(due, "cli:1:dead", T0, T0 + lease) == due
+    assert storage.claim_delivery(due, "cli:2:late", T0, T0 + lease) is None
 
     during = deliver_pending(storage, channels, config, Clock(T0 + lease / 2))
     assert during.delivered == 0 and webhook_receiver.requests == []
@@ -434,7 +442,7 @@ def test_a_claim_left_by_a_dead_process_lapses_and_nothing_is_lost(
     # had lapsed, and the delivery was confirmed since
     storage.record_attempt(
         AttemptRecord(
-            delivery_id=delivery_id, attempted_at=T0 + lease, outcome="failed", owner="cli:1:dead"
+            delivery_id=due.id, attempted_at=T0 + lease, outcome="failed", owner="cli:1:dead"
         )
     )
     detail = storage.alert_detail(alert_id)
@@ -445,12 +453,12 @@ def test_a_claim_left_by_a_dead_process_lapses_and_nothing_is_lost(
 def test_a_starting_daemon_takes_back_what_a_dead_daemon_claimed(storage: Storage) -> None:
     alert_id = enqueue(storage, "claimed by a daemon killed while sending")
     storage.open_deliveries(alert_id, ["email", "webhook:x"], T0)
-    ids = [row[0] for row in storage.db.execute("SELECT id FROM deliveries ORDER BY id")]
+    by_daemon, by_poll = storage.pending_deliveries(T0)
     until = T0 + timedelta(hours=1)
-    storage.claim_delivery(ids[0], claim_owner(daemon=True), T0, until)
-    storage.claim_delivery(ids[1], claim_owner(), T0, until)
+    storage.claim_delivery(by_daemon, claim_owner(daemon=True), T0, until)
+    storage.claim_delivery(by_poll, claim_owner(), T0, until)
     assert storage.release_daemon_claims() == 1
-    assert [d.id for d in storage.pending_deliveries(T0)] == [ids[0]]
+    assert storage.pending_deliveries(T0) == [by_daemon]
 
 
 def test_deliveries_pending_before_the_claims_existed_are_sent(
@@ -481,3 +489,60 @@ def test_deliveries_pending_before_the_claims_existed_are_sent(
     finally:
         store.close()
     assert [r.headers["webhook-id"] for r in webhook_receiver.requests] == ["a_old"]
+
+
+def recipients(port: int, *addresses: str) -> EmailSettings:
+    return replace(email(port), recipients=addresses)
+
+
+def test_a_greylisted_recipient_gets_the_alert_on_retry_and_the_others_once(
+    storage: Storage, smtp_server: SmtpPeer
+) -> None:
+    smtp_server.handler.greylist["boss@example.org"] = 1
+    everyone = ("me@example.org", "boss@example.org", "refuse-x@example.org")
+    config = settings(email=recipients(smtp_server.port, *everyone))
+    channels = build_channels(config.alerts, ENV)
+    alert_id = enqueue(storage, "Greylisted")
+
+    first = deliver_pending(storage, channels, config, Clock(T0))
+    assert (first.delivered, first.retried) == (0, 1)
+    detail = storage.alert_detail(alert_id)
+    assert detail["status"] == "delivered"  # me has it: a channel confirmed it
+    assert detail["deliveries"][0]["status"] == "pending"
+    second = deliver_pending(storage, channels, config, Clock(T0 + LATER))
+    third = deliver_pending(storage, channels, config, Clock(T0 + 2 * LATER))
+    assert (second.delivered, third.delivered, third.retried) == (1, 0, 0)
+
+    assert [mail.rcpt_tos for mail in smtp_server.received] == [
+        ["me@example.org"],
+        ["boss@example.org"],
+    ]
+    assert smtp_server.handler.rcpts.count("refuse-x@example.org") == 1  # 550: never again
+    detail = storage.alert_detail(alert_id)
+    assert [a["outcome"] for a in detail["attempts"]] == ["retry", "delivered"]
+    assert "boss@example.org (450" in detail["attempts"][0]["error"]
+    assert "refuse-x@example.org (550" in detail["attempts"][0]["error"]
+    assert detail["deliveries"][0]["status"] == "delivered"
+
+
+def test_a_recipient_deferred_to_the_end_fails_alone(
+    storage: Storage, smtp_server: SmtpPeer
+) -> None:
+    config = settings(
+        email=recipients(smtp_server.port, "me@example.org", "defer-boss@example.org"),
+        max_attempts=2,
+    )
+    channels = build_channels(config.alerts, ENV)
+    alert_id = enqueue(storage, "Never for the boss")
+    for step in range(3):
+        deliver_pending(storage, channels, config, Clock(T0 + step * LATER))
+
+    assert [mail.rcpt_tos for mail in smtp_server.received] == [["me@example.org"]]
+    assert smtp_server.handler.rcpts == ["me@example.org", *["defer-boss@example.org"] * 2]
+    detail = storage.alert_detail(alert_id)
+    assert detail["status"] == "delivered"
+    delivery = detail["deliveries"][0]
+    assert delivery["status"] == "failed"
+    assert delivery["last_error"].startswith("gave up after 2 attempts")
+    assert "defer-boss@example.org (450" in delivery["last_error"]
+    assert [a["outcome"] for a in detail["attempts"]] == ["retry", "failed"]

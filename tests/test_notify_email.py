@@ -156,6 +156,43 @@ def test_all_recipients_deferred_is_transient(smtp_server: SmtpPeer) -> None:
     assert caught.value.status == "450"
 
 
+def test_a_recipient_deferred_while_others_were_settled_is_retried_alone(
+    smtp_server: SmtpPeer,
+) -> None:
+    """Greylisting: boss is deferred once; me accepts; refuse-x is refused for good."""
+    smtp_server.handler.greylist["boss@example.org"] = 1
+    everyone = ["me@example.org", "boss@example.org", "refuse-x@example.org"]
+    email = notifier(smtp_server, recipients=everyone)
+    with pytest.raises(EmailError) as caught:
+        email.send(development_alert())
+    error = caught.value
+    assert error.transient and error.status == "450"
+    assert error.done == {"me@example.org", "refuse-x@example.org"}
+    assert error.confirmation is not None and error.confirmation.startswith("250 ")
+    assert "refuse-x@example.org (550" in error.confirmation
+    assert "deferred: boss@example.org (450" in str(error)
+
+    assert email.send(development_alert(), error.done).startswith("250 ")
+    assert [mail.rcpt_tos for mail in smtp_server.received] == [
+        ["me@example.org"],
+        ["boss@example.org"],
+    ]
+    assert smtp_server.handler.rcpts == [*everyone, "boss@example.org"]
+    first, second = (mail.message for mail in smtp_server.received)
+    assert first["Message-ID"] == second["Message-ID"] and first["To"] == second["To"]
+
+
+def test_deferred_and_refused_with_nobody_accepting_retries_the_deferred_only(
+    smtp_server: SmtpPeer,
+) -> None:
+    email = notifier(smtp_server, recipients=["refuse-a@example.org", "defer-b@example.org"])
+    with pytest.raises(EmailError) as caught:
+        email.send(development_alert())
+    assert caught.value.transient and caught.value.status == "450"
+    assert caught.value.done == {"refuse-a@example.org"} and caught.value.confirmation is None
+    assert smtp_server.received == []
+
+
 def test_black_hole_times_out_transiently(smtp_blackhole: int) -> None:
     email = EmailNotifier("127.0.0.1", smtp_blackhole, "m@x.org", ["a@x.org"], timeout=1.0)
     started = time.monotonic()

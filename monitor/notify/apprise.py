@@ -39,7 +39,7 @@ class AppriseNotifier:
     def __repr__(self) -> str:
         return f"AppriseNotifier(channel={self.channel!r}, schemes={self._schemes!r})"
 
-    def send(self, payload: AlertPayload) -> str:
+    def send(self, payload: AlertPayload, done: frozenset[str] = frozenset()) -> str:
         """Deliver one alert; return ``"apprise: sent to N service(s)"`` or raise."""
         title, body = alert_text(payload)
         try:

@@ -3,7 +3,8 @@
 A ``Notifier`` delivers one alert payload on one channel, synchronously (the delivery loop
 calls it in a worker thread). It returns a short confirmation from the peer ("250 OK ...",
 "HTTP 204") or raises a ``DeliveryError`` subclass whose ``transient`` flag tells the loop
-whether a retry may help. Adapters never import storage, fetching, or each other.
+whether a retry may help (and, for a channel with several targets, which of them are
+done). Adapters never import storage, fetching, or each other.
 """
 
 from __future__ import annotations
@@ -27,8 +28,12 @@ class Notifier(Protocol):
     #: Stable channel name recorded on each delivery: "email", "webhook:<host>", "apprise:<n>".
     channel: str
 
-    def send(self, payload: AlertPayload) -> str:
-        """Deliver ``payload``; return the peer's confirmation or raise ``DeliveryError``."""
+    def send(self, payload: AlertPayload, done: frozenset[str] = frozenset()) -> str:
+        """Deliver ``payload``; return the peer's confirmation or raise ``DeliveryError``.
+
+        ``done`` are the targets an earlier attempt settled (`DeliveryError.done`), not to
+        be sent to again; a channel with one target never reports any, and ignores it.
+        """
 
 
 def parse_retry_after(value: str | None, now: datetime) -> float | None:

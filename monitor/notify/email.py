@@ -10,6 +10,12 @@ the connection, the TLS handshake and each command, as the timeout is set on the
 Transient (retry): connection refused or reset, timeouts, a server that hangs up, TLS
 handshake hiccups, any SMTP 4xx reply. Permanent: SMTP 5xx replies (including a refused
 login), a server lacking STARTTLS or AUTH when they are configured, certificate errors.
+
+Recipients one by one: a recipient refused for good (5xx) is named in the confirmation and
+never tried again; one deferred (4xx, e.g. greylisting) while others accepted makes the
+message go to the others and the attempt a transient error that lists as ``done`` those
+accepted or refused for good, so that the retry goes to the deferred ones only (the
+message is the same, To: header and Message-ID included).
 """
 
 from __future__ import annotations
@@ -30,6 +36,7 @@ from .base import redact
 __all__ = ["EmailNotifier", "Security"]
 
 Security = Literal["none", "starttls", "tls"]
+Refusals = dict[str, tuple[int, str]]  # recipient -> (SMTP code, reply)
 
 
 def _text(reply: bytes | str) -> str:
@@ -85,11 +92,16 @@ class EmailNotifier:
 
     # -- public ---------------------------------------------------------------------------
 
-    def send(self, payload: AlertPayload) -> str:
-        """Deliver one alert; return the server's reply to DATA, e.g. ``"250 OK"``."""
+    def send(self, payload: AlertPayload, done: frozenset[str] = frozenset()) -> str:
+        """Deliver one alert to the recipients not in ``done``; return the server's reply to
+        DATA, e.g. ``"250 OK"``, or raise ``EmailError`` (with ``done`` and a confirmation
+        when some recipients accepted it and others were deferred)."""
         message = render_email(payload, sender=self.sender, recipients=self.recipients)
+        recipients = [recipient for recipient in self.recipients if recipient not in done]
+        if not recipients:
+            return "every recipient done in earlier attempts"
         try:
-            return self._deliver(message)
+            confirmation, deferred, settled = self._deliver(message, recipients)
         except EmailError:
             raise
         except smtplib.SMTPResponseException as exc:
@@ -106,6 +118,16 @@ class EmailNotifier:
             raise self._error(f"connection failed: {exc}", transient=True) from exc
         except smtplib.SMTPException as exc:  # e.g. "No suitable authentication method found"
             raise self._error(str(exc), transient=False) from exc
+        if deferred:
+            raise EmailError(
+                f"{self._where()}: deferred: {_describe(deferred)}; sent to the others: "
+                f"{confirmation}",
+                transient=True,
+                status=str(next(iter(deferred.values()))[0]),
+                done=settled,
+                confirmation=confirmation,
+            )
+        return confirmation
 
     # -- the SMTP exchange ----------------------------------------------------------------
 
@@ -125,7 +147,9 @@ class EmailNotifier:
             self.host, self.port, local_hostname=self._local_hostname, timeout=self.timeout
         )
 
-    def _deliver(self, message: EmailMessage) -> str:
+    def _deliver(
+        self, message: EmailMessage, recipients: list[str]
+    ) -> tuple[str, Refusals, frozenset[str]]:
         smtp = self._connect()
         try:
             smtp.ehlo()
@@ -136,12 +160,12 @@ class EmailNotifier:
                 smtp.ehlo()
             if self.username is not None:
                 self._login(smtp)
-            reply = self._transaction(smtp, message)
+            outcome = self._transaction(smtp, message, recipients)
         except BaseException:
             smtp.close()  # no QUIT: the peer may be the reason we are here
             raise
         _quit(smtp)
-        return reply
+        return outcome
 
     def _login(self, smtp: smtplib.SMTP) -> None:
         try:
@@ -151,7 +175,11 @@ class EmailNotifier:
                 exc.smtp_code, exc.smtp_error, f"login as {self.username!r} failed"
             ) from None  # the chained exception could carry the AUTH exchange
 
-    def _transaction(self, smtp: smtplib.SMTP, message: EmailMessage) -> str:
+    def _transaction(
+        self, smtp: smtplib.SMTP, message: EmailMessage, recipients: list[str]
+    ) -> tuple[str, Refusals, frozenset[str]]:
+        """The message to ``recipients``: the reply to DATA, the recipients deferred, and
+        those settled (accepted, or refused for good)."""
         data, international = _flatten(message)
         options: list[str] = []
         if international:
@@ -164,18 +192,25 @@ class EmailNotifier:
         if code != 250:
             smtp.rset()
             raise self._reply_error(code, reply, f"sender {self.sender!r} refused")
-        refused: dict[str, tuple[int, str]] = {}
-        for recipient in self.recipients:
+        accepted: list[str] = []
+        deferred: Refusals = {}
+        refused: Refusals = {}
+        for recipient in recipients:
             code, reply = smtp.rcpt(recipient)
-            if code not in (250, 251):
+            if code in (250, 251):
+                accepted.append(recipient)
+            elif 400 <= code < 500:
+                deferred[recipient] = (code, _text(reply))
+            else:
                 refused[recipient] = (code, _text(reply))
-        if len(refused) == len(self.recipients):
+        if not accepted:
             smtp.rset()
-            transient = all(400 <= code < 500 for code, _ in refused.values())
+            first = next(iter((deferred or refused).values()))
             raise EmailError(
-                f"{self._where()}: every recipient refused: {_describe(refused)}",
-                transient=transient,
-                status=str(next(iter(refused.values()))[0]),
+                f"{self._where()}: every recipient refused: {_describe({**refused, **deferred})}",
+                transient=bool(deferred),
+                status=str(first[0]),
+                done=frozenset(refused),
             )
         code, reply = smtp.data(data)
         if code != 250:
@@ -183,7 +218,7 @@ class EmailNotifier:
         confirmation = f"{code} {_text(reply)}"
         if refused:
             confirmation += f" (refused: {_describe(refused)})"
-        return confirmation
+        return confirmation, deferred, frozenset(accepted) | frozenset(refused)
 
     # -- errors ---------------------------------------------------------------------------
 
@@ -200,7 +235,7 @@ class EmailNotifier:
         )
 
 
-def _describe(refused: dict[str, tuple[int, str]]) -> str:
+def _describe(refused: Refusals) -> str:
     return "; ".join(f"{rcpt} ({code} {reply})" for rcpt, (code, reply) in refused.items())
 
 

@@ -137,7 +137,7 @@ class WebhookNotifier:
             "webhook-signature": sign(self._key, msg_id, timestamp, body),
         }
 
-    def send(self, payload: AlertPayload) -> str:
+    def send(self, payload: AlertPayload, done: frozenset[str] = frozenset()) -> str:
         """Deliver one alert; return ``"HTTP <status>"`` or raise ``WebhookError``."""
         body = webhook_body(payload)
         # A connection of its own, opened in this exchange, is one the deadline can cut.

@@ -4,8 +4,9 @@
 State rules kept here, in one place:
 
 - an alert is ``pending`` until a channel confirms it, then ``delivered`` ("alerted means a
-  channel confirmed it"); it is ``failed`` only when every one of its deliveries failed;
-  ``held`` means the alert budget kept it back for the digest;
+  channel confirmed it", if only for some of its recipients, the others being retried); it
+  is ``failed`` only when every one of its deliveries failed; ``held`` means the alert
+  budget kept it back for the digest;
 - a delivery is ``pending`` (with ``next_attempt_at``), ``delivered`` or ``failed``;
 - a pending delivery is sent only by the process that claimed it (``claimed_by``), until
   its claim lapses (``claimed_until``); the attempt's outcome changes the delivery only
@@ -21,7 +22,7 @@ from __future__ import annotations
 import json
 import os
 import secrets
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any
 
@@ -70,6 +71,7 @@ class DueDelivery:
     channel: str
     attempts: int
     payload: dict[str, Any]
+    done: frozenset[str] = frozenset()  # targets earlier attempts settled (`recipients_done`)
 
 
 @dataclass(frozen=True, slots=True)
@@ -84,6 +86,8 @@ class AttemptRecord:
     duration_ms: float | None = None
     next_attempt_at: datetime | None = None  # for "retry"
     owner: str | None = None  # the claim the attempt was made under
+    done: frozenset[str] = frozenset()  # targets this attempt settled, for "retry"/"failed"
+    confirmation: str | None = None  # the reply of a "retry" that reached some targets
 
 
 def alert_title(payload: dict[str, Any]) -> str:
@@ -194,7 +198,7 @@ class AlertStore:
         What this returns may be stale by the time each is sent: claim each one first.
         """
         sql = """
-            SELECT d.id, d.alert_id, d.channel, d.attempts, a.payload
+            SELECT d.id, d.alert_id, d.channel, d.attempts, d.recipients_done, a.payload
             FROM deliveries d JOIN alerts a ON a.id = d.alert_id
             WHERE d.status = 'pending' AND d.next_attempt_at <= ?1
               AND (d.claimed_until IS NULL OR d.claimed_until <= ?1)
@@ -207,15 +211,17 @@ class AlertStore:
                 channel=row["channel"],
                 attempts=row["attempts"],
                 payload=json.loads(row["payload"]),
+                done=_done(row["recipients_done"]),
             )
             for row in self.db.query(sql, [iso(now)])
         ]
 
     def claim_delivery(
-        self, delivery_id: int, owner: str, now: datetime, until: datetime
-    ) -> int | None:
-        """Claim a delivery for sending until `until`; return its attempts so far, or None
-        when it is no longer pending and due, or another process's claim on it holds.
+        self, due: DueDelivery, owner: str, now: datetime, until: datetime
+    ) -> DueDelivery | None:
+        """Claim a delivery for sending until `until`; return it as it is now (its attempts
+        and the targets done may have moved since it was read), or None when it is no
+        longer pending and due, or another process's claim on it holds.
 
         One conditional UPDATE: of two processes that read the same due delivery, exactly
         one claims it.
@@ -225,11 +231,13 @@ class AlertStore:
             UPDATE deliveries SET claimed_by = ?1, claimed_until = ?2
             WHERE id = ?3 AND status = 'pending' AND next_attempt_at <= ?4
               AND (claimed_until IS NULL OR claimed_until <= ?4)
-            RETURNING attempts
+            RETURNING attempts, recipients_done
             """,
-            [owner, iso(until), delivery_id, iso(now)],
+            [owner, iso(until), due.id, iso(now)],
         ).fetchall()
-        return int(rows[0][0]) if rows else None
+        if not rows:
+            return None
+        return replace(due, attempts=int(rows[0][0]), done=_done(rows[0][1]))
 
     def release_claim(self, delivery_id: int, owner: str) -> None:
         """Give back a claim without an attempt to record (the attempt was interrupted)."""
@@ -257,6 +265,9 @@ class AlertStore:
         alert too when none of its deliveries is left pending or delivered. Each releases
         the claim. An attempt whose claim lapsed meanwhile (another process may have sent
         the delivery since) is recorded, but only a confirmation changes the delivery.
+        A ``retry`` or ``failed`` attempt that reached some of the delivery's targets (its
+        ``confirmation``) adds those it settled to `recipients_done`, and the alert is
+        delivered: a channel confirmed it.
         """
         if record.outcome not in ("delivered", "retry", "failed"):
             raise ValueError(f"unknown outcome {record.outcome!r}")
@@ -302,16 +313,31 @@ class AlertStore:
             elif record.outcome == "retry":
                 self.db.execute(
                     "UPDATE deliveries SET attempts = attempts + 1, next_attempt_at = ?, "
-                    f"last_error = ?, {unclaim} "
+                    "last_error = ?, recipients_done = coalesce(?, recipients_done), "
+                    f"confirmation = coalesce(?, confirmation), {unclaim} "
                     "WHERE id = ? AND status = 'pending' AND claimed_by IS ?",
-                    [iso(record.next_attempt_at), record.error, record.delivery_id, record.owner],
+                    [
+                        iso(record.next_attempt_at),
+                        record.error,
+                        self._done_with(record),
+                        record.confirmation,
+                        record.delivery_id,
+                        record.owner,
+                    ],
                 )
             else:
                 self.db.execute(
                     "UPDATE deliveries SET status = 'failed', attempts = attempts + 1, "
-                    f"last_error = ?, {unclaim} "
+                    "last_error = ?, recipients_done = coalesce(?, recipients_done), "
+                    f"confirmation = coalesce(?, confirmation), {unclaim} "
                     "WHERE id = ? AND status = 'pending' AND claimed_by IS ?",
-                    [record.error, record.delivery_id, record.owner],
+                    [
+                        record.error,
+                        self._done_with(record),
+                        record.confirmation,
+                        record.delivery_id,
+                        record.owner,
+                    ],
                 )
                 self.db.execute(
                     """
@@ -321,10 +347,25 @@ class AlertStore:
                     """,
                     [alert_id, alert_id],
                 )
+            if record.confirmation is not None:  # an attempt that reached some targets
+                self.db.execute(
+                    "UPDATE alerts SET status = 'delivered', delivered_at = ? "
+                    "WHERE id = ? AND status IN ('pending', 'failed')",
+                    [when, alert_id],
+                )
             status = self.db.execute(
                 "SELECT status FROM alerts WHERE id = ?", [alert_id]
             ).fetchone()
         return str(status[0])
+
+    def _done_with(self, record: AttemptRecord) -> str | None:
+        """The delivery's targets done, with those `record` settled (None: no change)."""
+        if not record.done:
+            return None
+        row = self.db.execute(
+            "SELECT recipients_done FROM deliveries WHERE id = ?", [record.delivery_id]
+        ).fetchone()
+        return dumps(sorted(_done(row[0]) | record.done))
 
     # -- reading, for the CLI and `status` -----------------------------------------------------
 
@@ -503,6 +544,10 @@ class AlertStore:
             "WHERE name = ? AND (last_digest_at IS NULL OR last_digest_at < ?)",
             [iso(until), topic, iso(until)],
         )
+
+
+def _done(value: str | None) -> frozenset[str]:
+    return frozenset(json.loads(value)) if value else frozenset()
 
 
 def _outbox_alert(row: dict[str, Any]) -> OutboxAlert:

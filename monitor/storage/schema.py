@@ -520,3 +520,12 @@ def m015_delivery_claims(db: Database) -> None:
     sent every due delivery they had read; now the second one skips it."""
     db.execute("ALTER TABLE deliveries ADD COLUMN claimed_by TEXT")
     db.execute("ALTER TABLE deliveries ADD COLUMN claimed_until TEXT")
+
+
+@migrations()
+def m016_delivery_recipients_done(db: Database) -> None:
+    """`recipients_done`: the recipients an attempt settled (accepted, or refused for good)
+    while others were deferred (greylisting), as a JSON list, so that the retry goes to the
+    deferred ones only. Before it, a recipient deferred while another accepted was never
+    tried again."""
+    db.execute("ALTER TABLE deliveries ADD COLUMN recipients_done TEXT")
