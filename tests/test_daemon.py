@@ -37,6 +37,20 @@ def wait_for(condition: Callable[[], bool], what: str, timeout: float = 30.0) ->
     raise AssertionError(f"timed out waiting for {what}")
 
 
+def stderr_lines(process: subprocess.Popen[str]) -> tuple[list[str], threading.Thread]:
+    """The daemon's log lines as they come, read by a thread (join it once it exited)."""
+    lines: list[str] = []
+
+    def read() -> None:
+        assert process.stderr is not None
+        for line in process.stderr:
+            lines.append(line)
+
+    reader = threading.Thread(target=read)
+    reader.start()
+    return lines, reader
+
+
 def query(db: Path, sql: str) -> list[tuple[Any, ...]]:
     try:
         with sqlite3.connect(db, timeout=5) as conn:
@@ -204,15 +218,7 @@ def test_sigterm_during_a_backlog_finishes_the_current_delivery_and_leaves_the_r
 
     webhook_receiver.on_request = slow
     process = daemons.start(config)
-    lines: list[str] = []
-
-    def read() -> None:
-        assert process.stderr is not None
-        for line in process.stderr:
-            lines.append(line)
-
-    reader = threading.Thread(target=read)
-    reader.start()
+    lines, reader = stderr_lines(process)
     try:
         assert arrived.wait(30), "the first send never came"
         process.send_signal(signal.SIGTERM)
@@ -294,15 +300,7 @@ def test_health_and_metrics_of_a_running_daemon(
     )
     _pending_alert(daemons.db)
     process = daemons.start(config)
-    lines: list[str] = []
-
-    def read() -> None:
-        assert process.stderr is not None
-        for line in process.stderr:
-            lines.append(line)
-
-    reader = threading.Thread(target=read)
-    reader.start()
+    lines, reader = stderr_lines(process)
 
     def listening() -> str | None:
         found = [re.search(r"health and metrics at (http://\S+)/healthz", line) for line in lines]

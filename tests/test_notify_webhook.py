@@ -169,17 +169,23 @@ def test_redirect_is_not_followed(hook: WebhookNotifier, webhook_receiver: Webho
     assert len(webhook_receiver.requests) == 1
 
 
-def test_timeout_is_transient(webhook_receiver: WebhookReceiver) -> None:
-    webhook_receiver.program(Reply(hang=True))
-    notifier = WebhookNotifier(webhook_receiver.url, WHSEC, timeout=0.5)
-    started = time.monotonic()
+def refused(receiver: WebhookReceiver, timeout: float) -> WebhookError:
+    """The error one send to ``receiver`` raises (its notifier closed afterwards)."""
+    notifier = WebhookNotifier(receiver.url, WHSEC, timeout=timeout)
     try:
         with pytest.raises(WebhookError) as caught:
             notifier.send(development_alert())
     finally:
         notifier.close()
-    assert caught.value.transient
-    assert "timed out" in str(caught.value)
+    return caught.value
+
+
+def test_timeout_is_transient(webhook_receiver: WebhookReceiver) -> None:
+    webhook_receiver.program(Reply(hang=True))
+    started = time.monotonic()
+    caught = refused(webhook_receiver, timeout=0.5)
+    assert caught.transient
+    assert "timed out" in str(caught)
     assert time.monotonic() - started < 5.0
 
 
@@ -190,28 +196,18 @@ def test_a_receiver_trickling_its_answer_is_cut_at_the_timeout(
     answer as a whole would take eight times as long: the request is a timed-out one."""
     padding = {"x-padding": "p" * 40}
     webhook_receiver.program(Reply(200, headers=padding, drip=0.05))
-    notifier = WebhookNotifier(webhook_receiver.url, WHSEC, timeout=0.5)
-    try:
-        with pytest.raises(WebhookError) as caught:
-            notifier.send(development_alert())
-    finally:
-        notifier.close()
-    assert caught.value.transient
-    assert "timed out after 0.5s" in str(caught.value)
+    caught = refused(webhook_receiver, timeout=0.5)
+    assert caught.transient
+    assert "timed out after 0.5s" in str(caught)
 
 
 def test_an_error_trickling_its_body_keeps_its_status_and_what_came(
     webhook_receiver: WebhookReceiver,
 ) -> None:
     webhook_receiver.program(Reply(503, body=b"x" * 40, drip_body=0.05))
-    notifier = WebhookNotifier(webhook_receiver.url, WHSEC, timeout=0.5)
-    try:
-        with pytest.raises(WebhookError) as caught:
-            notifier.send(development_alert())
-    finally:
-        notifier.close()
-    assert caught.value.transient and caught.value.status == "503"
-    detail = str(caught.value).split("HTTP 503: ", 1)[1]
+    caught = refused(webhook_receiver, timeout=0.5)
+    assert caught.transient and caught.status == "503"
+    detail = str(caught).split("HTTP 503: ", 1)[1]
     assert 0 < len(detail) < 40 and set(detail) == {"x"}
 
 
