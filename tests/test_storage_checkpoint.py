@@ -1,4 +1,5 @@
-"""The background checkpointer: the WAL is copied into the database file off the writer."""
+"""Connections on one database: the background checkpointer (the WAL is copied into the
+database file off the writer), and writers of other connections or processes."""
 
 from __future__ import annotations
 
@@ -69,3 +70,34 @@ def test_closing_while_a_checkpoint_may_run_loses_nothing(tmp_path: Path) -> Non
         assert conn.execute("SELECT count(*) FROM filler").fetchone()[0] == 300 * (round_ + 1)
         assert conn.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
         conn.close()
+
+
+def test_a_transaction_that_reads_first_waits_for_another_writer_instead_of_failing(
+    tmp_path: Path,
+) -> None:
+    """A unit of work reads, another connection commits, then the unit writes: in a deferred
+    transaction SQLite refuses that write at once ("database is locked"), whatever the busy
+    timeout. The unit takes the write lock as it begins, so the other writer waits for it."""
+    mine, other = Storage(tmp_path / "m.db"), Storage(tmp_path / "m.db")
+    try:
+        mine.db.execute("CREATE TABLE notes (text TEXT)")
+        committed = threading.Event()
+
+        def write_beside() -> None:
+            with other.atomic():
+                other.db.execute("INSERT INTO notes VALUES ('beside')")
+            committed.set()
+
+        with mine.atomic():
+            mine.db.execute("SELECT count(*) FROM notes").fetchone()  # the snapshot is taken
+            beside = threading.Thread(target=write_beside)
+            beside.start()
+            committed.wait(1.0)  # it cannot commit while this unit runs
+            mine.db.execute("INSERT INTO notes VALUES ('mine')")
+        beside.join(timeout=30)
+        assert committed.is_set()
+        notes = [row[0] for row in mine.db.execute("SELECT text FROM notes ORDER BY rowid")]
+        assert notes == ["mine", "beside"]
+    finally:
+        other.close()
+        mine.close()

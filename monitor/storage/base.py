@@ -97,6 +97,33 @@ def dumps(value: Any) -> str:
     return json.dumps(value, ensure_ascii=False, separators=(",", ":"))
 
 
+class _Database(Database):
+    """sqlite-utils' `Database` whose outermost `atomic` block takes the write lock as it
+    begins (``BEGIN IMMEDIATE``; sqlite-utils says ``BEGIN``). A deferred transaction that
+    reads, then writes after another connection (the daemon's delivery thread, a `monitor
+    poll` beside it) has committed, fails at once with "database is locked": SQLite cannot
+    wait there, the snapshot read is stale. Taking the lock first, the block waits for the
+    other writer instead (the busy timeout), then sees its rows."""
+
+    @contextmanager
+    def atomic(self) -> Iterator[Database]:
+        if self.conn.in_transaction:  # nested: sqlite-utils' savepoint
+            with super().atomic() as db:
+                yield db
+            return
+        self.conn.execute("BEGIN IMMEDIATE")
+        try:
+            yield self
+        except BaseException:
+            self.rollback()
+            raise
+        try:
+            self.conn.execute("COMMIT")
+        except BaseException:
+            self.rollback()
+            raise
+
+
 class StorageBase:
     """The connection and its transaction helper."""
 
@@ -124,7 +151,7 @@ class StorageBase:
             conn.execute("PRAGMA journal_size_limit=67108864")
             # No sqlite-utils plugins on the daemon's own connection: loading them scans
             # every installed distribution's entry points (~10 ms a process).
-            self.db = Database(conn, execute_plugins=False)
+            self.db: Database = _Database(conn, execute_plugins=False)
             migrations.apply(self.db)
         except sqlite3.DatabaseError as error:
             raise StorageError(f"{path}: cannot open the database: {error}") from error
