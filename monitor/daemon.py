@@ -32,7 +32,7 @@ from . import metrics
 from .channels import build_channels
 from .config import Settings
 from .deliver import deliver_pending
-from .digest import digest_trigger, enqueue_digest
+from .digest import digest_trigger, enqueue_digest, missed_digest
 from .fetch import Fetcher
 from .pipeline import Pipeline, PollSummary, utcnow
 from .service import Service, start_service
@@ -168,6 +168,16 @@ class Daemon:
                 id=f"digest:{topic.name}",
                 **common,
             )
+            missed = missed_digest(self.storage, topic, utcnow())
+            if missed is not None:  # due while the daemon was stopped: sent now, once
+                log.info("digest for %s was due at %s: queued now", topic.name, missed)
+                scheduler.add_job(
+                    self.digest,
+                    args=[topic.name],
+                    id=f"digest-missed:{topic.name}",
+                    next_run_time=datetime.now(UTC),
+                    **common,
+                )
         if self.settings.service.listen:
             self.service = start_service(self.settings.service.listen, self)
             log.info("health and metrics at %s/healthz and /metrics", self.service.url)

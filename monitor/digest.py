@@ -13,7 +13,7 @@ This module does not send anything and does not read the clock.
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from apscheduler.triggers.cron import CronTrigger
@@ -31,6 +31,19 @@ UNLINKED = "Not linked to a development"
 def digest_trigger(topic: TopicSettings) -> CronTrigger:
     """APScheduler's cron trigger for the topic's digest, in the topic's time zone."""
     return CronTrigger.from_crontab(topic.digest, timezone=topic.timezone)
+
+
+def missed_digest(storage: Storage, topic: TopicSettings, now: datetime) -> datetime | None:
+    """When the topic's digest was due while nothing ran (a daemon stopped over its time),
+    if it was: the first time its trigger fired after the last digest (or the topic's
+    start) and before ``now``. None if none was missed."""
+    since = storage.digest_window_start(topic.name)
+    if since is None:
+        return None
+    due: datetime | None = digest_trigger(topic).get_next_fire_time(
+        None, since + timedelta(seconds=1)
+    )
+    return due if due is not None and due <= now else None
 
 
 def build_digest(storage: Storage, topic: TopicSettings, now: datetime) -> dict[str, Any] | None:

@@ -12,13 +12,13 @@ import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from monitor.storage import Storage
+from monitor.storage import Storage, iso
 from tests.feedserver import FeedServer
 from tests.feedserver import Reply as FeedReply
 from tests.peers import ReceivedRequest, Reply, WebhookReceiver
@@ -168,6 +168,44 @@ def _pending_alert(db: Path) -> str:
             )
     finally:
         storage.close()
+
+
+def test_a_digest_due_while_the_daemon_was_stopped_is_sent_when_it_starts(
+    daemons: Daemons,
+) -> None:
+    """The daily digest's time passed while no daemon ran: the next one to start queues
+    it at once, instead of the coverage waiting a day more."""
+    yesterday = datetime.now(UTC) - timedelta(days=1)
+    storage = Storage(daemons.db)
+    try:
+        with storage.atomic():
+            db = storage.db
+            db["topics"].insert({"name": "taliban-delisting", "created_at": iso(yesterday)})
+            db["stories"].insert(
+                {"id": "s_c", "origin": "test", "entry_key": "c", "url": "https://n.example/c",
+                 "canonical_url": "https://n.example/c", "title": "More on the step",
+                 "published": iso(yesterday), "seen_at": iso(yesterday), "content_hash": "c"}
+            )  # fmt: skip
+            db["decisions"].insert(
+                {"story_id": "s_c", "topic": "taliban-delisting", "status": "coverage",
+                 "score": 0.5, "decided_at": iso(yesterday + timedelta(minutes=1))}
+            )  # fmt: skip
+    finally:
+        storage.close()
+    # a digest every day at this hour: yesterday's start was before today's time
+    config = daemons.config(f'digest = "{yesterday.minute} {yesterday.hour} * * *"\n')
+    process = daemons.start(config)
+    try:
+        wait_for(
+            lambda: (
+                query(daemons.db, "SELECT count(*) FROM alerts WHERE kind = 'digest'") == [(1,)]
+            ),
+            "the digest that was due",
+        )
+    finally:
+        process.send_signal(signal.SIGTERM)
+        _, err = process.communicate(timeout=30)
+    assert process.returncode == 0 and "digest for taliban-delisting was due at" in err, err
 
 
 def test_killed_after_sending_before_recording_resends_the_same_id(

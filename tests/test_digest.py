@@ -12,7 +12,7 @@ import pytest
 from monitor.channels import build_channels
 from monitor.config import AlertSettings, EmailSettings, Settings, TopicSettings
 from monitor.deliver import deliver_pending
-from monitor.digest import build_digest, digest_trigger, enqueue_digest
+from monitor.digest import build_digest, digest_trigger, enqueue_digest, missed_digest
 from monitor.storage import Storage, iso
 from tests.peers import SmtpPeer
 
@@ -166,3 +166,16 @@ def test_digest_trigger_fires_in_the_topic_time_zone() -> None:
     trigger = digest_trigger(TOPIC)  # 08:00 in Moscow (UTC+3) is 05:00 UTC
     fire = trigger.get_next_fire_time(None, datetime(2026, 3, 2, 6, 0, tzinfo=UTC))
     assert fire.astimezone(UTC) == datetime(2026, 3, 3, 5, 0, tzinfo=UTC)
+
+
+def test_a_digest_due_while_nothing_ran_is_found(storage: Storage) -> None:
+    """The topic started at T0 (08:00 UTC); its digest is due at 05:00 UTC each day. A daemon
+    stopped over 05:00 and started again after it owes that digest, once."""
+    due = datetime(2026, 3, 3, 5, 0, tzinfo=UTC)
+    assert missed_digest(storage, TOPIC, due - timedelta(hours=1)) is None  # not due yet
+    assert missed_digest(storage, TOPIC, due + timedelta(hours=1)) == due
+    enqueue_digest(storage, TOPIC, due + timedelta(hours=1))  # (the catch-up, sent)
+    assert missed_digest(storage, TOPIC, due + timedelta(hours=2)) is None
+    assert missed_digest(storage, TOPIC, due + timedelta(days=1, hours=1)) == due + timedelta(
+        days=1
+    )
