@@ -364,6 +364,20 @@ def test_lone_surrogates_and_control_characters_never_reach_the_entry() -> None:
     assert e.title == "Bad ? title [31mred" and e.author == "A ? writer"
 
 
+def test_an_absurdly_long_title_or_author_is_cut() -> None:
+    body = json.dumps(
+        {
+            "version": "https://jsonfeed.org/version/1.1",
+            "title": "N",
+            "items": [{"id": "1", "url": "https://n.org/1", "title": "word " * 200_000,
+                       "authors": [{"name": "x" * 5000}], "content_text": "Text."}],
+        }
+    ).encode()  # fmt: skip
+    (e,) = parse_feed(body, {}, "https://n.org/feed.json", NOW).entries
+    assert len(e.title) == parse.MAX_TITLE and e.title.endswith("word…")
+    assert e.author is not None and len(e.author) == parse.MAX_AUTHOR
+
+
 def test_entities_a_document_declares_or_html_names_keep_their_text() -> None:
     declared = (
         b'<?xml version="1.0"?><!DOCTYPE rss [<!ENTITY co "ACME Corp">]><rss version="2.0">'
