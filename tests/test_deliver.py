@@ -106,6 +106,37 @@ def enqueue(storage: Storage, title: str, now: datetime = T0, topic: str = "tali
     )
 
 
+def test_an_email_every_recipient_refused_is_sent_by_alerts_retry_once_the_server_accepts(
+    storage: Storage, smtp_server: SmtpPeer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A "554 Relay access denied" until the login is set up: nobody received the alert, so
+    `monitor alerts retry` afterwards sends it (it used to be marked delivered, unsent)."""
+    config = settings(email=email(smtp_server.port))
+    channels = build_channels(config.alerts, ENV)
+    alert_id = enqueue(storage, "Refused, then sent")
+
+    async def relay_denied(*args: Any) -> str:
+        return "554 5.7.1 Relay access denied"
+
+    with monkeypatch.context() as patch:
+        patch.setattr(smtp_server.handler, "handle_RCPT", relay_denied)
+        assert deliver_pending(storage, channels, config, Clock(T0)).failed == 1
+    assert storage.alert_detail(alert_id)["status"] == "failed"
+    storage.retry_alert(alert_id, T0 + LATER)  # the server fixed, the user retries
+    assert deliver_pending(storage, channels, config, Clock(T0 + LATER)).delivered == 1
+    assert [mail.message["Subject"] for mail in smtp_server.received] == [
+        "[taliban] Refused, then sent"
+    ]
+
+
+def test_the_storage_needs_no_sqlite_newer_than_3_31() -> None:
+    """Distributions still ship SQLite 3.31 to 3.34 (Ubuntu 20.04, Debian 11): no RETURNING
+    (3.35), which made every delivery fail there."""
+    package = Path(__file__).resolve().parents[1] / "monitor"
+    for source in package.rglob("*.py"):
+        assert "RETURNING" not in source.read_text(encoding="utf-8"), source
+
+
 def test_smtp_down_then_up_every_alert_arrives_exactly_once(storage: Storage) -> None:
     port = free_port()  # nothing listens yet: connection refused
     config = settings(email=email(port))

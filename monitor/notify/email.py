@@ -206,11 +206,12 @@ class EmailNotifier:
         if not accepted:
             smtp.rset()
             first = next(iter((deferred or refused).values()))
+            # Nobody received it: nothing is settled, so that `monitor alerts retry` (once the
+            # server accepts them) sends it to everyone again.
             raise EmailError(
                 f"{self._where()}: every recipient refused: {_describe({**refused, **deferred})}",
                 transient=bool(deferred),
                 status=str(first[0]),
-                done=frozenset(refused),
             )
         code, reply = smtp.data(data)
         if code != 250:
