@@ -224,20 +224,23 @@ class AlertStore:
         longer pending and due, or another process's claim on it holds.
 
         One conditional UPDATE: of two processes that read the same due delivery, exactly
-        one claims it.
+        one claims it. (Read after: SQLite before 3.35 cannot return the row it updates.)
         """
-        rows = self.db.execute(
-            """
-            UPDATE deliveries SET claimed_by = ?1, claimed_until = ?2
-            WHERE id = ?3 AND status = 'pending' AND next_attempt_at <= ?4
-              AND (claimed_until IS NULL OR claimed_until <= ?4)
-            RETURNING attempts, recipients_done
-            """,
-            [owner, iso(until), due.id, iso(now)],
-        ).fetchall()
-        if not rows:
-            return None
-        return replace(due, attempts=int(rows[0][0]), done=_done(rows[0][1]))
+        with self.db.atomic():
+            claimed = self.db.execute(
+                """
+                UPDATE deliveries SET claimed_by = ?1, claimed_until = ?2
+                WHERE id = ?3 AND status = 'pending' AND next_attempt_at <= ?4
+                  AND (claimed_until IS NULL OR claimed_until <= ?4)
+                """,
+                [owner, iso(until), due.id, iso(now)],
+            ).rowcount
+            if claimed != 1:
+                return None
+            attempts, done = self.db.execute(
+                "SELECT attempts, recipients_done FROM deliveries WHERE id = ?", [due.id]
+            ).fetchone()
+        return replace(due, attempts=int(attempts), done=_done(done))
 
     def release_claim(self, delivery_id: int, owner: str) -> None:
         """Give back a claim without an attempt to record (the attempt was interrupted)."""
@@ -275,15 +278,11 @@ class AlertStore:
             raise ValueError("a retry needs next_attempt_at")
         when = iso(record.attempted_at)
         with self.db.atomic():
-            # A write first: the transaction then reads the latest state, which another
-            # process delivering at the same time may have just committed (a read first
-            # would pin an older snapshot and make the writes fail as "database is locked").
             inserted = self.db.execute(
                 """
                 INSERT INTO delivery_attempts (delivery_id, alert_id, channel, attempted_at,
                     outcome, status_code, error, duration_ms)
                 SELECT id, alert_id, channel, ?, ?, ?, ?, ? FROM deliveries WHERE id = ?
-                RETURNING alert_id
                 """,
                 [
                     when,
@@ -293,10 +292,12 @@ class AlertStore:
                     record.duration_ms,
                     record.delivery_id,
                 ],
-            ).fetchall()
-            if not inserted:
+            ).rowcount
+            if inserted != 1:
                 raise ValueError(f"no delivery {record.delivery_id}")
-            alert_id = inserted[0][0]
+            alert_id = self.db.execute(
+                "SELECT alert_id FROM deliveries WHERE id = ?", [record.delivery_id]
+            ).fetchone()[0]
             unclaim = "claimed_by = NULL, claimed_until = NULL"
             if record.outcome == "delivered":
                 self.db.execute(
