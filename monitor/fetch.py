@@ -288,8 +288,9 @@ class Fetcher:
         request = client.build_request("GET", url, headers=ex.conditional, timeout=ex.timeout)
         ex.phase = "connecting or waiting for headers"
         try:
-            if self._transports is None:
+            if self._transports is None:  # (a proxy, or a test's transport: httpx's own path)
                 response = await client.send(request, stream=True)
+                _cap_cookies(client)
             else:
                 response = await _send_direct(client, self._transports[index], request)
         except httpx.HTTPError as exc:
@@ -417,12 +418,17 @@ async def _send_direct(
     try:
         if "set-cookie" in response.headers or "set-cookie2" in response.headers:
             client.cookies.extract_cookies(response)  # (a consent page's, before its redirect)
-            if len(client.cookies.jar) > MAX_COOKIES:  # a daemon's jar must not grow for ever
-                client.cookies.clear()
+            _cap_cookies(client)
     except BaseException:
         await response.aclose()
         raise
     return response
+
+
+def _cap_cookies(client: httpx.AsyncClient) -> None:
+    """Empty a client's cookie jar past `MAX_COOKIES`: a daemon's must not grow for ever."""
+    if len(client.cookies.jar) > MAX_COOKIES:
+        client.cookies.clear()
 
 
 def _proxy_in_environment() -> bool:
@@ -528,6 +534,11 @@ def _too_large(ex: _Exchange, how: str) -> FetchError:
 
 
 _CODINGS = ("gzip", "x-gzip", "deflate")
+# Compressions we never ask for and cannot undo: their bytes are no feed. Any other name
+# ("UTF-8", "none", "binary": old server misconfigurations) is ignored, as httpx and
+# browsers do.
+_UNDECODABLE = ("br", "zstd", "compress", "x-compress")
+_MAX_CODINGS = 4  # a body compressed more times than this is no honest feed
 _GZIP_MAGIC = b"\x1f\x8b"
 
 
@@ -537,14 +548,15 @@ async def _decoded(response: httpx.Response, encoding: str) -> AsyncIterator[byt
     httpx's own decoders inflate a whole network read at once (a 64 KiB read of a gzip
     bomb becomes ~64 MB), so gzip and deflate are inflated here with a bounded output, each
     layer of a list ("gzip, gzip", applied in that order, undone from the last) as a
-    stage that holds at most `STEP` bytes. We ask for nothing else; another coding is a
-    decoding error rather than bytes nobody can read.
+    stage that holds at most `STEP` bytes.
     """
-    codings = [c for c in (part.strip() for part in encoding.split(",")) if c != "identity"]
-    codings = [c for c in codings if c]
-    unknown = [c for c in codings if c not in _CODINGS]
+    names = [part.strip() for part in encoding.split(",")]
+    unknown = [name for name in names if name in _UNDECODABLE]
     if unknown:
         raise httpx.DecodingError(f"unsupported Content-Encoding {encoding!r}")
+    codings = [name for name in names if name in _CODINGS]
+    if len(codings) > _MAX_CODINGS:
+        raise httpx.DecodingError(f"{len(codings)} content codings (at most {_MAX_CODINGS})")
     stream: AsyncIterator[bytes] = response.aiter_raw()
     for coding in reversed(codings):
         stream = _inflated(stream, coding)
@@ -562,6 +574,8 @@ async def _inflated(chunks: AsyncIterator[bytes], coding: str) -> AsyncIterator[
                 yield out
             if not data and len(out) < STEP:
                 break  # input used up and nothing held back
+        if inflater.ended:
+            break  # what follows the stream is not read (nor kept)
     tail = inflater.flush()
     if tail:
         yield tail
@@ -577,6 +591,7 @@ class _Inflater:
         self._gzip = encoding != "deflate"
         self._z = self._new()
         self._fed = False  # an empty body with a Content-Encoding is just empty
+        self.ended = False  # the stream ended, and what followed was not another member
 
     def _new(self) -> zlib._Decompress:
         return zlib.decompressobj(zlib.MAX_WBITS | 16 if self._gzip else zlib.MAX_WBITS)
@@ -597,6 +612,7 @@ class _Inflater:
         if self._z.eof and self._z.unused_data:
             after = self._z.unused_data
             if not (self._gzip and _GZIP_MAGIC.startswith(after[:2])):
+                self.ended = True
                 return out, b""  # bytes after the stream (some servers pad): ignored
             self._z = self._new()  # the next member
             rest = after + rest

@@ -15,6 +15,7 @@ from email.utils import format_datetime
 from pathlib import Path
 from typing import TypeVar
 
+import httpx
 import pytest
 
 from monitor import PROJECT_URL, __version__
@@ -191,11 +192,13 @@ def test_a_cookie_set_by_a_redirect_goes_with_the_next_requests(feed_server: Fee
     ]
 
 
+@pytest.mark.parametrize("through_the_client", [False, True])
 def test_the_cookie_jar_stays_bounded(
-    feed_server: FeedServer, monkeypatch: pytest.MonkeyPatch
+    feed_server: FeedServer, monkeypatch: pytest.MonkeyPatch, through_the_client: bool
 ) -> None:
     """A server that sets a new cookie at every poll must not make a daemon's jar (and the
-    Cookie header it sends back) grow for ever."""
+    Cookie header it sends back) grow for ever; nor when requests take httpx's own path (a
+    proxy in the environment, or a transport given)."""
     from monitor import fetch as fetch_module
 
     monkeypatch.setattr(fetch_module, "MAX_COOKIES", 20)
@@ -205,7 +208,8 @@ def test_the_cookie_jar_stays_bounded(
     )
 
     async def go() -> None:
-        async with Fetcher() as fetcher:
+        transport = httpx.AsyncHTTPTransport() if through_the_client else None
+        async with Fetcher(transport=transport) as fetcher:
             for _ in range(50):
                 await fetcher.fetch(url)
 
@@ -646,6 +650,34 @@ def test_an_encoding_we_did_not_ask_for_is_a_decoding_error(feed_server: FeedSer
     url = feed_server.route("/br", Reply(200, b"\x0b\x02\x80", headers={"Content-Encoding": "br"}))
     error = fetch_error(url)
     assert error.kind == "decoding" and "unsupported Content-Encoding 'br'" in str(error)
+
+
+@pytest.mark.parametrize("coding", ["UTF-8", "none", "binary", "identity, utf-8"])
+def test_a_content_coding_that_is_no_compression_is_ignored(
+    feed_server: FeedServer, coding: str
+) -> None:
+    """Old misconfigured servers name a charset or "none" as the coding: the body is plain."""
+    url = feed_server.route("/odd", Reply(200, FEED, headers={"Content-Encoding": coding}))
+    assert fetch(url).body == FEED
+
+
+def test_a_body_compressed_many_times_over_is_refused(feed_server: FeedServer) -> None:
+    url = feed_server.route("/many", Reply(200, FEED, headers={"Content-Encoding": "gzip," * 2000}))
+    error = fetch_error(url)
+    assert error.kind == "decoding" and "2000 content codings" in str(error)
+
+
+def test_what_follows_a_gzip_stream_is_not_read(feed_server: FeedServer) -> None:
+    """Megabytes of junk after the stream were kept and copied at every read (quadratic)."""
+    body = gzip.compress(FEED) + b"junk" * 2_000_000
+    url = feed_server.route("/junk", Reply(200, body, headers={"Content-Encoding": "gzip"}))
+    tracemalloc.start()
+    try:
+        assert fetch(url, max_bytes=1_000_000).body == FEED
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert peak < 2_000_000, f"peak {peak} bytes: the junk was kept"
 
 
 def test_user_agent_and_accept(feed_server: FeedServer) -> None:
