@@ -84,6 +84,13 @@ def test_a_feed_the_user_disabled_stays_disabled_whatever_the_config_says(
     storage.set_enabled(storage.find_feed(A), False)
     assert changes_made_by(storage, [FeedSettings(url=A)]) == 0
     assert rows(storage)[A]["disabled_reason"] == "disabled by user"
+    # disabled in the config, then enabled there again: still the user's choice
+    storage.sync_feeds([FeedSettings(url=A, enabled=False)], T0)
+    storage.sync_feeds([FeedSettings(url=A)], T0)
+    assert (rows(storage)[A]["enabled"], rows(storage)[A]["disabled_reason"]) == (
+        0,
+        "disabled by user",
+    )
 
 
 def test_a_feed_the_poller_disabled_stays_disabled(storage: Storage) -> None:

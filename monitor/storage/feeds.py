@@ -132,7 +132,8 @@ class FeedStore:
                 row = rows[feed_id]
                 if not feed.enabled:
                     values["enabled"] = 0
-                    values["disabled_reason"] = DISABLED_IN_CONFIG
+                    if row["enabled"] or row["disabled_reason"] in _BY_CONFIG:
+                        values["disabled_reason"] = DISABLED_IN_CONFIG  # (a 410's reason stays)
                 elif not row["enabled"] and row["disabled_reason"] in _BY_CONFIG:
                     values["enabled"] = 1
                     values["disabled_reason"] = None
