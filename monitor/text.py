@@ -64,8 +64,13 @@ MAX_TAGS = 20_000
 _SCRIPT_TAG = re.compile(r"<+(\s*/?\s*script)", re.I)
 # Removed before parsing: our markers, zero-width space, soft hyphen, BOM, and the control
 # characters that are not white space (NUL, ESC of a terminal's escape sequences, C1).
-_CONTROLS = [*range(0x00, 0x09), *range(0x0E, 0x20), *range(0x7F, 0xA0)]
-_INVISIBLE = dict.fromkeys([*_CONTROLS, *map(ord, "\ue000\ue001\u200b\u00ad\ufeff")])
+# (The separators U+001C-U+001F and NEL, U+0085, which Python counts as white space, become
+# spaces, so that the words on either side stay apart.)
+_CONTROLS = [*range(0x00, 0x09), *range(0x0E, 0x1C), 0x7F, *range(0x80, 0x85), *range(0x86, 0xA0)]
+_INVISIBLE: dict[int, str | None] = {
+    **dict.fromkeys([*_CONTROLS, *map(ord, "\ue000\ue001\u200b\u00ad\ufeff")]),
+    **dict.fromkeys([0x1C, 0x1D, 0x1E, 0x1F, 0x85], " "),
+}
 _BLANK_LINE = re.compile(r"\n[ \t\r\f\v\xa0]*\n")
 
 

@@ -19,6 +19,7 @@ from monitor.text import (
     _ASCII_TOKEN,
     _token_patterns,
     canonical_url,
+    clean_line,
     content_hash,
     detect_language,
     html_to_text,
@@ -78,6 +79,13 @@ def test_html_with_tens_of_thousands_of_tags_is_stripped_not_parsed(
     assert html_to_text("<div>" * depth + "deep &amp; text" + "</div>" * depth) == "deep & text"
     assert parsed == []
     assert html_to_text("<p>one</p><p>two</p>") == "one\n\ntwo" and len(parsed) == 1
+
+
+def test_control_characters_go_and_separators_keep_words_apart() -> None:
+    """NUL and a terminal's ESC are dropped; NEL (U+0085, a Windows "…" read as Latin-1)
+    and the separators U+001C-U+001F are white space to Python: words stay apart."""
+    assert clean_line("one\x85two\x1cthree\x00four\x1b[1m") == "one two threefour[1m"
+    assert html_to_text("<p>a\x85b\x1fc</p>") == "a b c"
 
 
 def test_html_to_text_escaped_script_is_not_a_tag() -> None:
