@@ -33,6 +33,7 @@ from .errors import ConfigError
 DEFAULT_CONFIG = Path("config/monitor.toml")
 
 MAX_CONCURRENCY = 1000  # polling.concurrency: the fetcher holds a client per 10 requests
+MAX_BYTES = 1_000_000_000  # polling.max_bytes: a body is held whole in memory
 
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d|w)?\s*$")
 _UNITS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800, None: 1}
@@ -155,6 +156,28 @@ def _not_blank(value: str) -> str:
     return value
 
 
+def _no_blank(value: tuple[str, ...]) -> tuple[str, ...]:
+    for item in value:
+        if not item.strip():
+            raise ValueError(f"{_show(item)} is blank (every entry must say something)")
+    return value
+
+
+_ADDRESS = re.compile(r"^[^@\s]+@[^@\s]+$")
+
+
+def _address(value: str) -> str:
+    if not _ADDRESS.match(value):
+        raise ValueError(f"{_show(value)} is not an email address")
+    return value
+
+
+def _addresses(value: tuple[str, ...]) -> tuple[str, ...]:
+    for item in value:
+        _address(item)
+    return value
+
+
 def _not_empty(value: tuple[Any, ...]) -> tuple[Any, ...]:
     if not value:
         raise ValueError("[] is empty (expected at least one)")
@@ -189,11 +212,15 @@ class DatabaseSettings:
 class PollingSettings:
     interval: Duration = _setting(Duration(900), check=_positive, doc="default poll interval")
     timeout: Duration = _setting(Duration(30), check=_positive, doc="whole request, body included")
-    max_bytes: int = _setting(10_000_000, check=_positive, doc="cap on the decoded body")
+    max_bytes: int = _setting(
+        10_000_000, check=_between(1, MAX_BYTES), doc="cap on the decoded body (at most 1 GB)"
+    )
     max_redirects: int = _setting(
         5, check=_not_negative, doc="redirects followed per request (0: none)"
     )
-    per_host: int = _setting(2, check=_positive, doc="concurrent requests per host")
+    per_host: int = _setting(
+        2, check=_between(1, MAX_CONCURRENCY), doc="concurrent requests per host"
+    )
     concurrency: int = _setting(
         32,
         check=_between(1, MAX_CONCURRENCY),
@@ -220,11 +247,17 @@ class TopicSettings:
     seeds: tuple[Path, ...] = _setting(
         check=_not_empty, doc="seed files or folders (.txt, .md, .html), at least one"
     )
-    keywords: tuple[str, ...] = _setting((), doc="a related story must contain one of these")
-    exclude: tuple[str, ...] = _setting((), doc="a story containing one of these is unrelated")
+    keywords: tuple[str, ...] = _setting(
+        (), check=_no_blank, doc="a related story must contain one of these"
+    )
+    exclude: tuple[str, ...] = _setting(
+        (), check=_no_blank, doc="a story containing one of these is unrelated"
+    )
     threshold: float | None = _setting(None, check=_fraction, doc="relevance threshold (0-1)")
     alert_budget: int = _setting(
-        20, doc="immediate alerts per topic per day; the rest wait for the digest"
+        20,
+        check=_not_negative,
+        doc="immediate alerts per topic per day; the rest wait for the digest",
     )
     digest: str = _setting("0 8 * * *", check=_check_cron, doc="cron schedule of the digest")
     timezone: str = _setting("UTC", check=_check_timezone, doc="time zone of the digest schedule")
@@ -244,8 +277,8 @@ class FeedSettings:
 class EmailSettings:
     host: str = _setting("localhost", doc="SMTP server")
     port: int = _setting(25, check=_between(1, 65535), doc="SMTP port")
-    sender: str = _setting("monitor@localhost", doc="From address")
-    recipients: tuple[str, ...] = _setting((), doc="To addresses")
+    sender: str = _setting("monitor@localhost", check=_address, doc="From address")
+    recipients: tuple[str, ...] = _setting((), check=_addresses, doc="To addresses")
     security: Literal["none", "starttls", "tls"] = _setting("none", doc="transport security")
     username_env: str | None = _setting(None, doc="environment variable holding the SMTP user")
     password_env: str | None = _setting(None, doc="environment variable holding the SMTP password")
@@ -460,6 +493,13 @@ def _cross_checks(settings: Settings) -> None:
         for name in feed.topics:
             if name not in names:
                 raise _Invalid(f"feeds[{index}].topics", f'"{name}" is not a configured topic')
+    alerts = settings.alerts
+    if alerts.retry_base > alerts.retry_max:
+        raise _Invalid(
+            "alerts.retry_base",
+            f"{format_duration(alerts.retry_base)} is longer than alerts.retry_max "
+            f"({format_duration(alerts.retry_max)})",
+        )
 
 
 def settings_from_dict(raw: dict[str, Any], source: Path) -> Settings:

@@ -114,6 +114,24 @@ def test_default_config_is_complete() -> None:
             "topics[0].seeds: [] is empty (expected at least one)",
         ),
         ({"topics": [{"name": " ", "seeds": ["x"]}]}, 'topics[0].name: " " is blank'),
+        (
+            {"topics": [{"name": "a", "seeds": ["x"], "keywords": ["ban", ""]}]},
+            'topics[0].keywords: "" is blank',
+        ),
+        (
+            {"topics": [{"name": "a", "seeds": ["x"], "alert_budget": -1}]},
+            "topics[0].alert_budget: -1 is negative",
+        ),
+        (
+            {"alerts": {"email": {"recipients": ["me@example.org", "boss at example.org"]}}},
+            'alerts.email.recipients: "boss at example.org" is not an email address',
+        ),
+        (
+            {"alerts": {"retry_base": "2h", "retry_max": "1h"}},
+            "alerts.retry_base: 2h is longer than alerts.retry_max (1h)",
+        ),
+        ({"polling": {"max_bytes": 10**12}}, "polling.max_bytes: 1000000000000 is not between"),
+        ({"polling": {"per_host": 5000}}, "polling.per_host: 5000 is not between 1 and 1000"),
     ],
 )
 def test_errors_name_the_file_and_key(raw: dict[str, object], message: str) -> None:
