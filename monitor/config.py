@@ -163,11 +163,13 @@ def _no_blank(value: tuple[str, ...]) -> tuple[str, ...]:
     return value
 
 
-_ADDRESS = re.compile(r"^[^@\s]+@[^@\s]+$")
-
-
 def _address(value: str) -> str:
-    if not _ADDRESS.match(value):
+    """An address as SMTP and the From/To headers take it: "me@example.org" or
+    "Me <me@example.org>"."""
+    from email.utils import parseaddr
+
+    local, _, domain = parseaddr(value)[1].rpartition("@")
+    if not (local and domain):
         raise ValueError(f"{_show(value)} is not an email address")
     return value
 
@@ -493,13 +495,6 @@ def _cross_checks(settings: Settings) -> None:
         for name in feed.topics:
             if name not in names:
                 raise _Invalid(f"feeds[{index}].topics", f'"{name}" is not a configured topic')
-    alerts = settings.alerts
-    if alerts.retry_base > alerts.retry_max:
-        raise _Invalid(
-            "alerts.retry_base",
-            f"{format_duration(alerts.retry_base)} is longer than alerts.retry_max "
-            f"({format_duration(alerts.retry_max)})",
-        )
 
 
 def settings_from_dict(raw: dict[str, Any], source: Path) -> Settings:

@@ -127,8 +127,8 @@ def test_default_config_is_complete() -> None:
             'alerts.email.recipients: "boss at example.org" is not an email address',
         ),
         (
-            {"alerts": {"retry_base": "2h", "retry_max": "1h"}},
-            "alerts.retry_base: 2h is longer than alerts.retry_max (1h)",
+            {"alerts": {"email": {"sender": "Monitor <monitor.example.org>"}}},
+            'alerts.email.sender: "Monitor <monitor.example.org>" is not an email address',
         ),
         ({"polling": {"max_bytes": 10**12}}, "polling.max_bytes: 1000000000000 is not between"),
         ({"polling": {"per_host": 5000}}, "polling.per_host: 5000 is not between 1 and 1000"),
@@ -171,11 +171,19 @@ def test_the_limits_keep_the_values_that_work() -> None:
         {
             "polling": {"concurrency": 1000, "max_redirects": 0},
             "feeds": [{"url": "http://127.0.0.1:65535/rss"}, {"url": "https://[::1]/rss"}],
-            "alerts": {"email": {"port": 65535}},
+            "alerts": {
+                "email": {
+                    "port": 65535,
+                    "sender": "Monitor <monitor@example.org>",
+                    "recipients": ["Me <me@example.org>", "josé@bücher.de", "a@localhost"],
+                },
+                "retry_base": "2h",  # (longer than retry_max: every delay is retry_max)
+            },
         },
         Path("m.toml"),
     )
     assert (settings.polling.concurrency, settings.polling.max_redirects) == (1000, 0)
+    assert settings.alerts.email is not None and len(settings.alerts.email.recipients) == 3
 
 
 def test_a_database_path_that_is_a_directory_is_named(
