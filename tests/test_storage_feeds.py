@@ -93,6 +93,23 @@ def test_a_feed_the_user_disabled_stays_disabled_whatever_the_config_says(
     )
 
 
+def test_a_feed_the_config_added_disabled_is_polled_once_the_config_enables_it(
+    storage: Storage,
+) -> None:
+    storage.sync_feeds([FeedSettings(url=A, enabled=False)], T0)
+    storage.sync_feeds([FeedSettings(url=A, enabled=False)], T0)
+    assert (rows(storage)[A]["enabled"], rows(storage)[A]["disabled_reason"]) == (
+        0,
+        "disabled in the config",
+    )
+    storage.sync_feeds([FeedSettings(url=A)], T0)
+    assert (rows(storage)[A]["enabled"], rows(storage)[A]["disabled_reason"]) == (1, None)
+    # a row from before the reason was written on insert (NULL) is the config's too
+    storage.db.execute("UPDATE feeds SET enabled = 0, disabled_reason = NULL")
+    storage.sync_feeds([FeedSettings(url=A)], T0)
+    assert rows(storage)[A]["enabled"] == 1
+
+
 def test_a_feed_the_poller_disabled_stays_disabled(storage: Storage) -> None:
     storage.sync_feeds([FeedSettings(url=A)], T0)
     storage.db.execute(

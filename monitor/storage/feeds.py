@@ -87,9 +87,10 @@ class FeedUpdate:
 
 
 # Why `sync_feeds` disabled a feed: the config may enable it again (not a 410's or a user's).
+# (None: a feed added disabled by the config before it said why.)
 DISABLED_IN_CONFIG = "disabled in the config"
 REMOVED_FROM_CONFIG = "removed from the config"
-_BY_CONFIG = (DISABLED_IN_CONFIG, REMOVED_FROM_CONFIG)
+_BY_CONFIG = (DISABLED_IN_CONFIG, REMOVED_FROM_CONFIG, None)
 
 
 class FeedStore:
@@ -123,6 +124,8 @@ class FeedStore:
                 feed_id = by_config_url.get(feed.url, by_url.get(feed.url))
                 if feed_id is None:
                     added = {**values, "url": feed.url, "enabled": int(feed.enabled)}
+                    if not feed.enabled:
+                        added["disabled_reason"] = DISABLED_IN_CONFIG
                     table = self.db.table("feeds").insert({**added, "created_at": iso(now)})
                     assert table.last_rowid is not None  # an insert always sets it
                     feed_id = table.last_rowid
