@@ -239,8 +239,8 @@ def _attempt(
     owner: str,
 ) -> str:
     """Send one claimed delivery (to the targets not done yet) and record the attempt;
-    return delivered, partial (reached some targets, to retry for the others), retry,
-    failed or bug."""
+    return delivered, partial (to retry, but the channel works: it reached some targets,
+    or refused only these), retry, failed or bug."""
     attempt = due.attempts + 1
     started = time.perf_counter()
     outcome: str
@@ -252,7 +252,7 @@ def _attempt(
         message = redact(str(error))
         reached = redact(error.confirmation)[:200] if error.confirmation is not None else None
         if error.transient and attempt < settings.max_attempts:
-            outcome = "retry" if reached is None else "partial"
+            outcome = "partial" if reached is not None or error.channel_works else "retry"
             delay = retry_delay(attempt, settings, error.retry_after)
             record = AttemptRecord(
                 delivery_id=due.id,

@@ -85,6 +85,8 @@ class DeliveryError(MonitorError):
     A channel that sends to several targets at once (email recipients) may have reached
     some: ``done`` are the targets this attempt settled (delivered to, or refused for good),
     which a retry must leave out, and ``confirmation`` the peer's reply for those it reached.
+    ``channel_works``: the peer answered and refused only these targets (a greylisting
+    server's 450), so other alerts may still go through it in the same run.
     """
 
     def __init__(
@@ -96,6 +98,7 @@ class DeliveryError(MonitorError):
         retry_after: float | None = None,
         done: frozenset[str] = frozenset(),
         confirmation: str | None = None,
+        channel_works: bool = False,
     ) -> None:
         super().__init__(message)
         self.transient = transient
@@ -103,6 +106,7 @@ class DeliveryError(MonitorError):
         self.retry_after = retry_after
         self.done = done
         self.confirmation = confirmation
+        self.channel_works = channel_works
 
 
 class EmailError(DeliveryError):

@@ -556,6 +556,21 @@ def test_a_greylisted_recipient_gets_the_alert_on_retry_and_the_others_once(
     assert detail["deliveries"][0]["status"] == "delivered"
 
 
+def test_a_recipient_deferred_does_not_hold_back_the_other_alerts_of_the_run(
+    storage: Storage, smtp_server: SmtpPeer
+) -> None:
+    """A greylisting server answers and refuses one recipient for now: the channel works,
+    so the run goes on with the other alerts (a server that does not answer costs one
+    attempt a run, as before)."""
+    config = settings(email=recipients(smtp_server.port, "defer-boss@example.org"))
+    channels = build_channels(config.alerts, ENV)
+    for n in range(3):
+        enqueue(storage, f"Deferred {n}")
+    summary = deliver_pending(storage, channels, config, Clock(T0))
+    assert (summary.retried, summary.deferred) == (3, 0)
+    assert smtp_server.handler.rcpts == ["defer-boss@example.org"] * 3
+
+
 def test_a_recipient_deferred_to_the_end_fails_alone(
     storage: Storage, smtp_server: SmtpPeer
 ) -> None:

@@ -212,6 +212,7 @@ class EmailNotifier:
                 f"{self._where()}: every recipient refused: {_describe({**refused, **deferred})}",
                 transient=bool(deferred),
                 status=str(first[0]),
+                channel_works=True,
             )
         code, reply = smtp.data(data)
         if code != 250:
