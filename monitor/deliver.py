@@ -68,17 +68,16 @@ MAX_RETRY_AFTER = 86400.0
 
 #: The shortest time a claim on a delivery holds (`claim_lease`).
 CLAIM_FLOOR = 600.0
-#: SMTP steps an email attempt may take besides one RCPT per recipient: connect, EHLO,
-#: STARTTLS, EHLO, AUTH (two replies), MAIL, DATA, the end of the data, QUIT.
-SMTP_STEPS = 10
 
 
 def claim_lease(settings: AlertSettings) -> timedelta:
-    """How long a claim on a delivery holds: longer than any attempt can last, each of its
-    steps bounded by its channel's timeout (an attempt that outlived its claim could be
-    sent again by another process meanwhile; recognisably, by its ID)."""
+    """How long a claim on a delivery holds: twice as long as any attempt can last, each
+    exchange bounded as a whole (an attempt that outlived its claim could be sent again by
+    another process meanwhile; recognisably, by its ID)."""
     seconds = CLAIM_FLOOR
     if settings.email is not None:
+        from .notify.email import SMTP_STEPS
+
         steps = SMTP_STEPS + len(settings.email.recipients)
         seconds = max(seconds, 2 * steps * settings.email.timeout)
     for hook in settings.webhooks:

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import socket
 import ssl
+import threading
 import time
 
 import pytest
@@ -193,6 +195,41 @@ def test_deferred_and_refused_with_nobody_accepting_settles_no_one(
     assert caught.value.transient and caught.value.status == "450"
     assert caught.value.done == frozenset() and caught.value.confirmation is None
     assert smtp_server.received == []
+
+
+def test_a_server_trickling_its_greeting_is_cut_at_the_whole_exchanges_deadline() -> None:
+    """Each byte comes well within the step timeout (0.2 s), but the greeting would take
+    8 s: the exchange is cut at its own deadline, (10 steps + 1 recipient) x 0.2 s."""
+    listener = socket.create_server(("127.0.0.1", 0))
+    stop = threading.Event()
+
+    def trickle() -> None:
+        conn, _ = listener.accept()
+        with conn:
+            for byte in b"220 " + b"x" * 156 + b"\r\n":
+                if stop.wait(0.05):
+                    return
+                try:
+                    conn.sendall(bytes([byte]))
+                except OSError:
+                    return
+
+    server = threading.Thread(target=trickle)
+    server.start()
+    email = EmailNotifier(
+        "127.0.0.1", listener.getsockname()[1], "m@x.org", ["a@x.org"], timeout=0.2
+    )
+    started = time.monotonic()
+    try:
+        with pytest.raises(EmailError) as caught:
+            email.send(development_alert())
+    finally:
+        stop.set()
+        server.join(timeout=10)
+        listener.close()
+    assert caught.value.transient
+    assert "timed out after 2.2s (the whole exchange)" in str(caught.value)
+    assert time.monotonic() - started < 6.0  # (not the 8 s the greeting would take)
 
 
 def test_black_hole_times_out_transiently(smtp_blackhole: int) -> None:

@@ -9,6 +9,9 @@ done). Adapters never import storage, fetching, or each other.
 
 from __future__ import annotations
 
+import socket
+import threading
+from contextlib import suppress
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
 from typing import TYPE_CHECKING, Protocol, runtime_checkable
@@ -16,7 +19,7 @@ from typing import TYPE_CHECKING, Protocol, runtime_checkable
 if TYPE_CHECKING:
     from monitor.render import AlertPayload
 
-__all__ = ["Notifier", "parse_retry_after", "redact"]
+__all__ = ["ExchangeDeadline", "Notifier", "parse_retry_after", "redact"]
 
 RETRY_AFTER_CAP = 24 * 3600.0
 
@@ -34,6 +37,51 @@ class Notifier(Protocol):
         ``done`` are the targets an earlier attempt settled (`DeliveryError.done`), not to
         be sent to again; a channel with one target never reports any, and ignores it.
         """
+
+
+class ExchangeDeadline:
+    """Shuts one exchange's connection down ``seconds`` after it started, unless closed first.
+
+    A client's timeout bounds each connect, read and write, not their sum: a peer trickling
+    its answer a byte at a time could hold a delivery as long as it liked (and past the
+    claim on it, so another process could send it again). The socket is handed over with
+    `watch` as soon as it is opened; at the deadline a duplicate of it is shut down, so the
+    blocked read or write fails at once whatever wraps it (TLS), and the client closes the
+    connection as usual. ``expired`` tells the caller why its exchange failed.
+    """
+
+    def __init__(self, seconds: float) -> None:
+        self.expired = False
+        self._lock = threading.Lock()
+        self._socket: socket.socket | None = None
+        self._timer = threading.Timer(seconds, self._expire)
+        self._timer.daemon = True
+        self._timer.start()
+
+    def watch(self, opened: socket.socket) -> None:
+        with self._lock:
+            if self._socket is not None:
+                self._socket.close()
+            self._socket = opened.dup()
+            if self.expired:
+                self._shut()
+
+    def close(self) -> None:
+        self._timer.cancel()
+        with self._lock:
+            if self._socket is not None:
+                self._socket.close()
+                self._socket = None
+
+    def _expire(self) -> None:
+        with self._lock:
+            self.expired = True
+            self._shut()
+
+    def _shut(self) -> None:
+        if self._socket is not None:
+            with suppress(OSError):  # already closed by the peer
+                self._socket.shutdown(socket.SHUT_RDWR)
 
 
 def parse_retry_after(value: str | None, now: datetime) -> float | None:

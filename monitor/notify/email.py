@@ -23,17 +23,23 @@ from __future__ import annotations
 import email.policy
 import io
 import smtplib
+import socket
 import ssl
 from email.generator import BytesGenerator
 from email.message import EmailMessage
-from typing import Literal
+from typing import Any, Literal
 
 from monitor.errors import EmailError
 from monitor.render import AlertPayload, render_email
 
-from .base import redact
+from .base import ExchangeDeadline, redact
 
-__all__ = ["EmailNotifier", "Security"]
+__all__ = ["SMTP_STEPS", "EmailNotifier", "Security"]
+
+#: SMTP steps an email attempt may take besides one RCPT per recipient: connect, EHLO,
+#: STARTTLS, EHLO, AUTH (two replies), MAIL, DATA, the end of the data, QUIT. Each is
+#: bounded by the timeout, and the whole exchange by this many (plus recipients) times it.
+SMTP_STEPS = 10
 
 Security = Literal["none", "starttls", "tls"]
 Refusals = dict[str, tuple[int, str]]  # recipient -> (SMTP code, reply)
@@ -42,6 +48,28 @@ Refusals = dict[str, tuple[int, str]]  # recipient -> (SMTP code, reply)
 def _text(reply: bytes | str) -> str:
     raw = reply.decode("utf-8", "replace") if isinstance(reply, bytes) else reply
     return " ".join(raw.split())
+
+
+class _Watched:
+    """A mixin for smtplib's clients: the socket goes to a deadline as soon as it is opened
+    (the greeting is read in the constructor: a trickled one is cut too)."""
+
+    def __init__(self, deadline: ExchangeDeadline, *args: Any, **kwargs: Any) -> None:
+        self._deadline = deadline
+        super().__init__(*args, **kwargs)
+
+    def _get_socket(self, host: str, port: int, timeout: float) -> socket.socket:
+        opened: socket.socket = super()._get_socket(host, port, timeout)  # type: ignore[misc]
+        self._deadline.watch(opened)
+        return opened
+
+
+class _WatchedSMTP(_Watched, smtplib.SMTP):
+    pass
+
+
+class _WatchedSMTPSSL(_Watched, smtplib.SMTP_SSL):
+    pass
 
 
 class EmailNotifier:
@@ -100,24 +128,21 @@ class EmailNotifier:
         recipients = [recipient for recipient in self.recipients if recipient not in done]
         if not recipients:
             return "every recipient done in earlier attempts"
+        # The whole exchange is bounded too, not each step alone (`ExchangeDeadline`).
+        seconds = self.timeout * (SMTP_STEPS + len(recipients))
+        deadline = ExchangeDeadline(seconds)
         try:
-            confirmation, deferred, settled = self._deliver(message, recipients)
+            confirmation, deferred, settled = self._deliver(message, recipients, deadline)
         except EmailError:
             raise
-        except smtplib.SMTPResponseException as exc:
-            raise self._reply_error(exc.smtp_code, exc.smtp_error, "the server refused") from exc
-        except smtplib.SMTPNotSupportedError as exc:
-            raise self._error(f"server does not support it: {exc}", transient=False) from exc
-        except smtplib.SMTPServerDisconnected as exc:
-            raise self._error(f"connection lost: {exc}", transient=True) from exc
-        except ssl.SSLCertVerificationError as exc:
-            raise self._error(f"TLS certificate rejected: {exc}", transient=False) from exc
-        except TimeoutError as exc:
-            raise self._error(f"timed out after {self.timeout:g}s", transient=True) from exc
-        except OSError as exc:  # refused, reset, unreachable, DNS, TLS handshake failure
-            raise self._error(f"connection failed: {exc}", transient=True) from exc
-        except smtplib.SMTPException as exc:  # e.g. "No suitable authentication method found"
-            raise self._error(str(exc), transient=False) from exc
+        except Exception as exc:
+            if deadline.expired and isinstance(exc, smtplib.SMTPServerDisconnected | OSError):
+                raise self._error(
+                    f"timed out after {seconds:g}s (the whole exchange)", transient=True
+                ) from exc
+            raise self._translated(exc) from exc
+        finally:
+            deadline.close()
         if deferred:
             raise EmailError(
                 f"{self._where()}: deferred: {_describe(deferred)}; sent to the others: "
@@ -134,23 +159,18 @@ class EmailNotifier:
     def _context(self) -> ssl.SSLContext:
         return self._ssl_context or ssl.create_default_context()
 
-    def _connect(self) -> smtplib.SMTP:
+    def _connect(self, deadline: ExchangeDeadline) -> smtplib.SMTP:
+        where = {"host": self.host, "port": self.port, "timeout": self.timeout}
         if self.security == "tls":
-            return smtplib.SMTP_SSL(
-                self.host,
-                self.port,
-                local_hostname=self._local_hostname,
-                timeout=self.timeout,
-                context=self._context(),
+            return _WatchedSMTPSSL(
+                deadline, local_hostname=self._local_hostname, context=self._context(), **where
             )
-        return smtplib.SMTP(
-            self.host, self.port, local_hostname=self._local_hostname, timeout=self.timeout
-        )
+        return _WatchedSMTP(deadline, local_hostname=self._local_hostname, **where)
 
     def _deliver(
-        self, message: EmailMessage, recipients: list[str]
+        self, message: EmailMessage, recipients: list[str], deadline: ExchangeDeadline
     ) -> tuple[str, Refusals, frozenset[str]]:
-        smtp = self._connect()
+        smtp = self._connect(deadline)
         try:
             smtp.ehlo()
             if self.security == "starttls":
@@ -223,6 +243,24 @@ class EmailNotifier:
         return confirmation, deferred, frozenset(accepted) | frozenset(refused)
 
     # -- errors ---------------------------------------------------------------------------
+
+    def _translated(self, exc: Exception) -> EmailError:
+        """What an exception of the SMTP exchange means for the delivery."""
+        if isinstance(exc, smtplib.SMTPResponseException):
+            return self._reply_error(exc.smtp_code, exc.smtp_error, "the server refused")
+        if isinstance(exc, smtplib.SMTPNotSupportedError):
+            return self._error(f"server does not support it: {exc}", transient=False)
+        if isinstance(exc, smtplib.SMTPServerDisconnected):
+            return self._error(f"connection lost: {exc}", transient=True)
+        if isinstance(exc, ssl.SSLCertVerificationError):
+            return self._error(f"TLS certificate rejected: {exc}", transient=False)
+        if isinstance(exc, TimeoutError):
+            return self._error(f"timed out after {self.timeout:g}s", transient=True)
+        if isinstance(exc, OSError):  # refused, reset, unreachable, DNS, TLS handshake failure
+            return self._error(f"connection failed: {exc}", transient=True)
+        if isinstance(exc, smtplib.SMTPException):  # "No suitable authentication method found"
+            return self._error(str(exc), transient=False)
+        raise exc
 
     def _where(self) -> str:
         return f"SMTP {self.host}:{self.port}"

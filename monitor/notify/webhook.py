@@ -22,7 +22,7 @@ The timeout bounds the whole exchange: connecting, sending, the status line and 
 the start of an error's body that is read for its message. httpx bounds each connect, read
 and write, not their sum, so a receiver trickling its answer a byte at a time would hold the
 delivery as long as it liked; a timer shuts the connection down at the deadline instead
-(`_Deadline`). A request cut before its status arrived is a (transient) timeout; an error
+(`ExchangeDeadline`). A request cut before its status arrived is a (transient) timeout; an error
 whose body is cut keeps its status, with the part of the body that came.
 """
 
@@ -33,7 +33,6 @@ import binascii
 import hashlib
 import hmac
 import socket
-import threading
 import time
 from collections.abc import Callable
 from contextlib import suppress
@@ -47,7 +46,7 @@ from monitor import PROJECT_URL, __version__
 from monitor.errors import WebhookError
 from monitor.render import AlertPayload, webhook_body
 
-from .base import parse_retry_after, redact
+from .base import ExchangeDeadline, parse_retry_after, redact
 
 __all__ = ["WebhookNotifier", "decode_secret", "sign"]
 
@@ -142,7 +141,7 @@ class WebhookNotifier:
         body = webhook_body(payload)
         # A connection of its own, opened in this exchange, is one the deadline can cut.
         headers = {**self.headers(str(payload["id"]), body), "connection": "close"}
-        deadline = _Deadline(self.timeout)
+        deadline = ExchangeDeadline(self.timeout)
         try:
             with self._client.stream(
                 "POST",
@@ -150,7 +149,7 @@ class WebhookNotifier:
                 content=body,
                 headers=headers,
                 timeout=self.timeout,
-                extensions={"trace": deadline.trace},
+                extensions={"trace": _watch_opened(deadline)},
             ) as response:
                 status = response.status_code
                 if 200 <= status < 300:
@@ -190,49 +189,16 @@ class WebhookNotifier:
         return WebhookError(message, transient=transient, status=status, retry_after=retry_after)
 
 
-class _Deadline:
-    """Shuts one exchange's connection down ``seconds`` after it started, unless closed first.
+def _watch_opened(deadline: ExchangeDeadline) -> Callable[[str, dict[str, Any]], None]:
+    """httpcore's trace callback that hands the socket it opens to ``deadline``."""
 
-    The socket is learnt from httpcore's trace of the connection being opened (the request
-    asks for a connection of its own); the timer shuts down a duplicate of it, so the
-    blocked read or write fails at once whatever wraps the socket (TLS), and the connection
-    itself is closed by httpx as usual.
-    """
+    def trace(event: str, info: dict[str, Any]) -> None:
+        if event.endswith("connect_tcp.complete"):
+            opened = info["return_value"].get_extra_info("socket")
+            if isinstance(opened, socket.socket):
+                deadline.watch(opened)
 
-    def __init__(self, seconds: float) -> None:
-        self.expired = False
-        self._lock = threading.Lock()
-        self._socket: socket.socket | None = None
-        self._timer = threading.Timer(seconds, self._expire)
-        self._timer.daemon = True
-        self._timer.start()
-
-    def trace(self, event: str, info: dict[str, Any]) -> None:
-        if not event.endswith("connect_tcp.complete"):
-            return
-        opened = info["return_value"].get_extra_info("socket")
-        if isinstance(opened, socket.socket):
-            with self._lock:
-                self._socket = opened.dup()
-                if self.expired:
-                    self._shut()
-
-    def close(self) -> None:
-        self._timer.cancel()
-        with self._lock:
-            if self._socket is not None:
-                self._socket.close()
-                self._socket = None
-
-    def _expire(self) -> None:
-        with self._lock:
-            self.expired = True
-            self._shut()
-
-    def _shut(self) -> None:
-        if self._socket is not None:
-            with suppress(OSError):  # already closed by the peer
-                self._socket.shutdown(socket.SHUT_RDWR)
+    return trace
 
 
 def _read_some(response: httpx.Response) -> str:
