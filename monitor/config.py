@@ -284,7 +284,11 @@ class EmailSettings:
     security: Literal["none", "starttls", "tls"] = _setting("none", doc="transport security")
     username_env: str | None = _setting(None, doc="environment variable holding the SMTP user")
     password_env: str | None = _setting(None, doc="environment variable holding the SMTP password")
-    timeout: Duration = _setting(Duration(30), check=_positive, doc="limit on every SMTP step")
+    timeout: Duration = _setting(
+        Duration(30),
+        check=_positive,
+        doc="limit on every SMTP step; the exchange: (10 + recipients) times it",
+    )
 
 
 @dataclass(frozen=True, slots=True)
