@@ -74,6 +74,12 @@ def test_compose_services_and_shared_volume() -> None:
     assert monitor["build"] == "."
     assert "monitor-data:/data" in monitor["volumes"]
     assert monitor["environment"]["MONITOR_DB"] == "/data/monitor.db"
+    # `environment` wins over `env_file`: the config .env may name must be substituted in
+    config = re.fullmatch(
+        r"\$\{MONITOR_CONFIG:-(/app/config/[\w.-]+)\}", monitor["environment"]["MONITOR_CONFIG"]
+    )
+    assert config, monitor["environment"]["MONITOR_CONFIG"]
+    assert (ROOT / "config" / Path(config.group(1)).name).is_file()
     env_files = monitor["env_file"]
     assert any(
         (item == ".env") or (isinstance(item, dict) and item.get("path") == ".env")
