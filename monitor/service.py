@@ -165,6 +165,12 @@ class HealthCheck:
 def _handler(check: HealthCheck) -> type[BaseHTTPRequestHandler]:
     class Handler(BaseHTTPRequestHandler):
         server_version = "monitor"
+        timeout = 30  # a client that stops half way through its request is let go
+        head_only = False
+
+        def do_HEAD(self) -> None:  # (uptime probes and load balancers): GET without a body
+            self.head_only = True
+            self.do_GET()
 
         def do_GET(self) -> None:
             path = self.path.split("?", 1)[0]
@@ -185,7 +191,8 @@ def _handler(check: HealthCheck) -> type[BaseHTTPRequestHandler]:
             self.send_header("Content-Length", str(len(body)))
             self.send_header("Cache-Control", "no-store")
             self.end_headers()
-            self.wfile.write(body)
+            if not self.head_only:
+                self.wfile.write(body)
 
         def log_message(self, format: str, *args: Any) -> None:
             pass  # scrapes every few seconds would drown the feed lines

@@ -102,6 +102,19 @@ def test_healthz_ok_when_polling_and_writable(host: Host, listener: service.Serv
     assert data["checks"]["scheduler"] == "running"
 
 
+def test_head_requests_get_the_status_without_a_body(host: Host, listener: service.Service) -> None:
+    """Uptime probes and load balancers often ask with HEAD (it was 501)."""
+    host.state.last_poll_finished = datetime.now(UTC)
+    for path, status in (("/healthz", 200), ("/metrics", 200), ("/nope", 404)):
+        request = urllib.request.Request(listener.url + path, method="HEAD")
+        try:
+            with urllib.request.urlopen(request, timeout=10) as response:
+                got, body = response.status, response.read()
+        except urllib.error.HTTPError as error:
+            got, body = error.code, error.read()
+        assert (got, body) == (status, b""), path
+
+
 def test_healthz_names_the_stopped_scheduler(host: Host, listener: service.Service) -> None:
     host.state.last_poll_finished = datetime.now(UTC)
     host.state.running = False
