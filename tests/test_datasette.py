@@ -187,6 +187,9 @@ def test_search_stories(store: Path) -> None:
     rows = run(store, "search_stories", q="Taliban recognise")
     assert rows and all("taliban" in json.dumps(row).lower() for row in rows)
     assert run(store, "search_stories", q='Taliban "unbalanced') is not None
+    # the page as first opened, with no word yet (or only a quote): no rows, no error
+    for nothing in ("", "   ", '"'):
+        assert run(store, "search_stories", q=nothing) == []
 
 
 def test_every_canned_query_is_checked() -> None:
