@@ -428,6 +428,19 @@ def test_later_step_after_the_seed_alerts(seed_dir: Path, store: Store) -> None:
     )
 
 
+def test_the_seeds_development_is_dated_by_its_first_report_in_the_database_too(
+    seed_dir: Path, store: Store
+) -> None:
+    """The seeds were loaded a month before anything reported them: the row's first_seen
+    (Datasette, SQL) is the first report's time, not the loading's."""
+    judge = Judge.open(store, [Topic("bridge", (seed_dir,))], T0 - timedelta(days=30))
+    assert judge_one(judge, store, restatement(), T0) == Status.DUPLICATE
+    (first_seen, count) = store.db.execute(
+        "SELECT first_seen, story_count FROM developments WHERE first_story LIKE 'seed:%'"
+    ).fetchone()
+    assert (first_seen, count) == (T0.isoformat(), 2)
+
+
 def test_a_development_is_labelled_with_its_headline_words_as_written(
     seed_dir: Path, store: Store
 ) -> None:

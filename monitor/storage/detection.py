@@ -671,7 +671,12 @@ class DetectionStore:
             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)
             ON CONFLICT(id) DO UPDATE SET label = excluded.label, sources = excluded.sources,
                 story_count = excluded.story_count, terms = excluded.terms,
-                last_seen = excluded.last_seen
+                last_seen = excluded.last_seen,
+                -- a seed's development, stored when the seeds were loaded, is dated by the
+                -- first story that reports it (its first_seen was the loading's moment)
+                first_seen = CASE WHEN developments.first_story LIKE 'seed:%'
+                                   AND developments.story_count <= 1
+                                  THEN excluded.first_seen ELSE developments.first_seen END
             """,
             [id, topic, label, first_story, dumps(sources), story_count, dumps(terms),
              iso(first_seen), iso(last_seen)],
