@@ -117,7 +117,7 @@ class Daemon:
     def _deliver(self) -> None:
         if self._delivery_storage is None:
             self._delivery_storage = Storage(self.settings.database_path)
-        summary = deliver_pending(
+        deliver_pending(
             self._delivery_storage,
             self.channels,
             self.settings,
@@ -125,9 +125,7 @@ class Daemon:
             owner=self._claims,
             stop=self._stopping,
         )
-        self.state.last_delivery = utcnow()
-        if summary.delivered or summary.retried or summary.failed or summary.held:
-            log.info("delivery: %s", summary.text())
+        self.state.last_delivery = utcnow()  # (the run logged its own summary)
 
     async def digest(self, topic_name: str) -> None:
         topic = self.settings.topic(topic_name)

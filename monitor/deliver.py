@@ -224,7 +224,7 @@ def deliver_pending(
             summary.failed += 1
             if outcome == "bug":
                 summary.bugs += 1
-    if summary.delivered or summary.retried or summary.failed or summary.stopped:
+    if summary.delivered or summary.retried or summary.failed or summary.stopped or summary.held:
         log.info(summary.text())
     return summary
 

@@ -279,6 +279,7 @@ def test_sigterm_during_a_backlog_finishes_the_current_delivery_and_leaves_the_r
         (0,)
     ]
     assert "stopped: 2 left for the next start" in err
+    assert err.count("deliveries: ") == 1, err  # the run's summary, logged once
     assert "Traceback" not in err and "ERROR" not in err, err
 
 
