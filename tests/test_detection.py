@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import sqlite3
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -34,6 +35,7 @@ from monitor.score import (
 )
 from monitor.storage import Storage
 from monitor.text import canonical_url, content_hash, html_to_text, tokenize
+from tests.storage_helpers import database_before
 
 GOLDEN = Path(__file__).parent / "golden" / "explain"
 T0 = datetime(2025, 3, 1, 9, 0, tzinfo=UTC)
@@ -439,6 +441,40 @@ def test_the_seeds_development_is_dated_by_its_first_report_in_the_database_too(
         "SELECT first_seen, story_count FROM developments WHERE first_story LIKE 'seed:%'"
     ).fetchone()
     assert (first_seen, count) == (T0.isoformat(), 2)
+
+
+def test_the_migration_dates_stored_seed_developments_by_their_first_report(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "old.db"
+    loaded, reported = "2026-11-28T04:36:00+00:00", "2024-10-04T13:45:00+00:00"
+    database_before(path, "m017_seed_developments_dated_by_their_first_report", {
+        "id": "s_1", "origin": "replay:x", "entry_key": "k", "url": "https://e.org/1",
+        "canonical_url": "https://e.org/1", "title": "Restated", "published": reported,
+        "seen_at": reported, "content_hash": "h",
+    })  # fmt: skip
+    conn = sqlite3.connect(path, isolation_level=None)
+    try:
+        conn.execute("INSERT INTO topics (name, created_at) VALUES ('t', ?)", [loaded])
+        for dev, seed, count in (("dev_told", "seed:a.txt", 2), ("dev_untold", "seed:b.txt", 1)):
+            conn.execute(
+                "INSERT INTO developments (id, topic, label, first_story, sources, story_count, "
+                "terms, first_seen, last_seen) VALUES (?, 't', 'l', ?, '[]', ?, '{}', ?, ?)",
+                [dev, seed, count, loaded, reported],
+            )
+        conn.execute(
+            "INSERT INTO decisions (story_id, topic, status, score, duplicate_of, decided_at) "
+            "VALUES ('s_1', 't', 'duplicate', 0.9, 'seed:a.txt', ?)",
+            [reported],
+        )
+    finally:
+        conn.close()
+    store = Store(path)
+    try:
+        rows = store.db.execute("SELECT id, first_seen FROM developments ORDER BY id").fetchall()
+    finally:
+        store.close()
+    assert rows == [("dev_told", reported), ("dev_untold", loaded)]
 
 
 def test_a_development_is_labelled_with_its_headline_words_as_written(

@@ -529,3 +529,24 @@ def m016_delivery_recipients_done(db: Database) -> None:
     deferred ones only. Before it, a recipient deferred while another accepted was never
     tried again."""
     db.execute("ALTER TABLE deliveries ADD COLUMN recipients_done TEXT")
+
+
+@migrations()
+def m017_seed_developments_dated_by_their_first_report(db: Database) -> None:
+    """A seed's development was stored with the moment the seeds were loaded as its
+    `first_seen`, and kept it once stories reported it: it is dated by the first of them
+    (the decision that joined it or restated the seed), as the judge does from now on."""
+    db.execute(
+        """
+        UPDATE developments SET first_seen = (
+            SELECT min(d.decided_at) FROM decisions d
+            WHERE d.topic = developments.topic
+              AND (d.development = developments.id OR d.duplicate_of = developments.first_story)
+        )
+        WHERE first_story LIKE 'seed:%' AND story_count > 1 AND EXISTS (
+            SELECT 1 FROM decisions d
+            WHERE d.topic = developments.topic
+              AND (d.development = developments.id OR d.duplicate_of = developments.first_story)
+        )
+        """
+    )
