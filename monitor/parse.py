@@ -74,6 +74,7 @@ from monitor.text import (
     detect_language,
     html_to_text,
     safe_str,
+    shorten,
 )
 
 __all__ = ["entry_from_item", "parse_feed"]
@@ -593,7 +594,7 @@ def _make_entry(
     link = safe_str(item.link).strip()
     url = urljoin(base, link) if base and link and not link.startswith(_ABSOLUTE) else link
     canonical = canonical_url(url) if url else ""
-    title = _capped(_clean_title(item.title), MAX_TITLE)
+    title = shorten(_clean_title(item.title), MAX_TITLE)
     summary = _to_text(item.summary, item.summary_is_html)
     same_raw = item.content == item.summary and item.content_is_html == item.summary_is_html
     content = summary if same_raw else _to_text(item.content, item.content_is_html)
@@ -617,7 +618,7 @@ def _make_entry(
         guid=guid,
         source=clean_line(source) or None,
         language=language,
-        author=_capped(clean_line(item.author), MAX_AUTHOR) or None,
+        author=shorten(clean_line(item.author), MAX_AUTHOR) or None,
         dated=dated,
         raw_hash=raw_hash,
     )
@@ -650,10 +651,6 @@ def _to_text(raw: str, is_html: bool) -> str:
     # Plain text keeps "<" literally; html_to_text's plain path only unescapes entities,
     # which plain text has none of, so use it with "<" shielded.
     return html_to_text(raw.replace("&", "&amp;").replace("<", "&lt;"))
-
-
-def _capped(text: str, limit: int) -> str:
-    return text if len(text) <= limit else text[: limit - 1].rstrip() + "…"
 
 
 def _is_lead_of(summary: str, content: str) -> bool:

@@ -25,6 +25,8 @@ from email.utils import format_datetime
 from typing import Any, NotRequired, Required, TypedDict
 from urllib.parse import urlsplit
 
+from .text import shorten
+
 __all__ = [
     "AlertPayload",
     "DevelopmentInfo",
@@ -157,10 +159,6 @@ def one_line(value: object) -> str:
     return _SPACE.sub(" ", str(value)).strip() if value is not None else ""
 
 
-def _shorten(text: str, limit: int) -> str:
-    return text if len(text) <= limit else text[: limit - 1].rstrip() + "…"
-
-
 def when(value: object) -> str:
     """An ISO 8601 time as ``YYYY-MM-DD HH:MM UTC``; anything unparseable is shown as given."""
     if not isinstance(value, str) or not value:
@@ -253,7 +251,7 @@ def subject(payload: Mapping[str, Any]) -> str:
         line = "Test alert"
     else:
         line = f"Alert: {one_line(kind)}"
-    return _shorten(f"[{topic}] {line}", SUBJECT_MAX)
+    return shorten(f"[{topic}] {line}", SUBJECT_MAX)
 
 
 # --- plain text ----------------------------------------------------------------------------

@@ -123,6 +123,11 @@ def clean_line(value: object) -> str:
     return " ".join(safe_str(value).translate(_INVISIBLE).split())
 
 
+def shorten(text: str, limit: int) -> str:
+    """``text`` cut to at most ``limit`` characters, the last of them "…" when cut."""
+    return text if len(text) <= limit else text[: limit - 1].rstrip() + "…"
+
+
 def safe_str(value: object) -> str:
     """``value`` as a string that encodes to UTF-8 (lone surrogates become "?")."""
     if not isinstance(value, str):
