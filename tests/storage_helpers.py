@@ -30,9 +30,18 @@ def table_bytes(store: Storage, table: str) -> int:
     return int(row.fetchone()[0] or 0)
 
 
-def database_before(path: Path, migration: str, story: Mapping[str, str]) -> None:
+OLD_STORY = {
+    "id": "s-old", "origin": "https://e.org/rss", "entry_key": "k", "url": "https://e.org/1",
+    "canonical_url": "https://e.org/1", "title": "Old story",
+    "published": "2026-01-01T00:00:00+00:00", "seen_at": "2026-01-01T00:00:00+00:00",
+    "content_hash": "h",
+}  # fmt: skip
+
+
+def database_before(path: Path, migration: str, changes: Mapping[str, str]) -> None:
     """A database file with every migration before ``migration`` applied and one row in
-    `stories` (``story``: its columns as those migrations left the table)."""
+    `stories`: `OLD_STORY` with ``changes`` (columns as those migrations left the table)."""
+    story = {**OLD_STORY, **changes}
     conn = sqlite3.connect(path, isolation_level=None)
     try:
         migrations.apply(Database(conn), stop_before=migration)

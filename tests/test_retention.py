@@ -237,10 +237,8 @@ def test_an_upgraded_database_gets_the_column_and_its_stories_can_be_cleared(
 ) -> None:
     path = tmp_path / "m.db"
     database_before(path, "m013_story_retention", {
-        "id": "s-old", "origin": "https://e.org/rss", "entry_key": "k",
-        "url": "https://e.org/1", "canonical_url": "https://e.org/1", "title": "Harbour",
-        "summary": "Boats came back.", "published": T0.isoformat(), "seen_at": T0.isoformat(),
-        "content_hash": "h",
+        "title": "Harbour", "summary": "Boats came back.",
+        "published": T0.isoformat(), "seen_at": T0.isoformat(),
     })  # fmt: skip
     conn = sqlite3.connect(path)
     conn.execute("INSERT INTO topics (name, created_at) VALUES ('a', ?)", [T0.isoformat()])

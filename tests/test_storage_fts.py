@@ -112,10 +112,8 @@ def test_migration_keeps_the_indexed_stories_and_drops_the_insert_trigger_s_work
 ) -> None:
     path = tmp_path / "old.db"
     database_before(path, "m009_full_text_in_batches", {
-        "id": "s_old", "origin": "o", "entry_key": "k", "url": "https://e.org/1",
-        "canonical_url": "https://e.org/1", "title": "Harbour reopens",
-        "content": "Boats are back.", "published": "2026-01-01", "seen_at": "2026-01-01",
-        "content_hash": "h1",
+        "id": "s_old", "origin": "o", "title": "Harbour reopens", "content": "Boats are back.",
+        "published": "2026-01-01", "seen_at": "2026-01-01", "content_hash": "h1",
     })  # fmt: skip
 
     store = Storage(path)

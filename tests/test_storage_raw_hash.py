@@ -12,10 +12,7 @@ from tests.storage_helpers import fts_hits as _fts_hits
 def test_migration_adds_raw_hash_and_narrows_the_fts_update_trigger(tmp_path: Path) -> None:
     path = tmp_path / "old.db"
     database_before(path, "m004_raw_item_hash", {
-        "id": "s_old", "origin": "https://e.org/rss", "entry_key": "k",
-        "url": "https://e.org/1", "canonical_url": "https://e.org/1",
-        "title": "Harbour reopens", "summary": "Boats are back.",
-        "published": "2026-01-01T00:00:00+00:00", "seen_at": "2026-01-01T00:00:00+00:00",
+        "id": "s_old", "title": "Harbour reopens", "summary": "Boats are back.",
         "content_hash": "h1",
     })  # fmt: skip
 
