@@ -223,12 +223,9 @@ def _parse_fast(body: bytes, headers: Mapping[str, str]) -> _Doc | None:
     if prepared is None:
         return None
     xml_bytes, warning = prepared
-    # xml:base, xml:lang below the root and entities the document declares itself are
-    # honoured only by the reference parser (fastfeedparser drops such an entity and the
-    # text after it).
+    # xml:base, and xml:lang below the root, are honoured only by the reference parser (and
+    # entities the document declares itself: see `_well_formed`).
     if b"xml:base" in xml_bytes or xml_bytes.count(b"xml:lang") > 1:
-        return None
-    if xml_bytes.find(b"<!ENTITY", 0, _PROLOG_BYTES) >= 0:
         return None
     if not _well_formed(xml_bytes):
         # HTML's named entities (&eacute;), undefined in XML, are what most often spoils a
@@ -368,7 +365,6 @@ def _declare_utf8(body: bytes) -> bytes:
     return body[: match.start(1)] + b"utf-8" + body[match.end(1) :]
 
 
-_PROLOG_BYTES = 65536  # where a document type declaration may stand, before the root
 _NAMED_ENTITY = re.compile(rb"&([A-Za-z][A-Za-z0-9]{1,31});")
 _XML_ENTITIES = frozenset((b"amp", b"lt", b"gt", b"quot", b"apos"))
 
@@ -384,14 +380,17 @@ def _numeric_entity(match: re.Match[bytes]) -> bytes:
 
 
 def _well_formed(xml_bytes: bytes) -> bool:
-    """Whether expat reads the document without an error or an unresolved entity."""
+    """Whether expat reads the document without an error, an unresolved entity, or an
+    entity the document declares itself (only the reference parser honours those:
+    fastfeedparser drops such an entity and the text after it)."""
     parser = xml.parsers.expat.ParserCreate()
     skipped: list[str] = []
 
-    def on_skipped(name: str, is_parameter: bool) -> None:
+    def on_skipped(name: str, *ignored: object) -> None:
         skipped.append(name)
 
     parser.SkippedEntityHandler = on_skipped
+    parser.EntityDeclHandler = on_skipped
     try:
         parser.Parse(xml_bytes, True)
     except xml.parsers.expat.ExpatError:
