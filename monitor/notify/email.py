@@ -135,7 +135,7 @@ class EmailNotifier:
             confirmation, deferred, settled = self._deliver(message, recipients, deadline)
         except EmailError:
             raise
-        except Exception as exc:
+        except (smtplib.SMTPException, OSError) as exc:
             if deadline.expired and isinstance(exc, smtplib.SMTPServerDisconnected | OSError):
                 raise self._error(
                     f"timed out after {seconds:g}s (the whole exchange)", transient=True
@@ -244,7 +244,7 @@ class EmailNotifier:
 
     # -- errors ---------------------------------------------------------------------------
 
-    def _translated(self, exc: Exception) -> EmailError:
+    def _translated(self, exc: smtplib.SMTPException | OSError) -> EmailError:
         """What an exception of the SMTP exchange means for the delivery."""
         if isinstance(exc, smtplib.SMTPResponseException):
             return self._reply_error(exc.smtp_code, exc.smtp_error, "the server refused")
@@ -258,9 +258,7 @@ class EmailNotifier:
             return self._error(f"timed out after {self.timeout:g}s", transient=True)
         if isinstance(exc, OSError):  # refused, reset, unreachable, DNS, TLS handshake failure
             return self._error(f"connection failed: {exc}", transient=True)
-        if isinstance(exc, smtplib.SMTPException):  # "No suitable authentication method found"
-            return self._error(str(exc), transient=False)
-        raise exc
+        return self._error(str(exc), transient=False)  # "No suitable authentication method"
 
     def _where(self) -> str:
         return f"SMTP {self.host}:{self.port}"
