@@ -397,9 +397,16 @@ def feeds_add(app: App, url: str, name: str | None, interval: str | None) -> Non
 @click.argument("id_or_url")
 @pass_app
 def feeds_remove(app: App, id_or_url: str) -> None:
-    """Remove a feed (its stories stay)."""
+    """Remove a feed (its stories stay). A feed the config lists is removed there."""
+    listed = {feed.url for feed in app.settings.feeds}
     with app.storage(existing=True) as storage:
         feed = storage.find_feed(id_or_url)
+        if feed.url in listed or storage.config_url_of(feed) in listed:
+            # every command syncs the config's feeds, so the next one would add it again
+            raise UserError(
+                f"feed {feed.id} ({feed.url}) is listed in {app.settings.source}: remove it "
+                f"there, or `monitor feeds disable {feed.id}` to stop polling it"
+            )
         storage.remove_feed(feed)
     click.echo(f"removed feed {feed.id}: {feed.url}")
 

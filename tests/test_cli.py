@@ -209,6 +209,37 @@ def test_feeds_commands(replayed: Path) -> None:
     assert json.loads(run(replayed, "feeds", "list", "--json").stdout) == []
 
 
+def test_a_feed_the_config_lists_is_not_removed_but_named_back_to_the_config(
+    tmp_path: Path,
+) -> None:
+    """Removing a config feed from the database lasted until the next command, which synced
+    the config and added it again: it is refused, naming the file and `feeds disable`."""
+    config = tmp_path / "monitor.toml"
+    config.write_text(
+        f'[[topics]]\nname = "valdoria"\nseeds = ["{ROOT / "tests/data/eval2/seeds"}"]\n'
+        '[[feeds]]\nurl = "https://listed.example/rss"\n'
+    )
+    assert run(tmp_path, "feeds", "add", "https://added.example/rss").returncode == 0
+    feeds = json.loads(run(tmp_path, "feeds", "list", "--json").stdout)
+    ids = {f["url"]: f["id"] for f in feeds}
+    refused = run(tmp_path, "feeds", "remove", "https://listed.example/rss")
+    assert refused.returncode == 2
+    number = ids["https://listed.example/rss"]
+    assert refused.stderr.strip() == (
+        f"monitor: feed {number} (https://listed.example/rss) is listed in {config}: remove "
+        f"it there, or `monitor feeds disable {number}` to stop polling it"
+    )
+    removed = run(tmp_path, "feeds", "remove", str(ids["https://added.example/rss"]))
+    assert removed.returncode == 0
+    left = json.loads(run(tmp_path, "feeds", "list", "--json").stdout)
+    assert [f["url"] for f in left] == ["https://listed.example/rss"]
+    config.write_text(
+        f'[[topics]]\nname = "valdoria"\nseeds = ["{ROOT / "tests/data/eval2/seeds"}"]\n'
+    )  # taken out of the config: now it may go
+    assert run(tmp_path, "feeds", "remove", "https://listed.example/rss").returncode == 0
+    assert json.loads(run(tmp_path, "feeds", "list", "--json").stdout) == []
+
+
 def test_status_and_alerts_list(replayed: Path) -> None:
     status = json.loads(run(replayed, "status", "--json").stdout)
     decisions = status["decisions"]["valdoria"]

@@ -231,6 +231,11 @@ class FeedStore:
             )
             return int(table.last_pk or 0)
 
+    def config_url_of(self, feed: FeedRow) -> str | None:
+        """The URL the config gave a feed (it differs from `url` after a 301), if any."""
+        row = self.db.execute("SELECT config_url FROM feeds WHERE id = ?", [feed.id]).fetchone()
+        return None if row is None else row[0]
+
     def remove_feed(self, feed: FeedRow) -> None:
         with self.db.atomic():
             self.db.execute("DELETE FROM feeds WHERE id = ?", [feed.id])
