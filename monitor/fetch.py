@@ -14,7 +14,8 @@ pipeline stores on the feed row:
     redirects     more than ``max_redirects`` hops, or a loop
     gone          HTTP 410: the feed should be disabled
     rate_limited  HTTP 429 or 503, with ``retry_after`` seconds when the server said so
-    http          any other status that is neither 2xx nor 304
+    http          any other status that is neither 2xx nor 304, or a 304 to a request
+                  that sent no validator
 
 What one `Fetcher.fetch` does:
 
@@ -317,6 +318,13 @@ class Fetcher:
                     ) from exc
             if status == 304:
                 await _drain(response, ex)
+                if not ex.conditional:  # "not modified" since what? the feed was not read
+                    raise FetchError(
+                        f"{ex.url}: HTTP 304 Not Modified from {url} to a request that sent "
+                        "no ETag or Last-Modified to compare with",
+                        kind="http",
+                        status=status,
+                    )
                 return _fetched(response, b"", ex)
             if 200 <= status < 300:
                 ex.phase = "reading body"

@@ -104,6 +104,16 @@ def test_304_with_new_validators_reports_them(feed_server: FeedServer) -> None:
     assert fetched.last_modified == LAST_MODIFIED
 
 
+def test_304_to_a_request_without_validators_is_an_error(feed_server: FeedServer) -> None:
+    """A server answering 304 to a GET that compared nothing was taken at its word: the
+    feed, never read, counted as unchanged at every poll."""
+    url = feed_server.route("/feed", Reply(304))
+    error = fetch_error(url)
+    assert (error.kind, error.status) == ("http", 304)
+    assert "sent no ETag or Last-Modified" in str(error)
+    assert fetch(url, etag='"v1"').not_modified  # a conditional request: a normal answer
+
+
 def test_headers_are_lower_case_and_cache_lifetime_is_read(feed_server: FeedServer) -> None:
     url = feed_server.route(
         "/feed",
