@@ -392,6 +392,9 @@ class Pipeline:
         entries = _unique(parsed.entries)
         known = self.storage.known_entries(feed.url, [entry.key for entry in entries])
         fresh = [entry for entry in entries if entry.key not in known]
+        if fresh:  # the same link and text under a new guid is the same entry
+            known.update(self.storage.known_by_link(feed.url, fresh))
+            fresh = [entry for entry in fresh if entry.key not in known]
         return _Prepared(parsed.title, entries, known, fresh, parsed.unchanged, parsed.warning)
 
     def _write(

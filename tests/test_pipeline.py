@@ -231,6 +231,42 @@ def test_edited_entry_is_updated_not_new(feed_server: FeedServer, setup: Any) ->
     assert count(storage, "SELECT count(*) FROM decisions") == 1
 
 
+def test_an_entry_whose_guid_changes_at_every_fetch_is_stored_once(
+    feed_server: FeedServer, setup: Any
+) -> None:
+    """A feed that puts the time (or a session) into its guids: the same item, same link and
+    same text, came back under a new guid at every poll and was stored and judged again."""
+
+    def feed(fetch: int, stories: list[tuple[str, str]]) -> bytes:
+        rotated = [
+            f"<item><guid>https://news.example/{slug}?at={fetch}</guid><title>{title}</title>"
+            f"<link>https://news.example/{slug}</link><description>{title}, said the harbour "
+            f"master on Monday.</description></item>"
+            for slug, title in stories
+        ]
+        return rss([]).replace(b"</channel>", "".join(rotated).encode() + b"</channel>")
+
+    first = [("boats", "Boats return early"), ("nets", "Nets mended")]
+    url = feed_server.route(
+        "/rotating.xml",
+        Reply(200, feed(1, first)),
+        Reply(200, feed(2, first)),
+        Reply(200, feed(3, [*first, ("port", "Port reopens")])),
+        Reply(200, feed(4, [("boats", "Boats return early, and the catch is good"), *first[1:]])),
+    )
+    settings, storage = setup([url])
+    clock = Clock()
+    assert poll(settings, storage, clock).new == 2
+    clock.now += timedelta(hours=1)
+    again = poll(settings, storage, clock)
+    assert (again.new, count(storage, "SELECT count(*) FROM stories")) == (0, 2)
+    clock.now += timedelta(hours=1)
+    assert poll(settings, storage, clock).new == 1  # a new item is still new
+    clock.now += timedelta(hours=1)
+    assert poll(settings, storage, clock).new == 1  # new text under a new guid: a new story
+    assert count(storage, "SELECT count(*) FROM stories") == 4
+
+
 def test_known_entries_of_a_changed_feed_are_recognised_by_their_raw_hash(
     feed_server: FeedServer, setup: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:

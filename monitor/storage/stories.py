@@ -109,6 +109,27 @@ class StoryStore:
                 found[key] = Known(sid, content_hash, raw_hash)
         return found
 
+    def known_by_link(self, origin: str, entries: list[Entry]) -> dict[str, Known]:
+        """For entries of one origin under keys not stored: key → the stored story with the
+        same canonical link and the same text, if there is one (a feed whose guids change
+        at every fetch, from a timestamp or a session in them, would otherwise store its
+        every item again at every poll)."""
+        linked = {(e.canonical_url, e.content_hash): e.key for e in entries if e.canonical_url}
+        urls = sorted({url for url, _ in linked})
+        found: dict[str, Known] = {}
+        for start in range(0, len(urls), 500):
+            chunk = urls[start : start + 500]
+            marks = ",".join("?" * len(chunk))
+            for url, sid, content_hash, raw_hash in self.db.execute(
+                f"SELECT canonical_url, id, content_hash, raw_hash FROM stories "
+                f"WHERE canonical_url IN ({marks}) AND +origin = ?",
+                [*chunk, origin],
+            ).fetchall():
+                key = linked.get((url, content_hash))
+                if key is not None:
+                    found[key] = Known(sid, content_hash, raw_hash)
+        return found
+
     def known_raw(self, origin: str, hashes: list[int]) -> set[int]:
         """Which of these raw item hashes (`parse`) one origin's stored stories carry.
 
