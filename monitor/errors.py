@@ -82,11 +82,12 @@ class AlreadyRunning(StorageError):
 class DeliveryError(MonitorError):
     """An alert could not be delivered; ``transient`` says whether a retry may help.
 
-    A channel that sends to several targets at once (email recipients) may have reached
-    some: ``done`` are the targets this attempt settled (delivered to, or refused for good),
-    which a retry must leave out, and ``confirmation`` the peer's reply for those it reached.
-    ``channel_works``: the peer answered and refused only these targets (a greylisting
-    server's 450), so other alerts may still go through it in the same run.
+    A channel that sends to several targets at once (email recipients, apprise services) may
+    have reached some: ``done`` are the targets this attempt settled (delivered to, or
+    refused for good), which a retry must leave out, and ``confirmation`` the peer's reply
+    for those it reached. ``channel_works``: the peer answered and refused only these
+    targets (a greylisting server's 450), or other targets of the channel work, so other
+    alerts may still go through it in the same run.
     """
 
     def __init__(

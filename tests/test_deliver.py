@@ -20,7 +20,14 @@ from sqlite_utils import Database
 from standardwebhooks import Webhook
 
 from monitor.channels import build_channels
-from monitor.config import AlertSettings, EmailSettings, Settings, TopicSettings, WebhookSettings
+from monitor.config import (
+    AlertSettings,
+    AppriseSettings,
+    EmailSettings,
+    Settings,
+    TopicSettings,
+    WebhookSettings,
+)
 from monitor.deliver import claim_lease, deliver_pending, retry_delay, send_test
 from monitor.errors import UserError
 from monitor.storage import Storage
@@ -592,3 +599,135 @@ def test_a_recipient_deferred_to_the_end_fails_alone(
     assert delivery["last_error"].startswith("gave up after 2 attempts")
     assert "defer-boss@example.org (450" in delivery["last_error"]
     assert [a["outcome"] for a in detail["attempts"]] == ["retry", "failed"]
+
+
+# --- apprise: each URL a service of its own ------------------------------------------------
+
+
+@pytest.fixture
+def second_receiver() -> Iterator[WebhookReceiver]:
+    receiver = WebhookReceiver()
+    receiver.start()
+    try:
+        yield receiver
+    finally:
+        receiver.stop()
+
+
+def apprise_urls(*receivers: WebhookReceiver) -> tuple[str, ...]:
+    """Apprise's json:// posts to the local receivers (with a token, which must stay out
+    of the database and the messages)."""
+    return tuple(
+        f"json://user:tok3n-{n}@127.0.0.1:{r.port}/svc{n}?cto=2&rto=2"
+        for n, r in enumerate(receivers)
+    )
+
+
+def titles(receiver: WebhookReceiver) -> list[str]:
+    return [json.loads(request.body)["title"] for request in receiver.requests]
+
+
+def test_an_apprise_service_failing_is_retried_alone_and_the_other_gets_the_alert_once(
+    tmp_path: Path, webhook_receiver: WebhookReceiver, second_receiver: WebhookReceiver
+) -> None:
+    """Two services on one channel, the second answering 500 once: its retry, after a
+    restart and with the URLs listed the other way round, goes to it alone."""
+    working, failing = webhook_receiver, second_receiver
+    working.default = failing.default = Reply(200)
+    failing.program(500)
+    urls = apprise_urls(working, failing)
+    config = settings(apprise=(AppriseSettings(urls=urls),))
+    path = tmp_path / "monitor.db"
+
+    store = Storage(path)
+    try:
+        alert_id = enqueue(store, "Half delivered")
+        first = deliver_pending(store, build_channels(config.alerts, ENV), config, Clock(T0))
+        assert (first.delivered, first.retried) == (0, 1)
+        detail = store.alert_detail(alert_id)
+        assert detail["status"] == "delivered"  # the working service has it
+        assert detail["deliveries"][0]["status"] == "pending"
+        error = detail["attempts"][0]["error"]
+        assert "could not deliver to json #2" in error and "sent to json #1" in error
+    finally:
+        store.close()
+    assert titles(working) == titles(failing) == ["[taliban] Half delivered"]
+
+    reordered = settings(apprise=(AppriseSettings(urls=urls[::-1]),))
+    store = Storage(path)  # a restart: a new process on the same database
+    try:
+        later = Clock(T0 + LATER)
+        second = deliver_pending(store, build_channels(reordered.alerts, ENV), reordered, later)
+        third = deliver_pending(store, build_channels(reordered.alerts, ENV), reordered, later)
+        assert (second.delivered, third.delivered, third.retried) == (1, 0, 0)
+        detail = store.alert_detail(alert_id)
+        [delivery] = detail["deliveries"]
+        assert delivery["status"] == "delivered"
+        assert delivery["confirmation"] == "apprise: sent to 1 service (1 in earlier attempts)"
+        assert [a["outcome"] for a in detail["attempts"]] == ["retry", "delivered"]
+        (done,) = store.db.execute("SELECT recipients_done FROM deliveries").fetchone()
+    finally:
+        store.close()
+    assert titles(working) == ["[taliban] Half delivered"]  # once, in total
+    assert titles(failing) == ["[taliban] Half delivered"] * 2
+    assert len(json.loads(done)) == 1
+    assert "tok3n" not in done and "127.0.0.1" not in done and "svc" not in done
+    assert "tok3n" not in error
+    assert b"tok3n" not in path.read_bytes()  # closed: everything is in the main file
+
+    # once both work, an alert reaches each of them once
+    store = Storage(path)
+    try:
+        enqueue(store, "Everyone", now=T0 + LATER)
+        summary = deliver_pending(
+            store, build_channels(config.alerts, ENV), config, Clock(T0 + LATER)
+        )
+        assert summary.delivered == 1
+        assert store.alerts_list(limit=1)[0]["deliveries"][0]["confirmation"] == (
+            "apprise: sent to 2 services"
+        )
+    finally:
+        store.close()
+    assert titles(working).count("[taliban] Everyone") == 1
+    assert titles(failing).count("[taliban] Everyone") == 1
+
+
+def test_apprise_services_all_failing_settle_none_then_each_gets_the_alert_once(
+    storage: Storage, webhook_receiver: WebhookReceiver, second_receiver: WebhookReceiver
+) -> None:
+    first, second = webhook_receiver, second_receiver
+    first.default = second.default = Reply(200)
+    first.program(500)
+    second.program(500, 500)
+    config = settings(apprise=(AppriseSettings(urls=apprise_urls(first, second)),))
+    channels = build_channels(config.alerts, ENV)
+    alert_id = enqueue(storage, "Nobody at first")
+
+    runs = [deliver_pending(storage, channels, config, Clock(T0 + n * LATER)) for n in range(4)]
+    assert [(run.delivered, run.retried) for run in runs] == [(0, 1), (0, 1), (1, 0), (0, 0)]
+    assert len(first.requests) == 2  # 500, then 200; never again
+    assert len(second.requests) == 3  # 500, 500, 200
+    detail = storage.alert_detail(alert_id)
+    assert [a["outcome"] for a in detail["attempts"]] == ["retry", "retry", "delivered"]
+    assert "json #1, json #2" in detail["attempts"][0]["error"]  # neither took it
+    assert "sent to" not in detail["attempts"][0]["error"]
+
+
+def test_an_apprise_service_failing_does_not_hold_back_the_others_alerts(
+    storage: Storage, webhook_receiver: WebhookReceiver, second_receiver: WebhookReceiver
+) -> None:
+    """While one service of a channel takes alerts, the run goes on with the channel's other
+    alerts (a channel whose every service fails is still left for the next run)."""
+    working, failing = webhook_receiver, second_receiver
+    working.default, failing.default = Reply(200), Reply(500)
+    config = settings(apprise=(AppriseSettings(urls=apprise_urls(working, failing)),))
+    channels = build_channels(config.alerts, ENV)
+    for n in range(3):
+        enqueue(storage, f"Alert {n}")
+
+    summary = deliver_pending(storage, channels, config, Clock(T0))
+    assert (summary.retried, summary.deferred) == (3, 0)
+    assert sorted(titles(working)) == [f"[taliban] Alert {n}" for n in range(3)]
+    later = deliver_pending(storage, channels, config, Clock(T0 + LATER))
+    assert (later.retried, later.deferred) == (3, 0)  # the failing one alone, for each
+    assert len(working.requests) == 3 and len(failing.requests) == 6

@@ -299,3 +299,11 @@ def test_apprise_failure_is_transient_and_hides_the_url(
 def test_apprise_rejects_an_invalid_url() -> None:
     with pytest.raises(ValueError, match="#1"):
         AppriseNotifier(["nonsense-scheme://x"], 0)
+
+
+def test_apprise_url_listed_twice_is_one_service(webhook_receiver: WebhookReceiver) -> None:
+    webhook_receiver.default = Reply(200)
+    url = f"json://127.0.0.1:{webhook_receiver.port}/apprise?cto=2&rto=2"
+    notifier = AppriseNotifier([url, url], 0)
+    assert notifier.send(development_alert()) == "apprise: sent to 1 service"
+    assert len(webhook_receiver.requests) == 1
