@@ -4,9 +4,9 @@ clearing old unrelated stories' text (`database.retention`)."""
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from datetime import datetime
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, TypeVar
 
 from sqlite_utils import Database
 
@@ -20,6 +20,17 @@ class Known(NamedTuple):
     story_id: str
     content_hash: str
     raw_hash: int | None
+
+
+_T = TypeVar("_T")
+
+
+def _in_chunks(values: Sequence[_T]) -> Iterator[tuple[str, Sequence[_T]]]:
+    """``values`` in runs of 500, each with its placeholders ("?,?,..."): SQLite before
+    3.32 took at most 999 variables in a statement."""
+    for start in range(0, len(values), 500):
+        chunk = values[start : start + 500]
+        yield ",".join("?" * len(chunk)), chunk
 
 
 def story_id(origin: str, key: str) -> str:
@@ -98,9 +109,7 @@ class StoryStore:
         """For the entry keys of one origin already stored: key → (story ID, content hash,
         raw hash or None)."""
         found: dict[str, Known] = {}
-        for start in range(0, len(keys), 500):
-            chunk = keys[start : start + 500]
-            marks = ",".join("?" * len(chunk))
+        for marks, chunk in _in_chunks(keys):
             for key, sid, content_hash, raw_hash in self.db.execute(
                 f"SELECT entry_key, id, content_hash, raw_hash FROM stories "
                 f"WHERE origin = ? AND entry_key IN ({marks})",
@@ -117,9 +126,7 @@ class StoryStore:
         linked = {(e.canonical_url, e.content_hash): e.key for e in entries if e.canonical_url}
         urls = sorted({url for url, _ in linked})
         found: dict[str, Known] = {}
-        for start in range(0, len(urls), 500):
-            chunk = urls[start : start + 500]
-            marks = ",".join("?" * len(chunk))
+        for marks, chunk in _in_chunks(urls):
             for url, sid, content_hash, raw_hash in self.db.execute(
                 f"SELECT canonical_url, id, content_hash, raw_hash FROM stories "
                 f"WHERE canonical_url IN ({marks}) AND +origin = ?",
@@ -137,9 +144,7 @@ class StoryStore:
         hands the GIL over, and on the pipeline's worker that costs a wait for the event
         loop's thread every time."""
         found: set[int] = set()
-        for start in range(0, len(hashes), 500):
-            chunk = hashes[start : start + 500]
-            marks = ",".join("?" * len(chunk))
+        for marks, chunk in _in_chunks(hashes):
             # "+origin": look the digests up in their index, then check the feed
             # (not: scan every story of the feed by the (origin, entry_key) index)
             (joined,) = self.db.execute(
@@ -172,9 +177,7 @@ class StoryStore:
         cutoff = iso(seen_before)
         rows = conn.execute(_PRUNABLE, [floor, cutoff, limit]).fetchall()
         cleared = {"summary": "''", "content": "''", "full_text": "NULL", "pruned_at": "?"}
-        for start in range(0, len(rows), 500):
-            chunk = [row[0] for row in rows[start : start + 500]]
-            marks = ",".join("?" * len(chunk))
+        for marks, chunk in _in_chunks([row[0] for row in rows]):
             put_back(conn, "stories", cleared, f"rowid IN ({marks})", [iso(now), *chunk])
         moved = cutoff if len(rows) < limit else rows[-1][1]
         if moved is not None and moved > floor:
