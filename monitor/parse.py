@@ -80,6 +80,11 @@ from monitor.text import (
 __all__ = ["entry_from_item", "parse_feed"]
 
 MAX_FUTURE_SKEW = timedelta(days=1)
+# A publication date before this is a placeholder, not a date: 1970-01-01 (a zero Unix
+# time), 0001-01-01 (an unset .NET or Go date) or 1900-01-01 from a CMS. Such an entry is
+# dated when first seen, as one without a date (its "1970" would put it before every
+# other report of its story, and stretch a timeline over fifty years).
+EARLIEST_PUBLISHED = datetime(1990, 1, 1, tzinfo=UTC)
 _ABSOLUTE = ("http://", "https://")
 _LEAD_CHARS = 500
 # A title or an author longer than this is cut (a feed once sent a 10 MB title: stored
@@ -673,7 +678,7 @@ def _published(stamp: datetime | None, now: datetime) -> tuple[datetime, bool]:
     if stamp is None:
         return now, False
     stamp = _utc(stamp)
-    if stamp > now + MAX_FUTURE_SKEW:
+    if stamp > now + MAX_FUTURE_SKEW or stamp < EARLIEST_PUBLISHED:
         return now, False
     return stamp, True
 

@@ -220,6 +220,31 @@ def test_dates_missing_future_and_unparseable() -> None:
     assert all(e.published.tzinfo is UTC for e in by_key.values())
 
 
+def test_placeholder_dates_of_the_distant_past_are_no_dates() -> None:
+    """1970-01-01 (Unix time 0), 0001-01-01 and 1900-01-01 are what CMSs write for "no
+    date": such an entry was dated decades before its story, first in every timeline."""
+    stamps = [
+        ("p-epoch", "https://e.org/1", "Thu, 01 Jan 1970 00:00:00 GMT"),
+        ("p-1900", "https://e.org/2", "Mon, 01 Jan 1900 00:00:00 GMT"),
+        ("p-1995", "https://e.org/3", "Sun, 01 Jan 1995 12:00:00 GMT"),
+    ]
+    atom_zero = (
+        b'<feed xmlns="http://www.w3.org/2005/Atom"><title>t</title><entry><id>p-zero</id>'
+        b'<title>Zero</title><link href="https://e.org/4"/><updated>0001-01-01T00:00:00Z'
+        b"</updated><published>0001-01-01T00:00:00Z</published></entry></feed>"
+    )
+    entries = [
+        *parse_feed(_rss(stamps), XML, "https://e.org/rss", NOW).entries,
+        *parse_feed(atom_zero, XML, "https://e.org/atom", NOW).entries,
+    ]
+    assert [(e.key, e.published, e.dated) for e in entries] == [
+        ("p-epoch", NOW, False),
+        ("p-1900", NOW, False),
+        ("p-1995", datetime(1995, 1, 1, 12, tzinfo=UTC), True),  # old, but a date
+        ("p-zero", NOW, False),
+    ]
+
+
 def test_relative_date_phrases_do_not_read_the_clock() -> None:
     body = _rss([("r1", "https://e.org/1", "2 hours ago"), ("r2", "https://e.org/2", "yesterday")])
     feed = parse_feed(body, XML, "https://e.org/rss", NOW)
