@@ -52,7 +52,7 @@ from .score import (
 )
 from .storage.base import parse_iso
 from .storage.detection import DetectionStore
-from .text import content_hash, detect_language, story_body
+from .text import content_hash, detect_language, post_fragment, story_body
 
 RELATED = ("development", "coverage", "duplicate")
 MAX_DEV_TERMS = 120
@@ -248,8 +248,12 @@ class Judge:
         entry: Entry,
         now: datetime,
         topics: Sequence[str] | None = None,
+        *,
+        origin: str = "",
     ) -> list[DecisionIntent]:
-        """Decide a stored story for every topic (or the named ones) and write the results."""
+        """Decide a stored story for every topic (or the named ones) and write the results.
+        ``origin``: the feed (or replay file) it came from, whose other posts on the same
+        page are not copies of it (`DetectionStore.story_with_url`)."""
         store = self.storage
         # the word counts read from here on and the number of stories they are set against
         # are the database's at one moment (another process's counts move both)
@@ -269,7 +273,7 @@ class Judge:
                 )
             return leads[0]
 
-        copy = self._find_copy(story_id, entry, body)
+        copy = self._find_copy(story_id, entry, body, origin)
         intents = []
         for name in topics or list(self.topics):
             topic = self.topics.get(name)
@@ -288,9 +292,16 @@ class Judge:
                 terms(entry.summary, self.background.surfaces)
         return intents
 
-    def _find_copy(self, story_id: str, entry: Entry, body: str) -> dedupe.DuplicateVerdict | None:
+    def _find_copy(
+        self, story_id: str, entry: Entry, body: str, origin: str
+    ) -> dedupe.DuplicateVerdict | None:
         store = self.storage
-        earlier = store.story_with_url(entry.canonical_url, exclude=story_id)
+        earlier = store.story_with_url(
+            entry.canonical_url,
+            exclude=story_id,
+            origin=origin,
+            fragment=post_fragment(entry.key, entry.url),
+        )
         sig = dedupe.signature(entry.title, body)
         found: dedupe.DuplicateVerdict | None = None
         if earlier is not None:

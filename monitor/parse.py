@@ -73,6 +73,7 @@ from monitor.text import (
     content_hash,
     detect_language,
     html_to_text,
+    identity_url,
     safe_str,
     shorten,
 )
@@ -607,7 +608,8 @@ def _make_entry(
     if content == summary:
         content = ""  # no body beyond the summary
     guid = safe_str(item.guid).strip() or None
-    key = canonical_url(guid) if guid else canonical or content_hash(title, summary)
+    link_key = identity_url(url) if url else ""
+    key = identity_url(guid) if guid else link_key or content_hash(title, summary)
     published, dated = _published(item.published, now)
     language = _iso639(item.language) or detect_language(f"{title}\n{summary or content[:500]}")
     return Entry(

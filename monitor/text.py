@@ -276,6 +276,24 @@ def canonical_url(url: str) -> str:
     return f"{base}?{query}"
 
 
+def identity_url(url: str) -> str:
+    """An entry's identity from its guid or link: `canonical_url`, with the fragment kept.
+
+    The posts of a live page are told apart by their fragments (".../live/x#block-2"): two
+    entries differing only there are two entries, where `canonical_url` sees one page."""
+    canonical = canonical_url(url)
+    fragment = safe_str(url).strip().partition("#")[2]
+    if not fragment or "#" in canonical:  # (not an http(s) URL: it came back whole)
+        return canonical
+    return f"{canonical}#{fragment}"
+
+
+def post_fragment(key: str, url: str) -> str:
+    """The fragment that tells an entry apart from others on the same page: its key's
+    (from its guid, `identity_url`), else its link's; "" for none."""
+    return key.partition("#")[2] or url.partition("#")[2]
+
+
 # A URL courlan's normalize_url would give back unchanged (tested against it): lower-case
 # ASCII host without punycode or user, no default port, a path of characters it does not
 # quote, no doubled slash, no leading "/..", no "&" (it unescapes HTML entities first).

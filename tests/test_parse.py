@@ -220,6 +220,20 @@ def test_dates_missing_future_and_unparseable() -> None:
     assert all(e.published.tzinfo is UTC for e in by_key.values())
 
 
+def test_posts_told_apart_by_a_fragment_are_entries_of_their_own() -> None:
+    """A live page's posts: one address, a fragment each, in the guid or only in the link.
+    The fragment was dropped from the key: every post but one was lost as a repeat."""
+    live = "https://g.example/world/live/port"
+    guid_posts = _rss([(f"{live}#block-{n}", f"{live}#block-{n}", "") for n in (1, 2)])
+    feed = parse_feed(guid_posts, XML, "https://g.example/rss", NOW)
+    assert [e.key for e in feed.entries] == [f"{live}#block-1", f"{live}#block-2"]
+    assert {e.canonical_url for e in feed.entries} == {live}  # one page, for duplicates
+    assert feed.warning is None
+    link_posts = guid_posts.replace(b"<guid>", b"<x>").replace(b"</guid>", b"</x>")
+    feed = parse_feed(link_posts, XML, "https://g.example/rss", NOW)
+    assert [e.key for e in feed.entries] == [f"{live}#block-1", f"{live}#block-2"]
+
+
 def test_placeholder_dates_of_the_distant_past_are_no_dates() -> None:
     """1970-01-01 (Unix time 0), 0001-01-01 and 1900-01-01 are what CMSs write for "no
     date": such an entry was dated decades before its story, first in every timeline."""

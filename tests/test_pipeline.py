@@ -267,6 +267,63 @@ def test_an_entry_whose_guid_changes_at_every_fetch_is_stored_once(
     assert count(storage, "SELECT count(*) FROM stories") == 4
 
 
+def test_the_posts_of_a_live_page_are_entries_of_their_own_and_not_copies(
+    feed_server: FeedServer, setup: Any
+) -> None:
+    """A live page's feed gives each post the page's address and a fragment of its own
+    (".../live/port#block-2"): the fragment was dropped from the entry's identity, so every
+    post after the first was lost as a repeat of it, and later as a copy of its URL."""
+    page = "https://news.example/live/port"
+
+    def live(posts: list[tuple[str, str, str]]) -> bytes:
+        return rss([]).replace(
+            b"</channel>",
+            "".join(
+                f"<item><guid>{page}#{block}</guid><link>{page}#{block}</link>"
+                f"<title>{title}</title><description>{text}</description></item>"
+                for block, title, text in posts
+            ).encode()
+            + b"</channel>",
+        )
+
+    first = ("block-1", "Ferry crews walk out", "Ferry crews stopped work at dawn over pay.")
+    second = ("block-2", "Harbour fire put out", "Firefighters put out a blaze in a warehouse.")
+    live_url = feed_server.route(
+        "/live.xml", Reply(200, live([first])), Reply(200, live([second, first]))
+    )
+    elsewhere = feed_server.route(  # another feed linking the page: a copy, as before
+        "/other.xml",
+        Reply(200, b""),
+        Reply(
+            200,
+            rss([]).replace(
+                b"</channel>",
+                f"<item><guid>o-1</guid><link>{page}#top</link><title>Live: port news</title>"
+                f"<description>Updates from the port.</description></item></channel>".encode(),
+            ),
+        ),
+    )
+    settings, storage = setup([live_url, elsewhere])
+    clock = Clock()
+    poll(settings, storage, clock)
+    clock.now += timedelta(hours=1)
+    assert poll(settings, storage, clock).new == 2  # the second post, and the other feed's
+    rows = storage.db.execute(
+        "SELECT s.title, d.reasons FROM stories s JOIN decisions d ON d.story_id = s.id "
+        "ORDER BY s.rowid"
+    ).fetchall()
+    copies = {
+        title: [r["text"] for r in json.loads(reasons) if r["kind"] == "duplicate"]
+        for title, reasons in rows
+    }
+    first_id = storage.db.execute("SELECT id FROM stories ORDER BY rowid").fetchone()[0]
+    assert copies == {
+        "Ferry crews walk out": [],
+        "Harbour fire put out": [],
+        "Live: port news": [f"same canonical URL as {first_id}"],
+    }
+
+
 def test_known_entries_of_a_changed_feed_are_recognised_by_their_raw_hash(
     feed_server: FeedServer, setup: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:

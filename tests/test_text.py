@@ -23,6 +23,8 @@ from monitor.text import (
     content_hash,
     detect_language,
     html_to_text,
+    identity_url,
+    post_fragment,
     shingles,
     tokenize,
 )
@@ -149,6 +151,29 @@ def test_canonical_url_keeps_meaningful_params_and_path_case() -> None:
     assert canonical_url("https://e.org/Path/To?source=kabul&id=7") == (
         "https://e.org/Path/To?id=7&source=kabul"
     )
+
+
+@pytest.mark.parametrize(
+    ("url", "expected"),
+    [
+        (
+            "HTTPS://G.example/world/live/port?utm_source=rss#block-2",
+            "https://g.example/world/live/port#block-2",
+        ),
+        ("https://g.example/a#", "https://g.example/a"),
+        ("https://g.example/a", "https://g.example/a"),
+        ("tag:g.example,2025:live#2", "tag:g.example,2025:live#2"),
+        ("  https://g.example/a#x  ", "https://g.example/a#x"),
+    ],
+)
+def test_identity_url_is_canonical_with_the_fragment(url: str, expected: str) -> None:
+    assert identity_url(url) == expected
+
+
+def test_post_fragment_is_the_keys_then_the_links() -> None:
+    assert post_fragment("https://g.example/live#block-2", "https://g.example/live") == "block-2"
+    assert post_fragment("guid-17", "https://g.example/live#block-3") == "block-3"
+    assert post_fragment("guid-17", "https://g.example/story") == ""
 
 
 _segment = st.text(alphabet="abcXYZ019-._~%!$&'()*+,;=:@ é/", max_size=8)

@@ -21,6 +21,7 @@ from sqlite_utils import Database
 
 from ..errors import UserError
 from ..models import DecisionIntent
+from ..text import post_fragment
 from .alerts import new_alert_id
 from .base import dumps, iso, parse_iso, put_back
 from .bloom import BloomParts
@@ -633,14 +634,24 @@ class DetectionStore:
         ).fetchall()
         return [(row[0], row[1], int(row[2]), bytes(row[3])) for row in rows]
 
-    def story_with_url(self, canonical_url: str, *, exclude: str) -> str | None:
-        """The oldest other story with this canonical URL."""
-        row = self.db.execute(
-            "SELECT id FROM stories WHERE canonical_url = ? AND id != ? "
-            "ORDER BY seen_at, rowid LIMIT 1",
+    def story_with_url(
+        self, canonical_url: str, *, exclude: str, origin: str, fragment: str
+    ) -> str | None:
+        """The oldest other story with this canonical URL, leaving out those of the same
+        ``origin`` whose `post_fragment` is another non-empty one than ``fragment``: the
+        posts of one live page, which their feed tells apart."""
+        rows = self.db.execute(
+            "SELECT id, origin, entry_key, url FROM stories WHERE canonical_url = ? AND id != ? "
+            "ORDER BY seen_at, rowid",
             [canonical_url, exclude],
-        ).fetchone()
-        return None if row is None else str(row[0])
+        )
+        for sid, their_origin, key, url in rows:
+            if fragment and their_origin == origin:
+                theirs = post_fragment(key, url)
+                if theirs and theirs != fragment:
+                    continue
+            return str(sid)
+        return None
 
     # -- developments -----------------------------------------------------------------------
 
