@@ -171,6 +171,35 @@ def test_bad_replay_line_names_file_and_line(tmp_path: Path) -> None:
     assert f"{archive}:2:" in done.stderr and '"published" is missing' in done.stderr
 
 
+def test_replayed_posts_of_one_live_page_are_each_stored_and_judged(tmp_path: Path) -> None:
+    """Archived items differing only by their link's fragment (a live page's posts) were
+    merged into the first: the others were skipped as seen."""
+    archive = tmp_path / "live.jsonl"
+    archive.write_text(
+        "".join(
+            json.dumps(
+                {
+                    "url": f"https://g.example/live/port#block-{n}",
+                    "title": title,
+                    "summary": summary,
+                    "published": f"2026-01-01T0{n}:00:00Z",
+                }
+            )
+            + "\n"
+            for n, title, summary in (
+                (1, "Ferry crews walk out", "Ferry crews stopped work at dawn over pay."),
+                (2, "Harbour fire put out", "Firefighters put out a blaze in a warehouse."),
+            )
+        )
+    )
+    assert run(tmp_path, "replay", str(archive)).returncode == 0
+    rows = [json.loads(line) for line in run(tmp_path, "export").stdout.splitlines()]
+    assert [(r["title"], r["url"], r["duplicate_of"]) for r in rows] == [
+        ("Ferry crews walk out", "https://g.example/live/port#block-1", None),
+        ("Harbour fire put out", "https://g.example/live/port#block-2", None),
+    ]
+
+
 def test_a_report_that_cannot_be_written_is_one_line_naming_it(replayed: Path) -> None:
     for output, reason in (
         (replayed / "monitor.toml" / "x.html", f"{replayed / 'monitor.toml'} is a file"),
