@@ -135,6 +135,7 @@ class _Item:
     author: str | None = None
     summary_is_html: bool = True
     content_is_html: bool = True
+    outlet: str | None = None  # the item's own <source>: an aggregator's, naming the outlet
 
 
 @dataclass(slots=True)
@@ -220,6 +221,9 @@ _UTF16_32_BOMS = (
     codecs.BOM_UTF16_LE,
     codecs.BOM_UTF16_BE,
 )
+# An item's <source> (RSS: with its url; Atom: with children), which only the reference
+# parser reads. HTML's <source srcset=...> in a CDATA body is neither.
+_ITEM_SOURCE = re.compile(rb"<source(?:\s+url\s*=|\s*>)")
 _RSS_LANGUAGE = re.compile(rb"<(?:dc:)?language>\s*([A-Za-z]{2,3}(?:[-_][A-Za-z0-9]+)*)\s*</")
 
 
@@ -233,6 +237,8 @@ def _parse_fast(body: bytes, headers: Mapping[str, str]) -> _Doc | None:
     # entities the document declares itself: see `_well_formed`).
     if b"xml:base" in xml_bytes or xml_bytes.count(b"xml:lang") > 1:
         return None
+    if b"<source" in xml_bytes and _ITEM_SOURCE.search(xml_bytes):
+        return None  # an aggregator's items name their outlets (Google News does)
     if not _well_formed(xml_bytes):
         # HTML's named entities (&eacute;), undefined in XML, are what most often spoils a
         # document: old RSS 0.91 declared them in Netscape's DTD, which no parser reads.
@@ -474,6 +480,7 @@ def _item_from_reference(e: Mapping[str, Any]) -> _Item:
         except (TypeError, ValueError, OverflowError, OSError):
             published = None
     languages = (d.get("language") for d in (e.get("title_detail") or {}, summary_detail, chosen))
+    origin = e.get("source")
     return _Item(
         guid=_str_or_none(e.get("id")),
         link=_str_or_none(e.get("link")),
@@ -485,6 +492,7 @@ def _item_from_reference(e: Mapping[str, Any]) -> _Item:
         author=_str_or_none(e.get("author")),
         summary_is_html=summary_detail.get("type", "text/html") != "text/plain",
         content_is_html=chosen.get("type", "text/html") != "text/plain",
+        outlet=_str_or_none(origin.get("title")) if isinstance(origin, Mapping) else None,
     )
 
 
@@ -583,11 +591,13 @@ def _build(
 def _raw_hash(item: _Item, base: str) -> int:
     """A signed 64-bit digest of an item as the parser gave it (before any cleaning), and
     of the base its links resolve against: equal digests mean the same cleaned entry."""
-    fields = (
+    fields: tuple[str, ...] = (
         base, item.guid or "", item.link or "", item.title, item.summary, item.content,
         str(item.published), item.language or "", item.author or "",
         f"{int(item.summary_is_html)}{int(item.content_is_html)}",
     )  # fmt: skip
+    if item.outlet:  # (only then: every other item's digest stays what it was)
+        fields += (item.outlet,)
     data = "\x1f".join(fields).encode("utf-8", "surrogatepass")
     digest = hashlib.blake2b(data, digest_size=8, person=b"raw-item").digest()
     return int.from_bytes(digest, "little", signed=True)
@@ -600,6 +610,10 @@ def _make_entry(
     url = urljoin(base, link) if base and link and not link.startswith(_ABSOLUTE) else link
     canonical = canonical_url(url) if url else ""
     title = shorten(_clean_title(item.title), MAX_TITLE)
+    outlet = clean_line(item.outlet)
+    if outlet:  # an aggregator's item: the outlet is its source, and its title's suffix
+        source = outlet
+        title = _without_outlet(title, outlet)
     summary = _to_text(item.summary, item.summary_is_html)
     same_raw = item.content == item.summary and item.content_is_html == item.summary_is_html
     content = summary if same_raw else _to_text(item.content, item.content_is_html)
@@ -637,6 +651,15 @@ _TITLE_MARKUP = re.compile(
     r"|span|strike|strong|style|sub|sup|u)\b[^>]*>",
     re.I,
 )
+
+
+def _without_outlet(title: str, outlet: str) -> str:
+    """An aggregator's title without the outlet it appends: "Port reopens - Reuters"."""
+    for dash in (" - ", " | ", " \u2013 ", " \u2014 "):
+        suffix = f"{dash}{outlet}"
+        if title.endswith(suffix) and len(title) > len(suffix):
+            return title[: -len(suffix)].rstrip()
+    return title
 
 
 def _clean_title(raw: str) -> str:

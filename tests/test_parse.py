@@ -234,6 +234,49 @@ def test_posts_told_apart_by_a_fragment_are_entries_of_their_own() -> None:
     assert [e.key for e in feed.entries] == [f"{live}#block-1", f"{live}#block-2"]
 
 
+def test_an_aggregators_item_names_its_outlet_as_source_and_not_in_its_title() -> None:
+    """A news-search feed (Google News) gives every item the outlet's <source> and appends
+    " - Outlet" to its title: the story's source was the search feed's name, and the
+    development's label ended in "- Reuters"."""
+    rss = (
+        b'<?xml version="1.0" encoding="UTF-8"?><rss version="2.0"><channel><title>Search'
+        b"</title><link>https://news.example/search</link><item><title>Port reopens - "
+        b"Harbour Times</title><link>https://news.example/articles/CBMi1?oc=5</link>"
+        b'<guid isPermaLink="false">CBMi1</guid><description>Port reopens</description>'
+        b'<source url="https://harbour.example">Harbour Times</source></item><item><title>'
+        b"Strike ends | Coast Daily</title><link>https://news.example/articles/CBMi2</link>"
+        b'<guid isPermaLink="false">CBMi2</guid><source url="https://coast.example">Coast Daily'
+        b"</source></item><item><title>No outlet named - Anyone</title><link>"
+        b"https://news.example/articles/CBMi3</link></item></channel></rss>"
+    )
+    feed = parse_feed(rss, XML, "https://news.example/rss?q=port", NOW, source="Port search")
+    assert [(e.title, e.source) for e in feed.entries] == [
+        ("Port reopens", "Harbour Times"),
+        ("Strike ends", "Coast Daily"),
+        ("No outlet named - Anyone", "Port search"),
+    ]
+    atom = (
+        b'<feed xmlns="http://www.w3.org/2005/Atom"><title>Planet</title><entry><id>p1</id>'
+        b'<title>Ferry strike - Wire Service</title><link href="https://e.org/p1"/>'
+        b"<updated>2025-07-01T00:00:00Z</updated><source><id>w</id><title>Wire Service</title>"
+        b"</source></entry></feed>"
+    )
+    (entry,) = parse_feed(atom, XML, "https://e.org/atom", NOW, source="Planet").entries
+    assert (entry.title, entry.source) == ("Ferry strike", "Wire Service")
+
+
+def test_html_source_elements_in_a_body_keep_a_feed_on_the_fast_path() -> None:
+    body = _rss([("s1", "https://e.org/1", "Mon, 07 Jul 2025 10:00:00 GMT")]).replace(
+        b"</item>",
+        b"<content:encoded><![CDATA[<picture><source srcset='a.webp' type='image/webp'>"
+        b"<img src='a.jpg'></picture><p>Text.</p>]]></content:encoded></item>",
+    )
+    body = body.replace(b"<rss ", b'<rss xmlns:content="http://purl.org/rss/1.0/modules/content/" ')
+    assert parse._parse_fast(body, XML) is not None
+    (entry,) = parse_feed(body, XML, "https://e.org/rss", NOW, source="Mine").entries
+    assert entry.source == "Mine"
+
+
 def test_placeholder_dates_of_the_distant_past_are_no_dates() -> None:
     """1970-01-01 (Unix time 0), 0001-01-01 and 1900-01-01 are what CMSs write for "no
     date": such an entry was dated decades before its story, first in every timeline."""
