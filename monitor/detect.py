@@ -248,12 +248,8 @@ class Judge:
         entry: Entry,
         now: datetime,
         topics: Sequence[str] | None = None,
-        *,
-        origin: str = "",
     ) -> list[DecisionIntent]:
-        """Decide a stored story for every topic (or the named ones) and write the results.
-        ``origin``: the feed (or replay file) it came from, whose other posts on the same
-        page are not copies of it (`DetectionStore.story_with_url`)."""
+        """Decide a stored story for every topic (or the named ones) and write the results."""
         store = self.storage
         # the word counts read from here on and the number of stories they are set against
         # are the database's at one moment (another process's counts move both)
@@ -273,7 +269,7 @@ class Judge:
                 )
             return leads[0]
 
-        copy = self._find_copy(story_id, entry, body, origin)
+        copy = self._find_copy(story_id, entry, body)
         intents = []
         for name in topics or list(self.topics):
             topic = self.topics.get(name)
@@ -292,16 +288,10 @@ class Judge:
                 terms(entry.summary, self.background.surfaces)
         return intents
 
-    def _find_copy(
-        self, story_id: str, entry: Entry, body: str, origin: str
-    ) -> dedupe.DuplicateVerdict | None:
+    def _find_copy(self, story_id: str, entry: Entry, body: str) -> dedupe.DuplicateVerdict | None:
         store = self.storage
-        earlier = store.story_with_url(
-            entry.canonical_url,
-            exclude=story_id,
-            origin=origin,
-            fragment=post_fragment(entry.key, entry.url),
-        )
+        fragment = post_fragment(entry.key, entry.url)
+        earlier = store.story_with_url(entry.canonical_url, exclude=story_id, fragment=fragment)
         sig = dedupe.signature(entry.title, body)
         found: dedupe.DuplicateVerdict | None = None
         if earlier is not None:

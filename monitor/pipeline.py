@@ -629,7 +629,7 @@ class Pipeline:
             self.storage.set_full_text(sid, text, status)
             if text:
                 entry = replace(entry, content=text)  # judged on the article itself
-        intents = self.judge.process(sid, entry, now, topics=topics or None, origin=origin)
+        intents = self.judge.process(sid, entry, now, topics=topics or None)
         self._decided_own += len(intents)
         for intent in intents:
             summary.decisions[intent.status] += 1

@@ -634,23 +634,18 @@ class DetectionStore:
         ).fetchall()
         return [(row[0], row[1], int(row[2]), bytes(row[3])) for row in rows]
 
-    def story_with_url(
-        self, canonical_url: str, *, exclude: str, origin: str, fragment: str
-    ) -> str | None:
-        """The oldest other story with this canonical URL, leaving out those of the same
-        ``origin`` whose `post_fragment` is another non-empty one than ``fragment``: the
-        posts of one live page, which their feed tells apart."""
+    def story_with_url(self, canonical_url: str, *, exclude: str, fragment: str) -> str | None:
+        """The oldest other story with this canonical URL and this `post_fragment`: the
+        posts of one live page (".../live/x#block-2") share its address, and a story that
+        links the whole page is not a copy of one of them, nor one post of another."""
         rows = self.db.execute(
-            "SELECT id, origin, entry_key, url FROM stories WHERE canonical_url = ? AND id != ? "
+            "SELECT id, entry_key, url FROM stories WHERE canonical_url = ? AND id != ? "
             "ORDER BY seen_at, rowid",
             [canonical_url, exclude],
         )
-        for sid, their_origin, key, url in rows:
-            if fragment and their_origin == origin:
-                theirs = post_fragment(key, url)
-                if theirs and theirs != fragment:
-                    continue
-            return str(sid)
+        for sid, key, url in rows:
+            if post_fragment(key, url) == fragment:
+                return str(sid)
         return None
 
     # -- developments -----------------------------------------------------------------------
