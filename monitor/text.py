@@ -61,6 +61,17 @@ _ANY_TAG = re.compile(r"<[^>]*>?")
 # Tags in one text beyond which it is stripped by a pattern instead of parsed: an article
 # has hundreds; 200,000 nested <div>s held a poll's worker (and the GIL) for 13 s.
 MAX_TAGS = 20_000
+# Attributes (namespace declarations included) on one tag beyond which markup is not given
+# to a parser: lexbor, fastfeedparser's extractor and feedparser all take quadratic time in
+# them (one tag with 100,000 took lexbor 14 s). Real tags have a handful, an <img> with
+# data-* attributes a few dozen.
+MAX_ATTRIBUTES = 1_000
+# A start tag with more than MAX_ATTRIBUTES attributes: each is a name, perhaps "=" and a
+# value, quoted or not; separators are optional, as tolerant parsers read them. Possessive,
+# so a tag that stops short is left in time linear in its length.
+_ATTRIBUTE = r"""\s*+[^\s<>"'=/]++(?:\s*+=\s*+(?:"[^"]*+"|'[^']*+'|[^\s<>"']*+))?+"""
+CROWDED_TAG = rf"<[A-Za-z_:][^\s<>/]*+(?:{_ATTRIBUTE}){{{MAX_ATTRIBUTES + 1}}}"
+_CROWDED_TAG = re.compile(CROWDED_TAG)
 _SCRIPT_TAG = re.compile(r"<+(\s*/?\s*script)", re.I)
 # Removed before parsing: our markers, zero-width space, soft hyphen, BOM, and the control
 # characters that are not white space (NUL, ESC of a terminal's escape sequences, C1).
@@ -90,6 +101,8 @@ def html_to_text(html_or_text: str) -> str:
             text = html.unescape(text)
         return _defang(_plain_paragraphs(text))
     if text.count("<") > MAX_TAGS:  # a tree that deep or wide costs lexbor quadratic time
+        return _defang(_stripped(text))
+    if len(text) > 2 * MAX_ATTRIBUTES and _CROWDED_TAG.search(text):  # (2 characters each)
         return _defang(_stripped(text))
     try:
         result = _join_blocks(_flatten_html(text))

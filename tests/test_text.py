@@ -90,6 +90,31 @@ def test_control_characters_go_and_separators_keep_words_apart() -> None:
     assert html_to_text("<p>a\x85b\x1fc</p>") == "a b c"
 
 
+@pytest.mark.parametrize("attribute", ['a{}="v"', "a{}", "a{}=v", 'a{}=">"'])
+def test_html_with_a_tag_of_over_a_thousand_attributes_is_stripped_not_parsed(
+    monkeypatch: pytest.MonkeyPatch, attribute: str
+) -> None:
+    """lexbor takes quadratic time in one tag's attributes (100,000 held the worker for
+    14 s), quoted or not: past `MAX_ATTRIBUTES` the text is read by dropping the tags."""
+    parsed: list[int] = []
+    real = text_module._flatten_html
+
+    def flatten(markup: str) -> str:
+        parsed.append(len(markup))
+        return real(markup)
+
+    monkeypatch.setattr(text_module, "_flatten_html", flatten)
+    limit = 1_000  # text_module.MAX_ATTRIBUTES
+
+    def tag(count: int) -> str:
+        return "<p " + " ".join(attribute.format(n) for n in range(count)) + ">"
+
+    assert "two" in html_to_text(tag(limit + 1) + "one</p><p>two</p>")
+    assert parsed == []
+    assert html_to_text(tag(limit) + "one</p><p>two</p>") == "one\n\ntwo"
+    assert len(parsed) == 1
+
+
 def test_html_to_text_escaped_script_is_not_a_tag() -> None:
     assert "<script" not in html_to_text("&lt;script&gt;alert(1)&lt;/script&gt;").lower()
     assert "<script" not in html_to_text("<p>&lt;&lt;script&gt;</p>").lower()
