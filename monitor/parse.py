@@ -15,6 +15,10 @@ Two parsers, one result:
   (its "bozo" feeds still yield entries, with ``warning`` set), undeclarable encodings,
   ``xml:base``, entities defined only in an external DTD (RSS 0.91), a fast-path error,
   or a suspicious fast result (no entries although the body has ``<item``/``<entry``).
+* **Limits** — a document that would hold the worker thread for long is refused with a
+  ``ParseError`` saying why: a tag with more than 1,000 attributes, more than 100,000
+  entries, and, before feedparser, more than 250,000 tags and attributes or entities that
+  expand to more than the document (see "limits" below).
 * **JSON Feed 1.0/1.1** is read here with ``json`` (a tiny format) and never sent to
   feedparser. Other JSON, HTML pages, empty bodies and random bytes raise ``ParseError``.
 
@@ -68,6 +72,8 @@ from urllib.parse import urljoin
 from monitor.errors import ParseError
 from monitor.models import Entry, ParsedFeed
 from monitor.text import (
+    CROWDED_TAG,
+    MAX_ATTRIBUTES,
     canonical_url,
     clean_line,
     content_hash,
@@ -92,6 +98,17 @@ _LEAD_CHARS = 500
 # whole, and in every alert, log line and export that names the story).
 MAX_TITLE = 1000
 MAX_AUTHOR = 300
+# Bounds on what a document may hold: parsing runs on the one worker thread that judges
+# every feed, so a feed that takes a minute to parse delays all the others. Each is far
+# above what real feeds hold; a document beyond one is a parse error saying which (found by
+# an audit). Attributes on one tag: `text.MAX_ATTRIBUTES`.
+MAX_ENTRIES = 100_000  # each costs ~10 µs to clean even when empty, then has to be judged
+# "<" and "=" (tags and attributes) in a document left to feedparser, which spends 10-25 µs
+# on each: ~6 s at most, where 10 MB of "<x/>" took a minute. A 10 MB feed of articles has
+# ~200,000, and it would take the fast path unless it is malformed.
+MAX_REFERENCE_MARKUP = 250_000
+# Text that the entities a document declares may expand to, beyond the document's own size.
+ENTITY_TEXT_ALLOWANCE = 1_000_000
 
 
 def _no_relative_dates(value: str) -> None:
@@ -177,7 +194,7 @@ def parse_feed(
     elif head[:14].lower() == b"<!doctype html" or head[:5].lower() == b"<html":
         raise ParseError(f"{url} is not a feed: an HTML page")
     else:
-        doc = _parse_fast(body, lowered) or _parse_reference(body, lowered, url)
+        doc = _parse_fast(body, lowered, url) or _parse_reference(body, lowered, url)
     return _build(doc, base, _utc(now), source, known)
 
 
@@ -227,7 +244,7 @@ _ITEM_SOURCE = re.compile(rb"<source(?:\s+url\s*=|\s*>)")
 _RSS_LANGUAGE = re.compile(rb"<(?:dc:)?language>\s*([A-Za-z]{2,3}(?:[-_][A-Za-z0-9]+)*)\s*</")
 
 
-def _parse_fast(body: bytes, headers: Mapping[str, str]) -> _Doc | None:
+def _parse_fast(body: bytes, headers: Mapping[str, str], url: str) -> _Doc | None:
     """fastfeedparser's reading of a well-formed document, or None to use the reference."""
     prepared = _to_utf8(body, headers.get("content-type", ""))
     if prepared is None:
@@ -248,11 +265,16 @@ def _parse_fast(body: bytes, headers: Mapping[str, str]) -> _Doc | None:
         xml_bytes = numeric
         flaw = "entities XML does not define, read as HTML reads them"
         warning = f"{warning}; {flaw}" if warning else flaw
+    # (expat's time is linear in attributes; in well-formed XML each has its "=", so a
+    # document with few of them has no crowded tag, and most feeds skip the scan.)
+    if xml_bytes.count(b"=") > MAX_ATTRIBUTES:
+        _refuse_crowded_tags(xml_bytes, url)
     try:
         parsed = _fastfeedparser().parse(xml_bytes)
     except Exception:  # whatever it is, the reference parser decides and reports
         return None
     raw_entries = parsed.get("entries") or []
+    _refuse_many_entries(len(raw_entries), url)
     if not raw_entries and (b"<item" in xml_bytes or b"<entry" in xml_bytes):
         return None
     feed = parsed.get("feed") or {}
@@ -391,6 +413,10 @@ def _numeric_entity(match: re.Match[bytes]) -> bytes:
     return b"&#%d;" % codepoint if codepoint is not None else b"&amp;" + match.group(0)[1:]
 
 
+class _Declared(Exception):
+    """The document declares an entity: `_well_formed` need read no further."""
+
+
 def _well_formed(xml_bytes: bytes) -> bool:
     """Whether expat reads the document without an error, an unresolved entity, or an
     entity the document declares itself (only the reference parser honours those:
@@ -401,13 +427,92 @@ def _well_formed(xml_bytes: bytes) -> bool:
     def on_skipped(name: str, *ignored: object) -> None:
         skipped.append(name)
 
+    def on_declared(*ignored: object) -> None:
+        # Stop at once: expat would expand the entities up to 100 times the document.
+        raise _Declared
+
     parser.SkippedEntityHandler = on_skipped
-    parser.EntityDeclHandler = on_skipped
+    parser.EntityDeclHandler = on_declared
     try:
         parser.Parse(xml_bytes, True)
-    except xml.parsers.expat.ExpatError:
+    except (xml.parsers.expat.ExpatError, _Declared):
         return False
     return not skipped
+
+
+# --------------------------------------------------------------------------- limits
+
+
+_CROWDED_TAG = re.compile(CROWDED_TAG.encode())
+
+
+def _refuse_crowded_tags(xml_bytes: bytes, url: str) -> None:
+    """A tag with more than `MAX_ATTRIBUTES` attributes is refused: fastfeedparser's
+    extractor and feedparser take quadratic time in them (80,000 on one tag, a 0.9 MB feed:
+    4.6 s on the fast path; 20,000 took feedparser 2.8 s). Namespace declarations count."""
+    crowded = _CROWDED_TAG.search(xml_bytes)
+    if crowded is None:
+        return
+    name = _FIRST_ELEMENT.match(xml_bytes, crowded.start())
+    tag = name.group(1).decode("ascii", "replace") if name else "?"
+    line = xml_bytes.count(b"\n", 0, crowded.start()) + 1
+    raise ParseError(
+        f"{url} refused: a tag with more than {MAX_ATTRIBUTES:,} attributes or namespace "
+        f"declarations (<{tag}> on line {line:,}); parsers take quadratic time in them"
+    )
+
+
+def _refuse_heavy_markup(xml_bytes: bytes, url: str) -> None:
+    """feedparser's time is in its tags and attributes, not its bytes: see
+    `MAX_REFERENCE_MARKUP`."""
+    markup = xml_bytes.count(b"<") + xml_bytes.count(b"=")
+    if markup > MAX_REFERENCE_MARKUP:
+        raise ParseError(
+            f"{url} refused: {markup:,} tags and attributes in a document the fast parser "
+            f"cannot read; feedparser is given at most {MAX_REFERENCE_MARKUP:,}"
+        )
+
+
+_ENTITY_DECL = re.compile(rb"""<!ENTITY\s+(%\s+)?([^\s"'>]+)\s+(?:"([^"]*)"|'([^']*)')""")
+_ENTITY_REF = re.compile(rb"&([A-Za-z_:][\w.:-]*);")
+
+
+def _refuse_entity_expansion(xml_bytes: bytes, url: str) -> None:
+    """Entities a document declares may not expand to more text than the document holds
+    (plus `ENTITY_TEXT_ALLOWANCE`). expat stops only at 100 times the document, and
+    feedparser's tolerant parser not at all: a 0.5 MB feed grew to 50 MB of text, 0.8 s and
+    200 MB. Real feeds declare entities for single characters, if at all."""
+    if b"<!ENTITY" not in xml_bytes:
+        return
+    values: dict[bytes, bytes] = {}
+    for parameter, name, double, single in _ENTITY_DECL.findall(xml_bytes):
+        if parameter:
+            raise ParseError(
+                f"{url} refused: it declares parameter entities (<!ENTITY %), which can "
+                "declare entities unseen"
+            )
+        values.setdefault(name, double or single)  # the first declaration binds
+    for name, value in values.items():
+        if any(inner in values for inner in _ENTITY_REF.findall(value)):
+            raise ParseError(
+                f"{url} refused: its entity &{name.decode('ascii', 'replace')}; is made of "
+                "entities (how entity bombs grow)"
+            )
+    allowed = len(xml_bytes) + ENTITY_TEXT_ALLOWANCE
+    if xml_bytes.count(b"&") * max(map(len, values.values()), default=0) <= allowed:
+        return  # (each reference starts with "&" and expands to one value at most)
+    uses = Counter(match.group(1) for match in _ENTITY_REF.finditer(xml_bytes))
+    text = sum(len(values[name]) * uses[name] for name in values)
+    if text > allowed:
+        raise ParseError(
+            f"{url} refused: the entities it declares expand to {text:,} bytes of text, "
+            f"from a document of {len(xml_bytes):,}"
+        )
+
+
+def _refuse_many_entries(count: int, url: str) -> None:
+    if count > MAX_ENTRIES:
+        raise ParseError(f"{url} refused: {count:,} entries, more than {MAX_ENTRIES:,}")
 
 
 # --------------------------------------------------------------------------- reference path
@@ -419,16 +524,25 @@ def _parse_reference(body: bytes, headers: Mapping[str, str], url: str) -> _Doc:
     given = {k: v for k, v in headers.items() if k != "content-location"}
     feedparser = _feedparser()
     try:
+        # The limits are checked on the document as feedparser's parsers will read it: in
+        # UTF-16, say, a byte scan would see no tags at all.
+        readable = feedparser.encodings.convert_to_utf8(given, body, {})
+        _refuse_crowded_tags(readable, url)
+        _refuse_heavy_markup(readable, url)
+        _refuse_entity_expansion(readable, url)
         parsed = feedparser.parse(
             io.BytesIO(body),
             response_headers=given,
             sanitize_html=False,
             resolve_relative_uris=False,
         )
+    except ParseError:
+        raise
     except Exception as exc:  # feedparser promises not to raise; translate if it does
         raise ParseError(f"{url} could not be parsed: {type(exc).__name__}: {exc}") from exc
     problem = parsed.get("bozo_exception") if parsed.get("bozo") else None
     entries = parsed.get("entries") or []
+    _refuse_many_entries(len(entries), url)
     if not parsed.get("version") and not entries:
         reason = _what_it_is(body)
         if reason is None:
@@ -510,6 +624,7 @@ def _parse_json_feed(body: bytes, url: str) -> _Doc:
     items = data.get("items")
     if not isinstance(items, list):
         raise ParseError(f"{url} is not a feed: JSON Feed without an items list")
+    _refuse_many_entries(len(items), url)
     skipped = sum(1 for i in items if not isinstance(i, dict))
     return _Doc(
         title=_str_or_none(data.get("title")),

@@ -561,7 +561,7 @@ def test_fast_and_reference_paths_agree(name: str) -> None:
     body, (headers, url) = (FEEDS / name).read_bytes(), CASES[name]
     body = body.replace(b' xml:lang="en"', b"")  # entry-level xml:lang sends Atom to feedparser
     lowered = {k.lower(): v for k, v in headers.items()}
-    fast = parse._parse_fast(body, lowered)
+    fast = parse._parse_fast(body, lowered, url)
     assert fast is not None, "fixture should take the fast path"
     ref = parse._parse_reference(body, lowered, url)
     a, b = (parse._build(doc, url, NOW, None) for doc in (fast, ref))
@@ -569,6 +569,23 @@ def test_fast_and_reference_paths_agree(name: str) -> None:
     assert [[getattr(e, f) for f in fields] for e in a.entries] == [
         [getattr(e, f) for f in fields] for e in b.entries
     ]
+
+
+@pytest.mark.parametrize("malformed", [False, True])
+def test_a_tag_may_carry_a_thousand_attributes_not_more(malformed: bool) -> None:
+    """The limit is on the tag, whichever parser would read the document: fastfeedparser's
+    extractor and feedparser both take quadratic time in one tag's attributes."""
+    limit = 1_000  # parse.MAX_ATTRIBUTES
+
+    def document(count: int) -> bytes:
+        attributes = " ".join(f'data-{n}="{n}"' for n in range(count))
+        items = f"<item {attributes}><title>T</title><link>https://e.org/1</link></item>"
+        flaw = "<br>" if malformed else ""  # an unclosed tag: feedparser's
+        return f'<rss version="2.0"><channel><title>C</title>{flaw}{items}</channel></rss>'.encode()
+
+    assert len(parse_feed(document(limit), {}, "https://e.org/f", NOW).entries) == 1
+    with pytest.raises(ParseError, match=r"https://e.org/f refused: a tag with more than 1,000 "):
+        parse_feed(document(limit + 1), {}, "https://e.org/f", NOW)
 
 
 def test_ten_thousand_entries() -> None:

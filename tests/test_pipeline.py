@@ -494,6 +494,82 @@ def test_one_failing_feed_never_stops_the_others(feed_server: FeedServer, setup:
     assert count(storage, "SELECT count(*) FROM stories WHERE origin = ?", bozo) == 2
 
 
+def _attributes(count: int, prefix: str = "a") -> bytes:
+    return b" ".join(b'%s%d="v"' % (prefix.encode(), n) for n in range(count))
+
+
+def _declaring(entities: bytes, text: bytes) -> bytes:
+    """A feed whose DOCTYPE declares ``entities`` and whose item's description is ``text``."""
+    document = rss([("e", "Entities", "TEXT")]).replace(b"TEXT", text)
+    return document.replace(b"?>", b"?><!DOCTYPE rss [" + entities + b"]>", 1)
+
+
+_MALFORMED = (b"<description>d</description>", b"<description>d<br></description>")
+_WIDE = rss(items("w", 2)).replace(b"<item>", b"<item " + _attributes(1_001) + b">", 1)
+_DENSE = rss(items("d", 2)).replace(b"<item>", b"<x/>" * 250_001 + b"<item>", 1)
+HOSTILE = {
+    "crowded tag": (_WIDE, "a tag with more than 1,000 attributes or namespace declarations"),
+    "namespaces": (
+        rss(items("n", 2)).replace(b"<rss ", b"<rss " + _attributes(1_001, "xmlns:n") + b" "),
+        "more than 1,000 attributes or namespace declarations (<rss> on line 1)",
+    ),
+    "crowded tag, malformed": (
+        _WIDE.replace(*_MALFORMED),  # read by feedparser
+        "a tag with more than 1,000 attributes or namespace declarations (<item> on line 1)",
+    ),
+    "crowded tag, UTF-16": (  # feedparser's too; a scan of its bytes would see no tag
+        _WIDE.decode().replace('encoding="utf-8"', 'encoding="utf-16"').encode("utf-16"),
+        "a tag with more than 1,000 attributes or namespace declarations",
+    ),
+    "tags for feedparser": (
+        _DENSE.replace(*_MALFORMED),
+        "tags and attributes in a document the fast parser cannot read; feedparser is "
+        "given at most 250,000",
+    ),
+    "too many entries": (
+        rss([]).replace(b"</channel>", b"<item/>" * 100_001 + b"</channel>"),
+        "refused: 100,001 entries, more than 100,000",
+    ),
+    "entity bomb": (
+        _declaring(
+            b'<!ENTITY a "ha"><!ENTITY b "&a;&a;&a;&a;&a;&a;&a;&a;"><!ENTITY c "&b;&b;&b;&b;">',
+            b"&c;&c;",
+        ),
+        "its entity &b; is made of entities",
+    ),
+    "entity flood": (
+        _declaring(b'<!ENTITY w "' + b"x" * 1_000 + b'">', b"&w;" * 1_100),
+        "the entities it declares expand to 1,100,000 bytes of text",
+    ),
+    "parameter entity": (
+        _declaring(b"<!ENTITY % p \"<!ENTITY w 'x'>\"> %p;", b"&w;"),
+        "declares parameter entities",
+    ),
+}
+
+
+@pytest.mark.parametrize("case", list(HOSTILE))
+def test_a_hostile_feed_is_refused_with_its_reason_and_the_others_are_read(
+    feed_server: FeedServer, setup: Any, case: str
+) -> None:
+    """Parsing runs on the one worker thread: a document a parser would spend minutes or
+    gigabytes on (quadratic in one tag's attributes, expanding entities, ...) is refused
+    before the parser sees it, and its feed records why."""
+    body, reason = HOSTILE[case]
+    good = feed_server.route("/good.xml", Reply(200, rss(items("g", 3))))
+    hostile = feed_server.route("/hostile.xml", Reply(200, body))
+    settings, storage = setup([hostile, good])
+    summary = poll(settings, storage, Clock())
+    row = feed_row(storage, hostile)
+    assert row["error_kind"] == "parse" and "refused: " in row["error_message"], row
+    assert reason in row["error_message"]
+    assert row["last_status"] == 200 and row["failures"] == 1
+    assert count(storage, "SELECT count(*) FROM stories WHERE origin = ?", hostile) == 0
+    assert feed_row(storage, good)["last_outcome"] == "ok"
+    assert count(storage, "SELECT count(*) FROM stories WHERE origin = ?", good) == 3
+    assert summary.new == 3
+
+
 def test_backoff_then_recovery_with_one_health_alert_each_way(
     feed_server: FeedServer, setup: Any
 ) -> None:
