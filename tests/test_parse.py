@@ -272,7 +272,7 @@ def test_html_source_elements_in_a_body_keep_a_feed_on_the_fast_path() -> None:
         b"<img src='a.jpg'></picture><p>Text.</p>]]></content:encoded></item>",
     )
     body = body.replace(b"<rss ", b'<rss xmlns:content="http://purl.org/rss/1.0/modules/content/" ')
-    assert parse._parse_fast(body, XML) is not None
+    assert parse._parse_fast(body, XML, "https://e.org/rss") is not None
     (entry,) = parse_feed(body, XML, "https://e.org/rss", NOW, source="Mine").entries
     assert entry.source == "Mine"
 
