@@ -115,6 +115,13 @@ def monitor_config(path: Path, urls: list[str]) -> None:
     path.write_text("\n".join(lines), encoding="utf-8")
 
 
+def _from_here(part: str) -> str:
+    """A relative path in --wrap that names a file here, made absolute: the children run in
+    a temporary folder."""
+    here = Path(part)
+    return os.path.abspath(part) if not here.is_absolute() and here.exists() else part
+
+
 def monitor_command(config: Path, profile: Path | None) -> list[str]:
     python = str(Path(sys.executable))
     if profile is not None:
@@ -190,7 +197,7 @@ def run_size(feeds: int, args: argparse.Namespace, work: Path) -> list[Measure]:
                                if args.profile else None)
                     cmd = monitor_command(config, profile)
                     if args.wrap:
-                        cmd = [part.replace("{phase}", f"{feeds}-{phase}")
+                        cmd = [_from_here(part.replace("{phase}", f"{feeds}-{phase}"))
                                for part in shlex.split(args.wrap)] + cmd
                 else:
                     cmd = [sys.executable, str(Path(__file__).resolve()), "--reader-child",
