@@ -192,7 +192,7 @@ def parse_feed(
     if head[:1] in (b"{", b"["):
         doc = _parse_json_feed(body, url)
     elif head[:14].lower() == b"<!doctype html" or head[:5].lower() == b"<html":
-        raise ParseError(f"{url} is not a feed: an HTML page")
+        raise ParseError(f"{url} is not a feed: {_html_page(body, url)}")
     else:
         doc = _parse_fast(body, lowered, url) or _parse_reference(body, lowered, url)
     return _build(doc, base, _utc(now), source, known)
@@ -544,7 +544,7 @@ def _parse_reference(body: bytes, headers: Mapping[str, str], url: str) -> _Doc:
     entries = parsed.get("entries") or []
     _refuse_many_entries(len(entries), url)
     if not parsed.get("version") and not entries:
-        reason = _what_it_is(body)
+        reason = _what_it_is(body, url)
         if reason is None:
             reason = f"{type(problem).__name__}: {problem}" if problem else "no feed elements"
         raise ParseError(f"{url} is not a feed: {reason}") from problem
@@ -565,7 +565,7 @@ _FIRST_ELEMENT = re.compile(rb"<([A-Za-z_][\w.:-]*)")
 _SKIPPED_MARKUP = re.compile(rb"<!--.*?-->|<\?.*?\?>|<!DOCTYPE[^>]*>", re.S | re.I)
 
 
-def _what_it_is(body: bytes) -> str | None:
+def _what_it_is(body: bytes, url: str) -> str | None:
     """What a document that is not a feed is, when it can be told: an HTML page (a site's
     home page, an error page), or XML of another kind (a sitemap)."""
     head = _SKIPPED_MARKUP.sub(b"", body[:8192])
@@ -574,8 +574,40 @@ def _what_it_is(body: bytes) -> str | None:
         return None
     root = match.group(1).decode("ascii", "replace")
     if root.lower() in ("html", "head", "body"):
-        return "an HTML page"
+        return _html_page(body, url)
     return f"an XML document whose root is <{root}> (a feed's is <rss>, <feed> or <rdf:RDF>)"
+
+
+_LINK_TAG = re.compile(rb"<link\b[^<>]{0,2000}>", re.I)
+_LINK_ATTRIBUTE = re.compile(rb"""([A-Za-z-]+)\s*=\s*(?:"([^"]*)"|'([^']*)'|([^\s"'>]+))""")
+_FEED_TYPES = {
+    b"application/rss+xml", b"application/atom+xml", b"application/rdf+xml",
+    b"application/feed+json", b"application/json",
+}  # fmt: skip
+
+
+def _html_page(body: bytes, url: str) -> str:
+    """What to call an HTML page given for a feed, with the feeds its head announces
+    (<link rel="alternate" type="application/rss+xml">): a site's address given for its
+    feed's is a common slip."""
+    feeds: list[str] = []
+    for tag in _LINK_TAG.finditer(body, 0, 65536):
+        attributes = {
+            m.group(1).lower(): m.group(2) or m.group(3) or m.group(4) or b""
+            for m in _LINK_ATTRIBUTE.finditer(tag.group(0))
+        }
+        rel = attributes.get(b"rel", b"").lower().split()
+        kind = attributes.get(b"type", b"").strip().lower()
+        if b"alternate" not in rel or kind not in _FEED_TYPES:
+            continue
+        href = clean_line(html.unescape(attributes.get(b"href", b"").decode("utf-8", "replace")))
+        address = urljoin(url, href) if href else ""
+        if address.startswith(_ABSOLUTE) and address not in feeds and len(feeds) < 3:
+            feeds.append(address)
+    if not feeds:
+        return "an HTML page"
+    named = "a feed" if len(feeds) == 1 else "feeds"
+    return f"an HTML page, which names {named}: {', '.join(feeds)}"
 
 
 def _item_from_reference(e: Mapping[str, Any]) -> _Item:

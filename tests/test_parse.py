@@ -115,6 +115,19 @@ def test_not_a_feed_raises(body: bytes) -> None:
     [
         (b"<!-- generated --> \n<html lang='en'><body>hi</body></html>", "an HTML page"),
         (b"<?xml version='1.0'?><note><to>you</to></note>", "an XML document whose root is <note>"),
+        (
+            b'<!DOCTYPE html><html><head><link rel="stylesheet" href="/s.css"><link '
+            b'rel="alternate" type="application/rss+xml" title="News" href="/feed/"><link '
+            b"rel=alternate type=application/atom+xml href='https://y.example/a?x=1&amp;y=2'>"
+            b"</head><body>hi</body></html>",
+            "an HTML page, which names feeds: https://x.example/feed/, "
+            "https://y.example/a\\?x=1&y=2",
+        ),
+        (
+            b"<!-- home --><html><head><link rel='alternate' type='application/feed+json' "
+            b"href='feed.json'><link rel='alternate' hreflang='fr' href='/fr/'></head></html>",
+            "an HTML page, which names a feed: https://x.example/feed.json",
+        ),
     ],
 )
 def test_not_a_feed_says_what_it_is(body: bytes, said: str) -> None:
