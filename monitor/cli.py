@@ -1,7 +1,9 @@
 """The command line (DESIGN.md §3.1): thin click commands, each calling one function.
 
 A `MonitorError` a user can cause (bad config, unreadable seed, unknown ID, a second daemon)
-becomes one line on stderr and exit status 2; no traceback. Other monitor errors exit 1.
+becomes one line on stderr and exit status 2; no traceback. Other monitor errors exit 1,
+among them what SQLite says happened to the database (full, read-only, locked): one line
+naming it, and the first error, not a failure of the close that follows it.
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ import click
 
 from . import __version__
 from .config import Settings, config_path, load_settings
-from .errors import AlreadyRunning, ConfigError, MonitorError, SeedError, UserError
+from .errors import AlreadyRunning, ConfigError, MonitorError, SeedError, StorageError, UserError
 from .log import setup_logging
 
 # httpx imports its own command-line client (click, rich, pygments: ~6 MB of a poll's
@@ -97,11 +99,31 @@ class App:
                 f"{path}: no database here yet (`monitor run` or `monitor poll` creates it; "
                 "MONITOR_DB or database.path names it)"
             )
-        storage = Storage(path)
-        try:
-            yield storage
-        finally:
+        with _reported(path):
+            storage = Storage(path)
+            try:
+                yield storage
+            except BaseException as error:
+                storage.close_after(error)
+                raise
             storage.close()
+
+
+@contextmanager
+def _reported(path: Path) -> Iterator[None]:
+    """What SQLite says happened to the database (full, read-only, an I/O error, locked)
+    as a `StorageError` naming it: one line, exit 1. Any other SQLite error is a bug and
+    keeps its traceback."""
+    import sqlite3
+
+    from .storage import database_failure
+
+    try:
+        yield
+    except sqlite3.Error as error:
+        if not database_failure(error):
+            raise
+        raise StorageError(f"{path}: {error}") from error
 
 
 pass_app = click.make_pass_decorator(App)

@@ -40,7 +40,7 @@ from .fetch import Fetcher, FetchLimits, host_of
 from .models import Entry, FeedOutcome, Fetched
 from .parse import entry_from_item, parse_feed
 from .schedule import next_due
-from .storage import FeedRow, FeedUpdate, Known, Storage
+from .storage import FeedRow, FeedUpdate, Known, Storage, database_failure
 
 if TYPE_CHECKING:  # imported when first needed: a poll of 304s never judges anything
     from .detect import Judge
@@ -223,6 +223,10 @@ class Pipeline:
                         return await self._process(client, feed, outcome, started, summary)
                     except Exception as error:  # a bug, or a library error nobody translated
                         await waiting.aclose()
+                        if database_failure(error):
+                            # the database's failure (full, read-only, locked), not the
+                            # feed's: the poll stops, and feeds not written are due again
+                            raise
                         return await self._unexpected(feed, error, started, summary)
 
         tasks = [asyncio.create_task(one(feed)) for feed in feeds]

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import fcntl
 import json
+import logging
 import os
 import sqlite3
 from collections.abc import Iterator, Sequence
@@ -21,6 +22,8 @@ from sqlite_utils import Database
 from ..errors import AlreadyRunning, StorageError
 from .checkpoint import Checkpointer
 from .schema import migrations
+
+log = logging.getLogger("monitor.storage")
 
 
 def iso(moment: datetime | None) -> str | None:
@@ -80,6 +83,40 @@ def put_back(
         "ORDER BY rid"
     )
     conn.execute("DELETE FROM temp.putting_back")
+
+
+def _primary_code(error: BaseException) -> int | None:
+    """SQLite's primary result code of ``error`` (None when SQLite gave none)."""
+    code = getattr(error, "sqlite_errorcode", None) if isinstance(error, sqlite3.Error) else None
+    return code & 0xFF if isinstance(code, int) else None
+
+
+# SQLite's primary result codes that tell what happened to the database file, its disk or
+# its directory, not what is wrong with a statement (a bug, which keeps its traceback)
+_FAILURE_CODES = frozenset(
+    {
+        sqlite3.SQLITE_PERM,
+        sqlite3.SQLITE_READONLY,
+        sqlite3.SQLITE_IOERR,
+        sqlite3.SQLITE_CORRUPT,
+        sqlite3.SQLITE_FULL,
+        sqlite3.SQLITE_CANTOPEN,
+        sqlite3.SQLITE_NOTADB,
+    }
+)
+
+
+def is_busy(error: BaseException) -> bool:
+    """SQLite's "database is locked": another connection held the write lock for longer
+    than this one's busy timeout. The database is busy, not broken."""
+    return _primary_code(error) == sqlite3.SQLITE_BUSY
+
+
+def database_failure(error: BaseException) -> bool:
+    """An SQLite error that says what happened to the database (full, read-only, an I/O
+    error, corrupt, missing, or locked by another process for too long): something to
+    report to the user in one line naming the database, not a bug."""
+    return _primary_code(error) in _FAILURE_CODES or is_busy(error)
 
 
 def database_bytes(path: Path) -> int:
@@ -165,11 +202,31 @@ class StorageBase:
             self.checkpointer = Checkpointer(self.path)
 
     def close(self) -> None:
-        if self.checkpointer is not None:  # before the writer, whose close copies the rest
-            self.checkpointer.stop()
-            self.checkpointer = None
-        self.release_run_lock()
-        self.db.close()
+        """Write what the mixins hold back for batches (`write_held`), then close. The
+        connection is closed, and the run lock released, whatever the writing does; its
+        error is raised after that (the first one: the writing stops there)."""
+        try:
+            self.write_held()
+        finally:
+            if self.checkpointer is not None:  # before the writer, whose close copies the rest
+                self.checkpointer.stop()
+                self.checkpointer = None
+            self.release_run_lock()
+            self.db.close()
+
+    def close_after(self, error: BaseException) -> None:
+        """`close` for a caller that is failing with ``error``: that one is what to report.
+        Writing what is held back is still tried (an interrupted replay keeps its counts),
+        but it most likely fails the same way (a full disk), and a traceback of that
+        second failure would hide the first: it is only logged."""
+        try:
+            self.close()
+        except Exception as later:
+            log.debug("%s: closing after %r also failed: %s", self.path, error, later)
+
+    def write_held(self) -> None:
+        """What is held in memory for batches, written at close (the mixins that hold any
+        extend this)."""
 
     @contextmanager
     def atomic(self) -> Iterator[Database]:

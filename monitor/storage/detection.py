@@ -260,12 +260,12 @@ class DetectionStore:
         if self.db.conn.in_transaction:
             self._unconfirmed = _added(self._unconfirmed, (counts, stories))
 
-    def close(self) -> None:
-        """Flush the buffered term counts, then close the database."""
+    def write_held(self) -> None:
+        """At close: flush the buffered term counts, then what the others hold."""
         self.flush_terms()
-        closer = getattr(super(), "close", None)
-        if closer is not None:
-            closer()
+        writer = getattr(super(), "write_held", None)
+        if writer is not None:
+            writer()
 
     # -- near-duplicate index ---------------------------------------------------------------
 

@@ -97,13 +97,13 @@ class StoryStore:
         ).fetchone()
         return (int(indexed), int(last)) if last > indexed else None
 
-    def close(self) -> None:
-        """Index the stories this process added, then close."""
+    def write_held(self) -> None:
+        """At close: index the stories this process added, then what the others hold."""
         if self._fts_waiting:
             self.index_stories()
-        closer = getattr(super(), "close", None)
-        if closer is not None:
-            closer()
+        writer = getattr(super(), "write_held", None)
+        if writer is not None:
+            writer()
 
     def known_entries(self, origin: str, keys: list[str]) -> dict[str, Known]:
         """For the entry keys of one origin already stored: key → (story ID, content hash,
