@@ -11,8 +11,17 @@ check and, when unhealthy, the reasons:
   is due) finished within ``3 × tick + 2 × [polling].timeout`` seconds — three missed
   ticks, plus room for a slow cycle (per-host limits can queue a fetch behind another one).
   Before the first poll, the same allowance counts from the daemon's start;
-- **database**: a write transaction can be opened now (``BEGIN IMMEDIATE`` then rolled
-  back), on the listener's own connection with a 5 s busy timeout.
+- **database**: the file is there and a write transaction can be opened now (``BEGIN
+  IMMEDIATE``, a DELETE of nothing so that a read-only file shows, then a rollback), on the
+  listener's own connection with a 5 s busy timeout. ``"writable"`` is healthy. So is
+  ``"busy"``: another connection held the write lock through those 5 s (a `monitor poll` or
+  `monitor replay` beside the daemon, the daemon's own long write), and a database that is
+  busy is not broken. It stays healthy as long as the holder commits now and then (``PRAGMA
+  data_version`` moves between two checks); held without a single commit for longer than
+  the last poll's allowance (``database_busy_s``, counted from the first check that found
+  it so), it is unhealthy: a transaction left open, a hung process, and the daemon cannot
+  have written anything meanwhile either. Anything else (the file missing, read-only, an
+  I/O error, not a database) is unhealthy at once.
 
 ``GET /metrics`` is the Prometheus text format of `monitor.metrics.registry()`, with the
 gauges `DatabaseCollector` reads from the database at scrape time.
@@ -91,6 +100,14 @@ class Health:
         }
 
 
+@dataclass(slots=True)
+class _Busy:
+    """The write lock as the checks last found it held by another connection."""
+
+    since: datetime  # the first check that found it held at this version
+    version: int  # PRAGMA data_version then: it moves when another connection commits
+
+
 class HealthCheck:
     """The three checks of ``/healthz``, on a connection of their own."""
 
@@ -105,6 +122,7 @@ class HealthCheck:
         self.tick = tick
         self.clock = clock
         self._storage: Storage | None = None
+        self._busy: _Busy | None = None
         self._lock = threading.Lock()
 
     def __call__(self) -> Health:
@@ -130,27 +148,45 @@ class HealthCheck:
                 f"(allowed: {allowance:.0f} s)"
             )
 
-        writable, detail = self._writable()
-        health.checks["database"] = "writable" if writable else detail
-        if not writable:
-            health.reasons.append(f"the database is not writable: {detail}")
+        with self._lock:  # one check at a time on this connection
+            database, busy = self._database(now)
+        health.checks["database"] = database
+        if busy is not None:
+            health.checks["database_busy_s"] = round(busy, 1)
+            if busy > allowance:
+                health.reasons.append(
+                    f"the database has been locked by another connection for {busy:.0f} s "
+                    f"without a commit (allowed: {allowance:.0f} s)"
+                )
+        elif database != "writable":
+            health.reasons.append(f"the database is not writable: {database}")
         health.healthy = not health.reasons
         return health
 
-    def _writable(self) -> tuple[bool, str]:
+    def _database(self, now: datetime) -> tuple[str, float | None]:
+        """("writable", None); ("busy", seconds the lock has been held without a commit, as
+        far as the checks saw); or (what is wrong, None)."""
         path = self.host.settings.database_path
-        with self._lock:  # one check at a time on this connection
-            try:
-                if self._storage is None:
-                    storage = Storage(path)
-                    storage.db.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
-                    self._storage = storage
-                if self._storage.writable():
-                    return True, "writable"
-            except (MonitorError, sqlite3.Error, OSError) as error:  # the answer, not a crash
-                self.close_locked()
-                return False, f"{path}: {error}"
-            return False, f"{path}: cannot open a write transaction (locked or read-only)"
+        if str(path) != ":memory:" and not path.exists():  # (opening would create an empty one)
+            self.close_locked()
+            self._busy = None
+            return f"{path}: no such file", None
+        try:
+            if self._storage is None:
+                storage = Storage(path)
+                storage.db.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+                self._storage = storage
+            if self._storage.writable():
+                self._busy = None
+                return "writable", None
+            (version,) = self._storage.db.execute("PRAGMA data_version").fetchone()
+        except (MonitorError, sqlite3.Error, OSError) as error:  # the answer, not a crash
+            self.close_locked()
+            self._busy = None
+            return str(error) if isinstance(error, MonitorError) else f"{path}: {error}", None
+        if self._busy is None or self._busy.version != version:  # held afresh, or it committed
+            self._busy = _Busy(now, int(version))
+        return "busy", (now - self._busy.since).total_seconds()
 
     def close_locked(self) -> None:
         if self._storage is not None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 import sqlite3
 import subprocess
 import sys
@@ -13,6 +14,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
@@ -140,23 +142,101 @@ def test_healthz_names_a_first_poll_that_never_came(host: Host, listener: servic
     assert "no poll has finished" in json.loads(body)["reasons"][0]
 
 
-def test_healthz_names_a_locked_database(
+def test_healthz_says_busy_while_another_connection_holds_the_write_lock(
     host: Host, listener: service.Service, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    """A `monitor poll` or `replay` beside the daemon holds SQLite's write lock for longer
+    than the check waits: the database is busy, not broken, and the container healthy (it
+    answered 503, and compose's health check would have had it restarted). Held without a
+    single commit for longer than a poll's allowance, the lock is a fault."""
     monkeypatch.setattr(service, "BUSY_TIMEOUT_MS", 50)
     listener.check.close()  # reopen with the short busy timeout
-    host.state.last_poll_finished = datetime.now(UTC)
+    moment = [datetime.now(UTC)]
+    listener.check.clock = lambda: moment[0]
+    allowed = service.poll_allowance(30.0, host.settings)
+
+    def healthz(after: float = 0.0) -> tuple[int, dict[str, Any]]:
+        moment[0] += timedelta(seconds=after)
+        host.state.last_poll_finished = moment[0]  # the daemon itself keeps polling
+        status, body = get(listener.url + "/healthz")
+        return status, json.loads(body)
+
     other = sqlite3.connect(str(host.settings.database_path), isolation_level=None)
-    other.execute("BEGIN IMMEDIATE")
+    try:
+        other.execute("CREATE TABLE elsewhere (x)")
+        other.execute("BEGIN IMMEDIATE")
+        status, data = healthz()
+        assert (status, data["reasons"]) == (200, [])
+        assert data["checks"]["database"] == "busy"
+        assert data["checks"]["database_busy_s"] == 0
+        probe = [sys.executable, "-m", "monitor.healthcheck", listener.url + "/healthz"]
+        probed = subprocess.run(probe, capture_output=True, text=True, timeout=60)
+        assert probed.returncode == 0, probed.stderr  # the container's own health check
+        status, data = healthz(allowed - 1)
+        assert (status, data["checks"]["database_busy_s"]) == (200, allowed - 1)
+
+        status, data = healthz(2)  # held, with no commit, past the allowance
+        assert status == 503
+        assert data["checks"]["database"] == "busy"
+        assert data["reasons"] == [
+            f"the database has been locked by another connection for {allowed + 1:.0f} s "
+            f"without a commit (allowed: {allowed:.0f} s)"
+        ]
+
+        other.execute("INSERT INTO elsewhere VALUES (1)")
+        other.execute("COMMIT")  # a writer that commits now and then is working
+        other.execute("BEGIN IMMEDIATE")
+        status, data = healthz(60)
+        assert (status, data["reasons"], data["checks"]["database"]) == (200, [], "busy")
+        assert data["checks"]["database_busy_s"] == 0
+    finally:
+        if other.in_transaction:
+            other.execute("ROLLBACK")
+        other.close()
+    status, data = healthz(allowed * 2)
+    assert (status, data["checks"]["database"]) == (200, "writable")
+    assert "database_busy_s" not in data["checks"]
+
+
+def test_healthz_names_a_database_that_cannot_be_written(
+    host: Host, listener: service.Service
+) -> None:
+    """Told apart from a busy one: unhealthy at once, and never replaced by an empty
+    database that the check itself would create (its connection went on writing into the
+    deleted file, and said "writable")."""
+    host.state.last_poll_finished = datetime.now(UTC)
+    assert get(listener.url + "/healthz")[0] == 200
+    path = host.settings.database_path
+    path.unlink()
+    status, body = get(listener.url + "/healthz")
+    assert status == 503
+    assert json.loads(body)["reasons"] == [f"the database is not writable: {path}: no such file"]
+    assert not path.exists()
+    path.write_bytes(b"not a database " * 512)
+    status, body = get(listener.url + "/healthz")
+    assert status == 503
+    assert json.loads(body)["reasons"] == [
+        f"the database is not writable: {path}: cannot open the database: file is not a database"
+    ]
+
+
+def test_healthz_names_a_read_only_database(host: Host, listener: service.Service) -> None:
+    """SQLite opens a file it may not write read-only, and ``BEGIN IMMEDIATE`` succeeds on
+    such a connection: the check said "writable". The file is made read-only with the
+    immutable attribute, which binds root too (skipped where it cannot be set)."""
+    host.state.last_poll_finished = datetime.now(UTC)
+    path = host.settings.database_path
+    chattr = shutil.which("chattr")
+    if chattr is None or subprocess.run([chattr, "+i", str(path)], capture_output=True).returncode:
+        pytest.skip("cannot make a file immutable here (chattr, CAP_LINUX_IMMUTABLE)")
     try:
         status, body = get(listener.url + "/healthz")
     finally:
-        other.execute("ROLLBACK")
-        other.close()
+        subprocess.run([chattr, "-i", str(path)], check=True)
     assert status == 503
-    (reason,) = json.loads(body)["reasons"]
-    assert reason.startswith("the database is not writable")
-    assert get(listener.url + "/healthz")[0] == 200
+    assert json.loads(body)["reasons"] == [
+        f"the database is not writable: {path}: attempt to write a readonly database"
+    ]
 
 
 def test_probe_command_exit_status(host: Host, listener: service.Service) -> None:

@@ -294,10 +294,24 @@ class StorageBase:
             self._lock_file = None
 
     def writable(self) -> bool:
-        """True when a write transaction can be opened now (used by /healthz)."""
+        """Whether this connection may write now (for /healthz): True when it may; False
+        when another connection held the write lock for longer than the busy timeout
+        ("database is locked": busy, not broken). Any other error says the database cannot
+        be written (read-only, an I/O error, not a database) and is raised.
+
+        ``BEGIN IMMEDIATE`` alone succeeds on a connection that SQLite opened read-only
+        (a file or directory it may not write): the DELETE of nothing makes it check that
+        it may write, and nothing is written before the rollback."""
+        conn = self.db.conn
         try:
-            self.db.execute("BEGIN IMMEDIATE")
-            self.db.execute("ROLLBACK")
-        except sqlite3.Error:
-            return False
+            conn.execute("BEGIN IMMEDIATE")
+        except sqlite3.Error as error:
+            if is_busy(error):
+                return False
+            raise
+        try:
+            conn.execute("DELETE FROM feeds WHERE 0")
+        finally:
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
         return True
