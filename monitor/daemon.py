@@ -21,8 +21,11 @@ from __future__ import annotations
 import asyncio
 import logging
 import signal
+import sqlite3
 import threading
 import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
@@ -33,10 +36,11 @@ from .channels import build_channels
 from .config import Settings
 from .deliver import deliver_pending
 from .digest import digest_trigger, enqueue_digest, missed_digest
+from .errors import StorageError
 from .fetch import Fetcher
 from .pipeline import Pipeline, PollSummary, utcnow
 from .service import Service, start_service
-from .storage import Storage
+from .storage import Storage, database_failure
 from .storage.alerts import claim_owner
 
 log = logging.getLogger("monitor.daemon")
@@ -76,7 +80,29 @@ class Daemon:
         self._claims = claim_owner(daemon=True)
         self.service: Service | None = None
 
+    @contextmanager
+    def _database_failing(self, job: str) -> Iterator[None]:
+        """What SQLite says happened to the database (full, read-only, an I/O error, locked
+        for too long) ends ``job`` with one error line naming the database, instead of
+        APScheduler's traceback at every tick; the next tick tries again, and what was not
+        written is still due then. Any other error is a bug and keeps its traceback."""
+        try:
+            yield
+        except sqlite3.Error as error:
+            if not database_failure(error):
+                raise
+            log.error(
+                "%s stopped: %s: %s (tried again at the next tick)",
+                job,
+                self.settings.database_path,
+                error,
+            )
+
     async def poll_due(self) -> None:
+        with self._database_failing("poll"):
+            await self._poll_due()
+
+    async def _poll_due(self) -> None:
         assert self._fetcher is not None
         started = time.monotonic()
         try:
@@ -98,7 +124,8 @@ class Daemon:
 
     async def deliver(self) -> None:
         try:
-            await asyncio.to_thread(self._deliver_locked)
+            with self._database_failing("delivery"):
+                await asyncio.to_thread(self._deliver_locked)
         except asyncio.CancelledError:
             if not self._stop.is_set():
                 raise
@@ -128,6 +155,10 @@ class Daemon:
         self.state.last_delivery = utcnow()  # (the run logged its own summary)
 
     async def digest(self, topic_name: str) -> None:
+        with self._database_failing(f"digest for {topic_name}"):
+            await self._digest(topic_name)
+
+    async def _digest(self, topic_name: str) -> None:
         topic = self.settings.topic(topic_name)
         # The poll's connection belongs to the pipeline's worker: queue the digest there,
         # between two feeds' transactions, not inside one of them from another thread.
@@ -204,14 +235,25 @@ class Daemon:
         await self._fetcher.aclose()
         if self.service is not None:
             self.service.stop()
-        self.close()
-        return 0
+        return 0 if self.close() else 1
 
-    def close(self) -> None:
+    def close(self) -> bool:
+        """Close the pipeline and the connections; False when the database failed to take
+        what they held back (logged in one line: exit status 1, no traceback)."""
         self.pipeline.close()
+        closed = True
+        closers: list[Callable[[], None]] = [self.storage.close]
         if self._delivery_storage is not None:
-            self._delivery_storage.close()
-        self.storage.close()
+            closers.insert(0, self._delivery_storage.close)
+        for closer in closers:
+            try:
+                closer()
+            except sqlite3.Error as error:
+                if not database_failure(error):
+                    raise
+                log.error("%s: %s (at the stop)", self.settings.database_path, error)
+                closed = False
+        return closed
 
 
 def run_daemon(settings: Settings) -> int:
@@ -225,6 +267,10 @@ def run_daemon(settings: Settings) -> int:
     except KeyboardInterrupt:
         log.info("stopped during start-up")
         return 0
+    except sqlite3.Error as error:  # at start-up (the jobs report their own)
+        if not database_failure(error):
+            raise
+        raise StorageError(f"{settings.database_path}: {error}") from error
     finally:
         if daemon is not None:
             daemon.storage.release_run_lock()

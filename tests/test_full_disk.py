@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import sqlite3
 import subprocess
 import sys
@@ -25,6 +26,7 @@ import pytest
 
 from monitor.storage import Storage
 from tests.feedserver import FeedServer, Reply
+from tests.test_daemon import stderr_lines, wait_for
 
 ROOT = Path(__file__).resolve().parents[1]
 STREAM = ROOT / "tests/data/eval2/stream.jsonl"
@@ -166,3 +168,44 @@ def test_a_close_whose_flush_fails_still_closes(tmp_path: Path) -> None:
         other = Storage(path)
         other.acquire_run_lock()  # (AlreadyRunning while the first one held it)
         other.close()
+
+
+def test_a_daemon_whose_disk_fills_says_so_at_each_tick_and_stops_cleanly(
+    tmp_path: Path, feed_server: FeedServer
+) -> None:
+    """`monitor run` logged APScheduler's traceback at every tick, and ended in one from
+    the close's flush: each job that fails for the database now logs one line naming it
+    (the next tick tries again), and the stop exits 1 with a last line saying why."""
+    items = [json.loads(line) for line in STREAM.read_text(encoding="utf-8").splitlines()]
+    feeds = [feed_server.route(f"/{n}.xml", Reply(200, rss(items[1:][n::6]))) for n in range(6)]
+    start(tmp_path, feeds)
+    config = tmp_path / "monitor.toml"
+    config.write_text(
+        '[polling]\ntick = "1s"\n'
+        + config.read_text().replace("[[feeds]]\n", '[[feeds]]\ninterval = "1s"\n')
+    )
+    daemon = subprocess.Popen(
+        [sys.executable, "-c", CAPPED, str(CAP), "--config", str(config), "run"],
+        env={**os.environ, "MONITOR_DB": str(tmp_path / "cli.db")},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        lines, reader = stderr_lines(daemon)
+        failed = f"poll stopped: {tmp_path / 'cli.db'}: "
+        wait_for(lambda: sum(failed in line for line in lines) >= 2, "two failed polls")
+        daemon.send_signal(signal.SIGTERM)
+        daemon.wait(timeout=60)
+        reader.join(timeout=30)
+    finally:
+        if daemon.poll() is None:
+            daemon.kill()
+            daemon.wait(timeout=30)
+    log = "".join(lines)
+    assert daemon.returncode == 1, log
+    assert "Traceback" not in log, log
+    errors = [line for line in lines if " ERROR " in line]
+    assert all(str(tmp_path / "cli.db") in line for line in errors), errors
+    assert errors[-1].rstrip().endswith("(at the stop)"), errors
+    assert stored(tmp_path)[2] == "ok"
