@@ -167,6 +167,11 @@ def test_a_close_whose_flush_fails_still_closes(tmp_path: Path) -> None:
             storage.db.conn.execute("SELECT 1")
         other = Storage(path)
         other.acquire_run_lock()  # (AlreadyRunning while the first one held it)
+        # all of the counts or none: the flush is one transaction
+        (written,) = other.db.execute(
+            "SELECT count(*) FROM term_frequencies WHERE term LIKE 'word%'"
+        ).fetchone()
+        assert written == 0
         other.close()
 
 

@@ -262,7 +262,11 @@ class DetectionStore:
 
     def write_held(self) -> None:
         """At close: flush the buffered term counts, then what the others hold."""
-        self.flush_terms()
+        if self.has_buffered_terms():
+            # one transaction: outside one each row was its own commit, and a failure half
+            # way (a full disk) left half of the counts written
+            with self.db.atomic():
+                self.flush_terms()
         writer = getattr(super(), "write_held", None)
         if writer is not None:
             writer()
