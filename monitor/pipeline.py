@@ -418,6 +418,7 @@ class Pipeline:
             entries=len(prepared.entries) + prepared.unchanged,
             warning=prepared.warning,
         )
+        written = PollSummary()  # the decisions and alerts, counted once they are committed
         with self._judging():
             for entry in prepared.entries:
                 seen = prepared.known.get(entry.key)
@@ -430,14 +431,16 @@ class Pipeline:
                     self.storage.set_raw_hash(seen.story_id, entry.raw_hash)
             for entry in prepared.fresh:
                 self._judge_new(
-                    entry, feed.url, feed.id, now, summary, feed.topics, articles.get(entry.key)
+                    entry, feed.url, feed.id, now, written, feed.topics, articles.get(entry.key)
                 )
                 report.new += 1
             self._write_feed_state(
-                feed, outcome, report, now, started, summary, title=prepared.title
+                feed, outcome, report, now, started, written, title=prepared.title
             )
             if report.new:  # dated in the transaction that signed them
                 self.storage.mark_lsh(self.clock(), self.dedupe_window)
+        summary.decisions.update(written.decisions)
+        summary.alerts += written.alerts
         return report
 
     async def _enrich(

@@ -788,6 +788,31 @@ def test_an_unexpected_error_in_one_feed_spares_the_others(
     assert row["failures"] == 1 and row["next_due"] is not None
 
 
+def test_a_feed_whose_transaction_rolls_back_counts_no_decisions(
+    feed_server: FeedServer, setup: Any
+) -> None:
+    """The poll's summary counted the decisions of a feed whose transaction then rolled
+    back (57 decisions for 10 entries, in an audit's failed run): it counts what was
+    committed. The failure here is the database's own: a trigger refuses the bad feed's
+    second decision, after its first was written."""
+    good = feed_server.route("/good.xml", Reply(200, rss(items("g", 2))))
+    bad = feed_server.route("/bad.xml", Reply(200, rss(items("b", 2))))
+    settings, storage = setup([good, bad])
+    storage.sync_feeds(settings.feeds, Clock()())
+    storage.db.execute(
+        "CREATE TRIGGER refuse_second BEFORE INSERT ON decisions WHEN (SELECT count(*) "
+        "FROM decisions d JOIN stories s ON s.id = d.story_id JOIN feeds f ON f.id = s.feed_id "
+        "WHERE f.url LIKE '%/bad.xml') >= 1 AND (SELECT f.url FROM stories s JOIN feeds f "
+        "ON f.id = s.feed_id WHERE s.id = NEW.story_id) LIKE '%/bad.xml' "
+        "BEGIN SELECT RAISE(ABORT, 'refused by the test'); END"
+    )
+    summary = poll(settings, storage, Clock())
+    assert dict(summary.outcomes) == {"ok": 1, "error": 1}
+    assert "refused by the test" in feed_row(storage, bad)["error_message"]
+    assert sum(summary.decisions.values()) == count(storage, "SELECT count(*) FROM decisions")
+    assert count(storage, "SELECT count(*) FROM decisions") == 2
+
+
 def test_an_unexpected_error_while_fetching_is_that_feeds_failure(
     feed_server: FeedServer, setup: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
