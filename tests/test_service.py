@@ -7,6 +7,8 @@ import shutil
 import sqlite3
 import subprocess
 import sys
+import threading
+import time
 import urllib.error
 import urllib.request
 from collections import Counter
@@ -140,6 +142,44 @@ def test_healthz_names_a_first_poll_that_never_came(host: Host, listener: servic
     status, body = get(listener.url + "/healthz")
     assert status == 503
     assert "no poll has finished" in json.loads(body)["reasons"][0]
+
+
+def test_probes_that_arrive_during_a_check_share_its_answer(
+    host: Host, listener: service.Service, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """While the database is busy a check waits the busy timeout (5 s) for the lock; a
+    second probe queued behind it waited as long again, past a prober's timeout (8 s for
+    the container's): it takes the answer of the check that ended while it waited."""
+    monkeypatch.setattr(service, "BUSY_TIMEOUT_MS", 500)
+    check = listener.check
+    check.close()  # reopen with the short busy timeout
+    real = check._database
+    calls: list[datetime] = []
+
+    def counted(now: datetime) -> tuple[str, float | None]:
+        calls.append(now)
+        return real(now)
+
+    monkeypatch.setattr(check, "_database", counted)
+    other = sqlite3.connect(str(host.settings.database_path), isolation_level=None)
+    answers: list[service.Health] = []
+    try:
+        other.execute("BEGIN IMMEDIATE")
+        first = threading.Thread(target=lambda: answers.append(check()))
+        first.start()
+        deadline = time.monotonic() + 10
+        while not calls and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert calls, "the first check did not start"
+        second = threading.Thread(target=lambda: answers.append(check()))
+        second.start()  # while the first waits for the lock
+        first.join(timeout=30)
+        second.join(timeout=30)
+    finally:
+        other.close()
+    later = check()  # asked after both ended: a check of its own
+    assert [a.checks["database"] for a in answers] == ["busy", "busy"]
+    assert len(calls) == 2 and later.checks["database"] == "writable"
 
 
 def test_healthz_says_busy_while_another_connection_holds_the_write_lock(
