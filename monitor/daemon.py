@@ -53,6 +53,7 @@ class DaemonState:
     started: datetime = field(default_factory=utcnow)
     running: bool = False
     last_poll_finished: datetime | None = None
+    last_poll_error: str | None = None  # why the last poll stopped, until one finishes
     last_poll_summary: PollSummary | None = None
     last_delivery: datetime | None = None
     polls: int = 0
@@ -91,12 +92,10 @@ class Daemon:
         except sqlite3.Error as error:
             if not database_failure(error):
                 raise
-            log.error(
-                "%s stopped: %s: %s (tried again at the next tick)",
-                job,
-                self.settings.database_path,
-                error,
-            )
+            reason = f"{self.settings.database_path}: {error}"
+            log.error("%s stopped: %s (tried again at the next tick)", job, reason)
+            if job == "poll":
+                self.state.last_poll_error = reason
 
     async def poll_due(self) -> None:
         with self._database_failing("poll"):
@@ -118,6 +117,7 @@ class Daemon:
         metrics.observe_poll(summary, time.monotonic() - started)
         self.state.polls += 1
         self.state.last_poll_finished = utcnow()
+        self.state.last_poll_error = None
         if summary.feeds:
             self.state.last_poll_summary = summary
             log.info("poll: %s", summary.text())

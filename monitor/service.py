@@ -10,7 +10,9 @@ check and, when unhealthy, the reasons:
 - **last poll**: the `poll_due` job (which runs every `tick` seconds whether or not a feed
   is due) finished within ``3 × tick + 2 × [polling].timeout`` seconds — three missed
   ticks, plus room for a slow cycle (per-host limits can queue a fetch behind another one).
-  Before the first poll, the same allowance counts from the daemon's start;
+  Before the first poll, the same allowance counts from the daemon's start.
+  ``last_poll_error`` says why the last poll stopped (the database full, read-only ...)
+  until one finishes, and the reason quotes it;
 - **database**: the file is there and a write transaction can be opened now (``BEGIN
   IMMEDIATE``, a DELETE of nothing so that a read-only file shows, then a rollback), on the
   listener's own connection with a 5 s busy timeout. ``"writable"`` is healthy. So is
@@ -71,6 +73,8 @@ class StateLike(Protocol):
     def running(self) -> bool: ...
     @property
     def last_poll_finished(self) -> datetime | None: ...
+    @property
+    def last_poll_error(self) -> str | None: ...
 
 
 class Host(Protocol):
@@ -143,12 +147,20 @@ class HealthCheck:
         health.checks["last_poll"] = iso(last)
         health.checks["last_poll_age_s"] = round(age, 1) if last else None
         health.checks["last_poll_allowed_s"] = allowance
+        health.checks["last_poll_error"] = state.last_poll_error
         if age > allowance:
             health.reasons.append(
-                f"no poll finished in the last {age:.0f} s (allowed: {allowance:.0f} s)"
-                if last
-                else f"no poll has finished {age:.0f} s after the start "
-                f"(allowed: {allowance:.0f} s)"
+                (
+                    f"no poll finished in the last {age:.0f} s (allowed: {allowance:.0f} s)"
+                    if last
+                    else f"no poll has finished {age:.0f} s after the start "
+                    f"(allowed: {allowance:.0f} s)"
+                )
+                + (
+                    f"; the last one stopped: {state.last_poll_error}"
+                    if state.last_poll_error
+                    else ""
+                )
             )
 
         asked = time.monotonic()

@@ -18,6 +18,8 @@ import signal
 import sqlite3
 import subprocess
 import sys
+import urllib.error
+import urllib.request
 from collections.abc import Sequence
 from pathlib import Path
 from xml.sax.saxutils import escape
@@ -186,7 +188,7 @@ def test_a_daemon_whose_disk_fills_says_so_at_each_tick_and_stops_cleanly(
     start(tmp_path, feeds)
     config = tmp_path / "monitor.toml"
     config.write_text(
-        '[polling]\ntick = "1s"\n'
+        '[polling]\ntick = "1s"\n[service]\nlisten = "127.0.0.1:0"\n'
         + config.read_text().replace("[[feeds]]\n", '[[feeds]]\ninterval = "1s"\n')
     )
     daemon = subprocess.Popen(
@@ -200,6 +202,15 @@ def test_a_daemon_whose_disk_fills_says_so_at_each_tick_and_stops_cleanly(
         lines, reader = stderr_lines(daemon)
         failed = f"poll stopped: {tmp_path / 'cli.db'}: "
         wait_for(lambda: sum(failed in line for line in lines) >= 2, "two failed polls")
+        (address,) = [
+            line.split(" at ")[1].split("/healthz")[0] for line in lines if "/healthz" in line
+        ]
+        try:
+            with urllib.request.urlopen(f"{address}/healthz", timeout=30) as answer:
+                checks = json.loads(answer.read())["checks"]
+        except urllib.error.HTTPError as unhealthy:
+            checks = json.loads(unhealthy.read())["checks"]
+        assert str(checks["last_poll_error"]).startswith(f"{tmp_path / 'cli.db'}: ")
         daemon.send_signal(signal.SIGTERM)
         daemon.wait(timeout=60)
         reader.join(timeout=30)

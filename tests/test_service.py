@@ -31,6 +31,7 @@ class State:
     started: datetime = field(default_factory=lambda: datetime.now(UTC))
     running: bool = True
     last_poll_finished: datetime | None = None
+    last_poll_error: str | None = None
 
 
 @dataclass
@@ -135,6 +136,18 @@ def test_healthz_names_a_stale_poll(host: Host, listener: service.Service) -> No
     assert status == 503
     (reason,) = json.loads(body)["reasons"]
     assert reason.startswith("no poll finished in the last")
+
+
+def test_healthz_quotes_why_the_last_poll_stopped(host: Host, listener: service.Service) -> None:
+    allowed = service.poll_allowance(30.0, host.settings)
+    host.state.last_poll_finished = datetime.now(UTC) - timedelta(seconds=allowed + 60)
+    host.state.last_poll_error = "data/monitor.db: database or disk is full"
+    status, body = get(listener.url + "/healthz")
+    data = json.loads(body)
+    assert status == 503
+    assert data["checks"]["last_poll_error"] == "data/monitor.db: database or disk is full"
+    (reason,) = data["reasons"]
+    assert reason.endswith("; the last one stopped: data/monitor.db: database or disk is full")
 
 
 def test_healthz_names_a_first_poll_that_never_came(host: Host, listener: service.Service) -> None:
