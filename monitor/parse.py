@@ -37,10 +37,11 @@ So a cold poll of 1000 such feeds costs about 8 s of parsing CPU instead of ~40 
 
 Entry rules: ``key`` = the guid (canonicalised when it is a URL), else the canonical link,
 else a hash of title + summary. ``url`` = the link as published, made absolute against
-Content-Location or the feed URL. ``content`` is empty when the feed gives no body beyond
-the summary; a missing summary, or one that is just the start of the content, becomes the
-content's lead paragraph. ``published`` = published or updated, in UTC; missing → ``now``
-with ``dated=False``; more than a day ahead of ``now`` → ``now`` with ``dated=False``.
+Content-Location or the feed URL (a Bing News click counter's: the article it leads to).
+``content`` is empty when the feed gives no body beyond the summary; a missing summary, or
+one that is just the start of the content, becomes the content's lead paragraph.
+``published`` = published or updated, in UTC; missing → ``now`` with ``dated=False``; more
+than a day ahead of ``now`` → ``now`` with ``dated=False``.
 Several entries with one key keep the latest (the others are counted in ``warning``).
 
 Unchanged entries are not cleaned again: each entry gets ``raw_hash``, a 64-bit digest of
@@ -67,7 +68,7 @@ from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any, cast
-from urllib.parse import urljoin
+from urllib.parse import parse_qsl, urljoin, urlsplit
 
 from monitor.errors import ParseError
 from monitor.models import Entry, ParsedFeed
@@ -241,6 +242,9 @@ _UTF16_32_BOMS = (
 # An item's <source> (RSS: with its url; Atom: with children), which only the reference
 # parser reads. HTML's <source srcset=...> in a CDATA body is neither.
 _ITEM_SOURCE = re.compile(rb"<source(?:\s+url\s*=|\s*>)")
+# Bing News names an item's outlet in an element of its own namespace (<News:Source>),
+# declared on its root, which fastfeedparser drops and feedparser keeps as "news_source".
+_BING_NAMESPACE = b"xmlns:News="
 _RSS_LANGUAGE = re.compile(rb"<(?:dc:)?language>\s*([A-Za-z]{2,3}(?:[-_][A-Za-z0-9]+)*)\s*</")
 
 
@@ -256,6 +260,8 @@ def _parse_fast(body: bytes, headers: Mapping[str, str], url: str) -> _Doc | Non
         return None
     if b"<source" in xml_bytes and _ITEM_SOURCE.search(xml_bytes):
         return None  # an aggregator's items name their outlets (Google News does)
+    if xml_bytes.find(_BING_NAMESPACE, 0, 4096) >= 0:
+        return None  # so do Bing News's
     if not _well_formed(xml_bytes):
         # HTML's named entities (&eacute;), undefined in XML, are what most often spoils a
         # document: old RSS 0.91 declared them in Netscape's DTD, which no parser reads.
@@ -627,6 +633,7 @@ def _item_from_reference(e: Mapping[str, Any]) -> _Item:
             published = None
     languages = (d.get("language") for d in (e.get("title_detail") or {}, summary_detail, chosen))
     origin = e.get("source")
+    outlet = origin.get("title") if isinstance(origin, Mapping) else e.get("news_source")
     return _Item(
         guid=_str_or_none(e.get("id")),
         link=_str_or_none(e.get("link")),
@@ -638,7 +645,7 @@ def _item_from_reference(e: Mapping[str, Any]) -> _Item:
         author=_str_or_none(e.get("author")),
         summary_is_html=summary_detail.get("type", "text/html") != "text/plain",
         content_is_html=chosen.get("type", "text/html") != "text/plain",
-        outlet=_str_or_none(origin.get("title")) if isinstance(origin, Mapping) else None,
+        outlet=_str_or_none(outlet),
     )
 
 
@@ -753,7 +760,7 @@ def _raw_hash(item: _Item, base: str) -> int:
 def _make_entry(
     item: _Item, *, base: str | None, now: datetime, source: str | None, raw_hash: int | None = None
 ) -> Entry:
-    link = safe_str(item.link).strip()
+    link = _unwrapped(safe_str(item.link).strip())
     url = urljoin(base, link) if base and link and not link.startswith(_ABSOLUTE) else link
     canonical = canonical_url(url) if url else ""
     title = shorten(_clean_title(item.title), MAX_TITLE)
@@ -789,6 +796,27 @@ def _make_entry(
         dated=dated,
         raw_hash=raw_hash,
     )
+
+
+# Bing News links each item through its click counter, whose query changes at every fetch
+# ("...apiclick.aspx?ref=FexRss&tid=<one per answer>&url=<the article>&c=..."): the
+# entry's link is the article it names (as a key, the counter's was new at every poll).
+_CLICK_COUNTER = "bing.com/news/apiclick.aspx"
+
+
+def _unwrapped(link: str) -> str:
+    """The article a news search's click counter leads to, else ``link`` itself."""
+    if _CLICK_COUNTER not in link:
+        return link
+    try:
+        parts = urlsplit(link)
+    except ValueError:
+        return link
+    host = (parts.hostname or "").removeprefix("www.")
+    if host != "bing.com" or parts.path.lower() != "/news/apiclick.aspx":
+        return link
+    target = next((v for k, v in parse_qsl(parts.query) if k.lower() == "url"), "").strip()
+    return target if target[:8].lower().startswith(_ABSOLUTE) else link
 
 
 # Inline and common block tags: a title holding one of these is HTML; otherwise a "<...>"

@@ -494,6 +494,45 @@ def test_entities_a_document_declares_or_html_names_keep_their_text() -> None:
     assert e.title == 'Café owner "wins" © prize' and e.summary.startswith("déjà vu")
 
 
+# --------------------------------------------------------------------------- outlets' habits
+
+
+def _bing(tid: str) -> bytes:
+    """Bing News's RSS as it answers a search: every link goes through its click counter,
+    whose tid (and c) change from one answer to the next; the outlet is <News:Source>."""
+    items = "".join(
+        f"<item><title>{title}</title><link>https://www.bing.com/news/apiclick.aspx?ref=FexRss"
+        f"&amp;aid=&amp;tid={tid}&amp;url={target}&amp;c=1234{tid[:3]}&amp;mkt=en-us</link>"
+        f"<description>{text}</description><pubDate>Thu, 17 Apr 2025 10:37:00 GMT</pubDate>"
+        f"{outlet}<News:Image>http://www.bing.com/th?id=ON.1&amp;pid=News</News:Image></item>"
+        for title, target, text, outlet in [
+            ("Moscow lifts ban on Taliban", "https%3a%2f%2fwire.example%2fworld%2fx-1%3fid%3d7",
+             "The court ruled on Thursday.", "<News:Source>Wire Daily</News:Source>"),
+            ("Kabul welcomes ruling", "http%3a%2f%2fcoast.example%2fk", "Officials said.", ""),
+        ]
+    )  # fmt: skip
+    return (
+        '<?xml version="1.0" encoding="utf-8" ?><rss version="2.0" xmlns:News="https://www.'
+        'bing.com:443/news/search?q=Taliban&amp;format=RSS"><channel><title>Taliban - Bing News'
+        f"</title><link>https://www.bing.com:443/news/search?q=Taliban</link>{items}"
+        "</channel></rss>"
+    ).encode()
+
+
+def test_bing_news_items_are_the_articles_they_link_named_by_their_outlet() -> None:
+    """The key was the click counter's link, new in every answer: each poll stored and
+    judged every item again. And the outlet Bing names was lost."""
+    url = "https://www.bing.com/news/search?q=Taliban&format=rss"
+    first = parse_feed(_bing("c237eccc50bd"), XML, url, NOW, source="Bing: Taliban").entries
+    again = parse_feed(_bing("9a1f0e22d4c8"), XML, url, NOW, source="Bing: Taliban").entries
+    assert [e.key for e in first] == [e.key for e in again]
+    assert [(e.url, e.source) for e in first] == [
+        ("https://wire.example/world/x-1?id=7", "Wire Daily"),
+        ("http://coast.example/k", "Bing: Taliban"),
+    ]
+    assert first[0].canonical_url == first[0].key == "https://wire.example/world/x-1?id=7"
+
+
 # --------------------------------------------------------------------------- fast vs reference
 
 
