@@ -39,7 +39,9 @@ Entry rules: ``key`` = the guid (canonicalised when it is a URL), else the canon
 else a hash of title + summary. ``url`` = the link as published, made absolute against
 Content-Location or the feed URL (a Bing News click counter's: the article it leads to).
 ``content`` is empty when the feed gives no body beyond the summary; a missing summary, or
-one that is just the start of the content, becomes the content's lead paragraph.
+one that is just the start of the content, becomes the content's lead paragraph. What a
+CMS appends to every item ("The post X appeared first on Y.", "Continue reading...") is
+dropped, and so is an aggregator's description that only repeats the headline.
 ``published`` = published or updated, in UTC; missing → ``now`` with ``dated=False``; more
 than a day ahead of ``now`` → ``now`` with ``dated=False``.
 Several entries with one key keep the latest (the others are counted in ``warning``).
@@ -768,9 +770,16 @@ def _make_entry(
     if outlet:  # an aggregator's item: the outlet is its source, and its title's suffix
         source = outlet
         title = _without_outlet(title, outlet)
-    summary = _to_text(item.summary, item.summary_is_html)
+    summary = _without_trailers(_to_text(item.summary, item.summary_is_html), title)
+    if outlet and summary.partition("\n\n")[0] in (title, f"{title} {outlet}"):
+        # Google News's description is no text: a link to this headline, the outlet's
+        # name, perhaps other outlets' headlines on the same event.
+        summary = ""
     same_raw = item.content == item.summary and item.content_is_html == item.summary_is_html
-    content = summary if same_raw else _to_text(item.content, item.content_is_html)
+    if same_raw:
+        content = summary
+    else:
+        content = _without_trailers(_to_text(item.content, item.content_is_html), title)
     if content and (not summary or _is_lead_of(summary, content)):
         summary = _lead(content)
     if content == summary:
@@ -855,6 +864,27 @@ def _to_text(raw: str, is_html: bool) -> str:
     # Plain text keeps "<" literally; html_to_text's plain path only unescapes entities,
     # which plain text has none of, so use it with "<" shielded.
     return html_to_text(raw.replace("&", "&amp;").replace("<", "&lt;"))
+
+
+# What a CMS appends to every item, as its last paragraphs: WordPress's (Yoast's) "The post
+# <title> appeared first on <site>." and a theme's "Read More..." or "Continue reading
+# <title>" link; The Guardian ends every description with "Continue reading...". Shown as
+# an alert's summary, and read as the story's words. (Not "Read more: <another article>",
+# a link to related coverage; and the footer only with the item's own title in it: "The
+# post, which appeared first on X, ..." is news.)
+_READ_ON = re.compile(r"Continue reading\b.{0,300}|Read [Mm]ore(?:\s*(?:\.\.\.|…|»|→))?", re.S)
+
+
+def _without_trailers(text: str, title: str) -> str:
+    footer = f"The post {title} appeared first on " if title else "\n"
+    for _ in range(3):  # (a footer after a "Read More..." after a "Continue reading")
+        cut = text.rfind("\n\n")
+        if cut <= 0 or not text.startswith(("The post ", "Continue reading", "Read "), cut + 2):
+            break
+        if not text.startswith(footer, cut + 2) and _READ_ON.fullmatch(text, cut + 2) is None:
+            break
+        text = text[:cut]
+    return text
 
 
 def _is_lead_of(summary: str, content: str) -> bool:

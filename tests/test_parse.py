@@ -533,6 +533,79 @@ def test_bing_news_items_are_the_articles_they_link_named_by_their_outlet() -> N
     assert first[0].canonical_url == first[0].key == "https://wire.example/world/x-1?id=7"
 
 
+def test_what_a_cms_appends_to_every_item_is_not_its_text() -> None:
+    """WordPress (Yoast) ends each item with "The post <title> appeared first on <site>.",
+    themes add "Read More..." or "Continue reading <title>", The Guardian "Continue
+    reading...": they were the end of every summary and body (and of alerts)."""
+    wordpress = (
+        b'<?xml version="1.0" encoding="UTF-8"?><rss version="2.0" xmlns:content="http://purl.'
+        b'org/rss/1.0/modules/content/"><channel><title>Kabul Desk</title><item><title>Court '
+        b'lifts ban</title><link>https://desk.example/court/</link><guid isPermaLink="false">'
+        b"https://desk.example/?p=101</guid><description><![CDATA[<p>The court lifted the ban "
+        b'on Thursday, a judge said [&#8230;]</p>\n<p>The post <a href="https://desk.example/c'
+        b'ourt/">Court lifts ban</a> appeared first on <a href="https://desk.example">Kabul Des'
+        b"k</a>.</p>\n]]></description><content:encoded><![CDATA[<p>The court lifted the ban on"
+        b' Thursday, a judge said.</p><p>The ruling takes effect at once.</p><p><a href="https:'
+        b'//desk.example/court/" class="more-link">Continue reading<span class="screen-reader-'
+        b'text"> "Court lifts ban"</span></a></p><p>The post <a href="https://desk.example/cour'
+        b't/">Court lifts ban</a> appeared first on <a href="https://desk.example">Kabul Desk</'
+        b"a>.</p>]]></content:encoded></item><item><title>Talks resume</title><link>https://de"
+        b"sk.example/talks/</link><description><![CDATA[<p>Talks resumed in Doha.</p><p><a hre"
+        b'f="https://desk.example/talks/">Read More...</a></p>]]></description></item><item><t'
+        b"itle>Aid</title><link>https://desk.example/aid/</link><description><![CDATA[<p>Aid ar"
+        b"rived.</p><p>Read more: Aid to Afghanistan in 2025</p>]]></description></item><item>"
+        b"<title>Statement</title><link>https://desk.example/post/</link><description><![CDATA["
+        b"<p>A statement was posted.</p><p>The post appeared first on Telegram.</p>]]></descrip"
+        b"tion></item></channel></rss>"
+    )
+    court, talks, aid, post = parse_feed(wordpress, XML, "https://desk.example/feed/", NOW).entries
+    assert court.summary == "The court lifted the ban on Thursday, a judge said."  # the lead
+    assert court.content == (
+        "The court lifted the ban on Thursday, a judge said.\n\nThe ruling takes effect at once."
+    )
+    assert (talks.summary, talks.content) == ("Talks resumed in Doha.", "")
+    assert aid.content == "Aid arrived.\n\nRead more: Aid to Afghanistan in 2025"  # its topic's
+    assert post.content == "A statement was posted.\n\nThe post appeared first on Telegram."
+    guardian = (
+        b'<?xml version="1.0" encoding="utf-8"?><rss version="2.0"><channel><title>World</title>'
+        b"<item><title>Moscow and Kabul</title><link>https://paper.example/world/1</link><descr"
+        b"iption>&lt;p&gt;The decision ends a 22-year ban.&lt;/p&gt;&lt;p&gt;Diplomats said more"
+        b' would follow.&lt;/p&gt; &lt;a href="https://paper.example/world/1"&gt;Continue readi'
+        b"ng...&lt;/a&gt;</description></item></channel></rss>"
+    )
+    (e,) = parse_feed(guardian, XML, "https://paper.example/world/rss", NOW).entries
+    assert e.summary == "The decision ends a 22-year ban."
+    assert e.content == "The decision ends a 22-year ban.\n\nDiplomats said more would follow."
+
+
+def test_a_google_news_description_is_not_the_summary() -> None:
+    """Google News's description links the headline and names the outlet (and may list
+    other outlets' headlines): the summary was the title again, then "Reuters"."""
+    rss = (
+        b'<?xml version="1.0" encoding="UTF-8"?><rss version="2.0"><channel><title>Search</tit'
+        b"le><item><title>Port reopens - Harbour Times</title><link>https://news.example/articl"
+        b'es/CBMi1?oc=5</link><guid isPermaLink="false">CBMi1</guid><description>&lt;a href="h'
+        b'ttps://news.example/articles/CBMi1?oc=5" target="_blank"&gt;Port reopens&lt;/a&gt;&am'
+        b'p;nbsp;&amp;nbsp;&lt;font color="#6f6f6f"&gt;Harbour Times&lt;/font&gt;</description'
+        b'><source url="https://harbour.example">Harbour Times</source></item><item><title>Stri'
+        b"ke ends - Coast Daily</title><link>https://news.example/articles/CBMi2?oc=5</link><de"
+        b'scription>&lt;ol&gt;&lt;li&gt;&lt;a href="https://news.example/articles/CBMi2?oc=5"&'
+        b'gt;Strike ends&lt;/a&gt;&amp;nbsp;&amp;nbsp;&lt;font color="#6f6f6f"&gt;Coast Daily'
+        b'&lt;/font&gt;&lt;/li&gt;&lt;li&gt;&lt;a href="https://news.example/articles/CBMi3"&gt'
+        b';Dockers return&lt;/a&gt;&amp;nbsp;&amp;nbsp;&lt;font color="#6f6f6f"&gt;Other Pap'
+        b'er&lt;/font&gt;&lt;/li&gt;&lt;/ol&gt;</description><source url="https://coast.exampl'
+        b'e">Coast Daily</source></item><item><title>Talks go on - Wire</title><link>https://ne'
+        b"ws.example/articles/CBMi4</link><description>Negotiators met again on Friday.</descri"
+        b'ption><source url="https://wire.example">Wire</source></item></channel></rss>'
+    )
+    entries = parse_feed(rss, XML, "https://news.example/rss?q=port", NOW).entries
+    assert [(e.title, e.summary, e.content) for e in entries] == [
+        ("Port reopens", "", ""),
+        ("Strike ends", "", ""),
+        ("Talks go on", "Negotiators met again on Friday.", ""),  # a text of its own stays
+    ]
+
+
 # --------------------------------------------------------------------------- fast vs reference
 
 
