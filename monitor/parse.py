@@ -118,6 +118,9 @@ def _no_relative_dates(value: str) -> None:
     return None
 
 
+_COLON_OFFSET = re.compile(r"(\d\d:\d\d(?::\d\d)?\s+[+-]\d\d):(\d\d)\s*$")
+
+
 # Both parsers are imported on first use (~20 ms together): a poll whose feeds all answer
 # 304 parses nothing.
 @functools.cache
@@ -131,6 +134,16 @@ def _fastfeedparser() -> Any:
     # that, so neither do we: such a date counts as missing.
     if hasattr(ffp_main, "_slow_dateparser"):
         ffp_main._slow_dateparser = _no_relative_dates
+    # An RFC 822 date whose offset has a colon ("Thu, 17 Apr 2025 12:47:00 +03:00") reaches
+    # its email.utils fallback, which ignores such an offset and reads the time as UTC (3
+    # hours late for Moscow); feedparser reads it right. The colon goes first.
+    original = getattr(ffp_main, "_parsedate_to_utc", None)
+    if original is not None:
+
+        def parsedate_to_utc(value: str) -> Any:
+            return original(_COLON_OFFSET.sub(r"\1\2", value))
+
+        ffp_main._parsedate_to_utc = parsedate_to_utc
     return fastfeedparser
 
 
@@ -247,7 +260,9 @@ _ITEM_SOURCE = re.compile(rb"<source(?:\s+url\s*=|\s*>)")
 # Bing News names an item's outlet in an element of its own namespace (<News:Source>),
 # declared on its root, which fastfeedparser drops and feedparser keeps as "news_source".
 _BING_NAMESPACE = b"xmlns:News="
-_RSS_LANGUAGE = re.compile(rb"<(?:dc:)?language>\s*([A-Za-z]{2,3}(?:[-_][A-Za-z0-9]+)*)\s*</")
+_RSS_LANGUAGE = re.compile(
+    rb"<(?:dc:)?language>\s*(?:<!\[CDATA\[\s*)?([A-Za-z]{2,3}(?:[-_][A-Za-z0-9]+)*)\s*(?:\]\]>\s*)?</"
+)  # (in CDATA at the BBC: "<language><![CDATA[en-gb]]></language>")
 
 
 def _parse_fast(body: bytes, headers: Mapping[str, str], url: str) -> _Doc | None:

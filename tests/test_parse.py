@@ -606,6 +606,28 @@ def test_a_google_news_description_is_not_the_summary() -> None:
     ]
 
 
+def test_an_rfc822_offset_with_a_colon_is_an_offset() -> None:
+    """fastfeedparser's last RFC 822 reader ignored "+03:00" and took the time for UTC: a
+    story published at 12:47 in Moscow was dated three hours after it was."""
+    body = _rss([("m1", "https://ru.example/1", "Thu, 17 Apr 2025 12:47:00 +03:00")])
+    assert parse._parse_fast(body, XML, "https://ru.example/rss") is not None
+    (e,) = parse_feed(body, XML, "https://ru.example/rss", NOW).entries
+    assert e.published == datetime(2025, 4, 17, 9, 47, tzinfo=UTC) and e.dated
+
+
+def test_a_feed_language_in_cdata_is_the_feeds_language() -> None:
+    """The BBC writes <language><![CDATA[ru]]></language>: the fast path missed it, and a
+    headline too short to detect had no language."""
+    body = (
+        b'<?xml version="1.0" encoding="UTF-8"?><rss version="2.0"><channel><title><![CDATA['
+        b"BBC]]></title><link>https://bbc.example/</link><language><![CDATA[ru]]></language>"
+        b"<item><title><![CDATA[\xd0\x92\xd0\xb8\xd0\xb4\xd0\xb5\xd0\xbe]]></title><link>https:"
+        b"//bbc.example/1</link></item></channel></rss>"
+    )
+    (e,) = parse_feed(body, XML, "https://bbc.example/rss.xml", NOW).entries
+    assert e.language == "ru"
+
+
 # --------------------------------------------------------------------------- fast vs reference
 
 
