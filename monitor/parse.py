@@ -43,7 +43,8 @@ one that is just the start of the content, becomes the content's lead paragraph.
 CMS appends to every item ("The post X appeared first on Y.", "Continue reading...") is
 dropped, and so is an aggregator's description that only repeats the headline.
 ``published`` = published or updated, in UTC; missing → ``now`` with ``dated=False``; more
-than a day ahead of ``now`` → ``now`` with ``dated=False``.
+than a day ahead of ``now`` → ``now`` with ``dated=False``. ``author`` = a name (RSS's
+"address (Name)" gives the name).
 Several entries with one key keep the latest (the others are counted in ``warning``).
 
 Unchanged entries are not cleaned again: each entry gets ``raw_hash``, a 64-bit digest of
@@ -816,7 +817,7 @@ def _make_entry(
         guid=guid,
         source=clean_line(source) or None,
         language=language,
-        author=shorten(clean_line(item.author), MAX_AUTHOR) or None,
+        author=_author(item.author),
         dated=dated,
         raw_hash=raw_hash,
     )
@@ -859,6 +860,22 @@ def _without_outlet(title: str, outlet: str) -> str:
         if title.endswith(suffix) and len(title) > len(suffix):
             return title[: -len(suffix)].rstrip()
     return title
+
+
+# RSS 2.0's <author> is an address, with the name after it in parentheses by custom.
+_ADDRESS_AND_NAME = re.compile(r"[^\s@()]+@[^\s@()]+\s*\(([^()]+)\)")
+
+
+def _author(raw: str | None) -> str | None:
+    """The author's name: "desk@dawn.com (Naveed Siddiqui)" is Naveed Siddiqui; entities
+    are read (feedparser leaves them in this field: "Ali &amp; Sara")."""
+    author = clean_line(raw)
+    if "&" in author:
+        author = clean_line(html.unescape(author))
+    if "@" in author:
+        named = _ADDRESS_AND_NAME.fullmatch(author)
+        author = named.group(1).strip() if named else author
+    return shorten(author, MAX_AUTHOR) or None
 
 
 def _clean_title(raw: str) -> str:

@@ -628,6 +628,26 @@ def test_a_feed_language_in_cdata_is_the_feeds_language() -> None:
     assert e.language == "ru"
 
 
+@pytest.mark.parametrize("malformed", [False, True])
+def test_an_authors_name_not_an_address(malformed: bool) -> None:
+    """RSS 2.0's <author> is "address (Name)"; feedparser also left entities in it."""
+    authors = [
+        "desk@news.example (Naveed Ali)", "desk@news.example", "Ali &amp; Sara",
+        "news@wire.example (Ali &amp; Sara)",
+    ]  # fmt: skip
+    items = "".join(
+        f"<item><title>T{n}</title><link>https://n.example/{n}</link><author>{author}</author>"
+        "</item>"
+        for n, author in enumerate(authors)
+    )
+    flaw = "<br>" if malformed else ""  # (feedparser's path)
+    body = f'<rss version="2.0"><channel><title>N</title>{flaw}{items}</channel></rss>'.encode()
+    entries = parse_feed(body, XML, "https://n.example/rss", NOW).entries
+    assert [e.author for e in entries] == [
+        "Naveed Ali", "desk@news.example", "Ali & Sara", "Ali & Sara",
+    ]  # fmt: skip
+
+
 # --------------------------------------------------------------------------- fast vs reference
 
 
