@@ -37,7 +37,9 @@ So a cold poll of 1000 such feeds costs about 8 s of parsing CPU instead of ~40 
 
 Entry rules: ``key`` = the guid (canonicalised when it is a URL), else the canonical link,
 else a hash of title + summary. ``url`` = the link as published, made absolute against
-Content-Location or the feed URL (a Bing News click counter's: the article it leads to).
+Content-Location or the feed URL; ``canonical_url`` and a link ``key`` are those of the
+article a news search's click counter leads to (Bing News's, whose query changes at every
+fetch).
 ``content`` is empty when the feed gives no body beyond the summary; a missing summary, or
 one that is just the start of the content, becomes the content's lead paragraph. What a
 CMS appends to every item ("The post X appeared first on Y.", "Continue reading...") is
@@ -736,12 +738,21 @@ def _build(
         repeated = {h for i, h in zip(ids, hashes, strict=True) if counts[i] > 1}
         stored = set(stored) - repeated
     by_key: dict[str, Entry] = {}
-    duplicates = unchanged = 0
+    # (canonical link, text) → the key of the entry that has them: the same link and text
+    # under another id is that entry again (the BBC lists a story twice, as "...#0" and
+    # "...#3"; across polls `StoryStore.known_by_link` says the same)
+    texts: dict[tuple[str, str], str] = {}
+    duplicates = repeats = unchanged = 0
     for item, raw in zip(doc.items, hashes, strict=True):
         if raw in stored:
             unchanged += 1
             continue
         entry = _make_entry(item, base=base, now=now, source=name, raw_hash=raw)
+        if entry.canonical_url:
+            first = texts.setdefault((entry.canonical_url, entry.content_hash), entry.key)
+            if first != entry.key:
+                repeats += 1
+                continue
         earlier = by_key.get(entry.key)
         if earlier is not None:
             duplicates += 1
@@ -751,6 +762,8 @@ def _build(
     warnings = [doc.warning] if doc.warning else []
     if duplicates:
         warnings.append(f"{duplicates} entries repeat the id of another; kept the latest")
+    if repeats:
+        warnings.append(f"{repeats} entries repeat the link and text of another; kept the first")
     return ParsedFeed(
         title=feed_title,
         link=urljoin(base, safe_str(doc.link).strip()) if doc.link else None,
@@ -778,9 +791,10 @@ def _raw_hash(item: _Item, base: str) -> int:
 def _make_entry(
     item: _Item, *, base: str | None, now: datetime, source: str | None, raw_hash: int | None = None
 ) -> Entry:
-    link = _unwrapped(safe_str(item.link).strip())
+    link = safe_str(item.link).strip()
     url = urljoin(base, link) if base and link and not link.startswith(_ABSOLUTE) else link
-    canonical = canonical_url(url) if url else ""
+    article = _unwrapped(url)  # the article a news search's click counter leads to
+    canonical = canonical_url(article) if article else ""
     title = shorten(_clean_title(item.title), MAX_TITLE)
     outlet = clean_line(item.outlet)
     if outlet:  # an aggregator's item: the outlet is its source, and its title's suffix
@@ -801,7 +815,7 @@ def _make_entry(
     if content == summary:
         content = ""  # no body beyond the summary
     guid = safe_str(item.guid).strip() or None
-    link_key = identity_url(url) if url else ""
+    link_key = identity_url(article) if article else ""
     key = identity_url(guid) if guid else link_key or content_hash(title, summary)
     published, dated = _published(item.published, now)
     language = _iso639(item.language) or detect_language(f"{title}\n{summary or content[:500]}")
@@ -824,8 +838,9 @@ def _make_entry(
 
 
 # Bing News links each item through its click counter, whose query changes at every fetch
-# ("...apiclick.aspx?ref=FexRss&tid=<one per answer>&url=<the article>&c=..."): the
-# entry's link is the article it names (as a key, the counter's was new at every poll).
+# ("...apiclick.aspx?ref=FexRss&tid=<one per answer>&url=<the article>&c=..."): the entry's
+# key and canonical link are the article's (the counter's were new at every poll); its
+# ``url`` stays the link as published (DESIGN.md's export contract).
 _CLICK_COUNTER = "bing.com/news/apiclick.aspx"
 
 

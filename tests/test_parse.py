@@ -247,6 +247,29 @@ def test_posts_told_apart_by_a_fragment_are_entries_of_their_own() -> None:
     assert [e.key for e in feed.entries] == [f"{live}#block-1", f"{live}#block-2"]
 
 
+def test_one_story_listed_twice_under_ids_that_differ_by_a_fragment_is_one_entry() -> None:
+    """The BBC lists a story twice, its guid ending "#0" and "#3", with one link and one
+    text: once keys kept fragments (a live page's posts), both were stored."""
+    story = "https://bbc.example/news/articles/c0x"
+    items = [
+        (f"{story}#0", story, "Port reopens"),
+        (f"{story}#3", story, "Port reopens"),
+        (f"{story}#4", story, "Port closes again"),  # another text: another entry
+    ]
+    body = (
+        '<rss version="2.0"><channel><title>BBC</title>'
+        + "".join(
+            f"<item><guid>{guid}</guid><link>{link}</link><title>{title}</title>"
+            "<description>Ships are back.</description></item>"
+            for guid, link, title in items
+        )
+        + "</channel></rss>"
+    ).encode()
+    feed = parse_feed(body, XML, "https://bbc.example/rss", NOW)
+    assert [e.key for e in feed.entries] == [f"{story}#0", f"{story}#4"]
+    assert feed.warning == "1 entries repeat the link and text of another; kept the first"
+
+
 def test_an_aggregators_item_names_its_outlet_as_source_and_not_in_its_title() -> None:
     """A news-search feed (Google News) gives every item the outlet's <source> and appends
     " - Outlet" to its title: the story's source was the search feed's name, and the
@@ -526,11 +549,12 @@ def test_bing_news_items_are_the_articles_they_link_named_by_their_outlet() -> N
     first = parse_feed(_bing("c237eccc50bd"), XML, url, NOW, source="Bing: Taliban").entries
     again = parse_feed(_bing("9a1f0e22d4c8"), XML, url, NOW, source="Bing: Taliban").entries
     assert [e.key for e in first] == [e.key for e in again]
-    assert [(e.url, e.source) for e in first] == [
+    assert [(e.canonical_url, e.source) for e in first] == [
         ("https://wire.example/world/x-1?id=7", "Wire Daily"),
         ("http://coast.example/k", "Bing: Taliban"),
     ]
-    assert first[0].canonical_url == first[0].key == "https://wire.example/world/x-1?id=7"
+    assert first[0].key == "https://wire.example/world/x-1?id=7"
+    assert first[0].url.startswith("https://www.bing.com/news/apiclick.aspx?ref=FexRss&aid=&tid=")
 
 
 def test_what_a_cms_appends_to_every_item_is_not_its_text() -> None:
