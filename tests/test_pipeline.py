@@ -327,6 +327,37 @@ def test_the_posts_of_a_live_page_are_entries_of_their_own_and_not_copies(
     }
 
 
+def test_entries_without_a_link_are_not_copies_of_each_other(
+    feed_server: FeedServer, setup: Any
+) -> None:
+    """An entry with no link has no canonical URL, and every story without one shared that
+    "URL": each was taken for a copy of the first such story of any feed."""
+
+    def linkless(guid: str, title: str, text: str) -> bytes:
+        return rss([]).replace(
+            b"</channel>",
+            f"<item><guid isPermaLink='false'>{guid}</guid><title>{title}</title>"
+            f"<description>{text}</description></item></channel>".encode(),
+        )
+
+    first = feed_server.route(
+        "/a.xml", Reply(200, linkless("a-1", "Ferry crews walk out", "Crews stopped work."))
+    )
+    second = feed_server.route(
+        "/b.xml", Reply(200, linkless("b-1", "Harbour fire put out", "A warehouse burnt."))
+    )
+    settings, storage = setup([first, second])
+    assert poll(settings, storage, Clock()).new == 2
+    rows = storage.db.execute(
+        "SELECT s.canonical_url, d.duplicate_of, d.reasons FROM stories s "
+        "JOIN decisions d ON d.story_id = s.id"
+    ).fetchall()
+    assert [(url, of) for url, of, _ in rows] == [("", None), ("", None)]
+    assert not [
+        r for _, _, reasons in rows for r in json.loads(reasons) if r["kind"] == "duplicate"
+    ]
+
+
 def test_known_entries_of_a_changed_feed_are_recognised_by_their_raw_hash(
     feed_server: FeedServer, setup: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -641,7 +641,10 @@ class DetectionStore:
     def story_with_url(self, canonical_url: str, *, exclude: str, fragment: str) -> str | None:
         """The oldest other story with this canonical URL and this `post_fragment`: the
         posts of one live page (".../live/x#block-2") share its address, and a story that
-        links the whole page is not a copy of one of them, nor one post of another."""
+        links the whole page is not a copy of one of them, nor one post of another. An entry
+        without a link has no URL to share (its "" would match every other such story)."""
+        if not canonical_url:
+            return None
         rows = self.db.execute(
             "SELECT id, entry_key, url FROM stories WHERE canonical_url = ? AND id != ? "
             "ORDER BY seen_at, rowid",
