@@ -104,6 +104,9 @@ _LEAD_CHARS = 500
 # whole, and in every alert, log line and export that names the story).
 MAX_TITLE = 1000
 MAX_AUTHOR = 300
+# An entry's source: the feed's name from the config, else its title, or the outlet an
+# aggregator's item names; the last two come from the feed, and as long as it likes.
+MAX_SOURCE = 300
 # Bounds on what a document may hold: parsing runs on the one worker thread that judges
 # every feed, so a feed that takes a minute to parse delays all the others. Each is far
 # above what real feeds hold; a document beyond one is a parse error saying which (found by
@@ -724,7 +727,7 @@ def _build(
     source: str | None,
     known: Callable[[list[int]], Collection[int]] | None = None,
 ) -> ParsedFeed:
-    feed_title = _clean_title(doc.title or "") or None
+    feed_title = shorten(_clean_title(doc.title or ""), MAX_TITLE) or None
     name = source or feed_title
     feed_language = _iso639(doc.language)
     for item in doc.items:
@@ -829,7 +832,7 @@ def _make_entry(
         published=published,
         content_hash=content_hash(title, summary, content),
         guid=guid,
-        source=clean_line(source) or None,
+        source=shorten(clean_line(source), MAX_SOURCE) or None,
         language=language,
         author=_author(item.author),
         dated=dated,

@@ -496,6 +496,22 @@ def test_an_absurdly_long_title_or_author_is_cut() -> None:
     assert e.author is not None and len(e.author) == parse.MAX_AUTHOR
 
 
+def test_an_absurdly_long_outlet_or_feed_title_is_cut_as_a_source() -> None:
+    """An entry's source is the outlet an aggregator's item names, else the feed's title
+    when the config gives no name: 1 MB of either was every such story's source, in every
+    alert, log line and export that names it."""
+    long = "Outlet " * 150_000
+    rss = (
+        f'<rss version="2.0"><channel><title>{long}</title><item><title>T - x</title>'
+        f'<link>https://e.org/1</link><source url="https://o.example">{long}</source></item>'
+        f"<item><title>U</title><link>https://e.org/2</link></item></channel></rss>"
+    ).encode()
+    feed = parse_feed(rss, XML, "https://e.org/rss", NOW)
+    assert [len(e.source or "") for e in feed.entries] == [300, 300]  # parse.MAX_SOURCE
+    assert all((e.source or "").startswith("Outlet Outlet") for e in feed.entries)
+    assert feed.title is not None and len(feed.title) == parse.MAX_TITLE
+
+
 def test_entities_a_document_declares_or_html_names_keep_their_text() -> None:
     declared = (
         b'<?xml version="1.0"?><!DOCTYPE rss [<!ENTITY co "ACME Corp">]><rss version="2.0">'
