@@ -778,6 +778,39 @@ def test_fast_and_reference_paths_agree(name: str) -> None:
     ]
 
 
+def test_markup_in_cdata_sections_is_not_counted_against_feedparsers_limit() -> None:
+    """feedparser reads a CDATA section as one piece of text, whatever tags it holds: an
+    aggregator's feed (its items' <source> send it to feedparser) with 4 MB of articles in
+    CDATA was refused for 400,000 "tags and attributes" that feedparser never parses. The
+    same markup as elements still counts, and so does markup after a CDATA opener that is
+    no section (in a processing instruction, "closed" in an attribute)."""
+    article = "<p>" + '<a href="https://e.org/x" class="c">word</a> ' * 30 + "</p>"
+
+    def aggregator(body: str, head: str = "", tail: str = "") -> bytes:
+        items = "".join(
+            f"<item><title>T{n}</title><link>https://e.org/{n}</link>"
+            f'<source url="https://o.example">Outlet</source><description>{body}</description>'
+            "</item>"
+            for n in range(3_000)
+        )
+        return (
+            f'<?xml version="1.0"?>{head}<rss version="2.0"><channel><title>C</title>{items}'
+            f"{tail}</channel></rss>"
+        ).encode()
+
+    in_cdata = aggregator(f"<![CDATA[{article}]]>")
+    assert in_cdata.count(b"<") + in_cdata.count(b"=") > 250_000  # parse.MAX_REFERENCE_MARKUP
+    feed = parse_feed(in_cdata, XML, "https://e.org/rss", NOW)
+    assert len(feed.entries) == 3_000
+    assert feed.entries[0].summary.startswith("word word")
+    for refused in (
+        aggregator(article),
+        aggregator(article, head="<?pi <![CDATA[ ?>", tail='<x a="]]>"/>'),
+    ):
+        with pytest.raises(ParseError, match="tags and attributes in a document"):
+            parse_feed(refused, XML, "https://e.org/rss", NOW)
+
+
 @pytest.mark.parametrize("malformed", [False, True])
 def test_a_tag_may_carry_a_thousand_attributes_not_more(malformed: bool) -> None:
     """The limit is on the tag, whichever parser would read the document: fastfeedparser's
