@@ -661,6 +661,9 @@ def _html_page(body: bytes, url: str) -> str:
     (<link rel="alternate" type="application/rss+xml">): a site's address given for its
     feed's is a common slip."""
     feeds: list[str] = []
+    # "application/json": JSON Feed 1.0's type, and also that of WordPress's REST API pages,
+    # which its every page announces as alternates: named only when no other feed is
+    plain_json: list[str] = []
     for tag in _LINK_TAG.finditer(body, 0, 65536):
         attributes = {
             m.group(1).lower(): m.group(2) or m.group(3) or m.group(4) or b""
@@ -672,8 +675,10 @@ def _html_page(body: bytes, url: str) -> str:
             continue
         href = clean_line(html.unescape(attributes.get(b"href", b"").decode("utf-8", "replace")))
         address = urljoin(url, href) if href else ""
-        if address.startswith(_ABSOLUTE) and address not in feeds and len(feeds) < 3:
-            feeds.append(address)
+        into = plain_json if kind == b"application/json" else feeds
+        if address.startswith(_ABSOLUTE) and address not in into and len(into) < 3:
+            into.append(address)
+    feeds = feeds or plain_json
     if not feeds:
         return "an HTML page"
     named = "a feed" if len(feeds) == 1 else "feeds"

@@ -128,6 +128,19 @@ def test_not_a_feed_raises(body: bytes) -> None:
             b"href='feed.json'><link rel='alternate' hreflang='fr' href='/fr/'></head></html>",
             "an HTML page, which names a feed: https://x.example/feed.json",
         ),
+        (  # WordPress: its REST API's page is "application/json" too, and no feed
+            b'<!DOCTYPE html><html><head><link rel="alternate" type="application/rss+xml" '
+            b'href="/feed/"><link rel="alternate" type="application/rss+xml" '
+            b'href="/comments/feed/"><link rel="alternate" title="JSON" type="application/json" '
+            b'href="/wp-json/wp/v2/pages/2"></head><body>hi</body></html>',
+            "an HTML page, which names feeds: https://x.example/feed/, "
+            "https://x.example/comments/feed/$",
+        ),
+        (  # JSON Feed 1.0 announced itself as "application/json"
+            b"<html><head><link rel='alternate' type='application/json' href='/feed.json'>"
+            b"</head></html>",
+            "an HTML page, which names a feed: https://x.example/feed.json$",
+        ),
     ],
 )
 def test_not_a_feed_says_what_it_is(body: bytes, said: str) -> None:
