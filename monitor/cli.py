@@ -419,7 +419,7 @@ def feeds_add(app: App, url: str, name: str | None, interval: str | None) -> Non
 @click.argument("id_or_url")
 @pass_app
 def feeds_remove(app: App, id_or_url: str) -> None:
-    """Remove a feed (its stories stay). A feed the config lists is removed there."""
+    """Remove a feed (its stories stay). One the config lists is left: remove it there."""
     listed = {feed.url for feed in app.settings.feeds}
     with app.storage(existing=True) as storage:
         feed = storage.find_feed(id_or_url)
