@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
 import logging
 import os
@@ -22,6 +23,7 @@ from typing import Any
 import pytest
 
 from monitor.config import Settings, load_settings
+from monitor.parse import parse_feed
 from monitor.pipeline import Pipeline, PollSummary
 from monitor.storage import Storage
 from tests.feedserver import FeedServer, Reply, Request
@@ -325,6 +327,35 @@ def test_the_posts_of_a_live_page_are_entries_of_their_own_and_not_copies(
         "Crews walk out at the port": [f"same canonical URL as {first_id}"],
         "Live: port news": [],
     }
+
+
+def test_a_live_post_stored_by_the_previous_version_is_still_told_apart_by_its_fragment(
+    tmp_path: Path,
+) -> None:
+    """The previous version keyed an entry without its guid's fragment (".../live/port" for
+    the post ".../live/port#block-1", whose link is the page): a story linking the whole
+    page was taken for a copy of that post, and a story linking the post was not."""
+    page = "https://news.example/live/port"
+    body = rss([]).replace(
+        b"</channel>",
+        f"<item><guid>{page}#block-1</guid><link>{page}</link><title>Ferry crews walk out"
+        "</title><description>Crews stopped work.</description></item></channel>".encode(),
+    )
+    (post,) = parse_feed(body, {}, "https://news.example/live.xml", T0).entries
+    assert post.key == f"{page}#block-1"
+    storage = Storage(tmp_path / "m.db")
+    try:
+        with storage.atomic():  # stored as the previous version stored it
+            sid = storage.insert_story(
+                dataclasses.replace(post, key=page),
+                origin="https://news.example/live.xml",
+                feed_id=None,
+                now=T0,
+            )
+        assert storage.story_with_url(page, exclude="", fragment="block-1") == sid
+        assert storage.story_with_url(page, exclude="", fragment="") is None  # the whole page
+    finally:
+        storage.close()
 
 
 def test_entries_without_a_link_are_not_copies_of_each_other(

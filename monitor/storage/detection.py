@@ -642,11 +642,14 @@ class DetectionStore:
         """The oldest other story with this canonical URL and this `post_fragment`: the
         posts of one live page (".../live/x#block-2") share its address, and a story that
         links the whole page is not a copy of one of them, nor one post of another. An entry
-        without a link has no URL to share (its "" would match every other such story)."""
+        without a link has no URL to share (its "" would match every other such story). A
+        stored story's fragment is taken from its guid, as its key has it: the previous
+        version's keys dropped the fragment."""
         if not canonical_url:
             return None
         rows = self.db.execute(
-            "SELECT id, entry_key, url FROM stories WHERE canonical_url = ? AND id != ? "
+            "SELECT id, coalesce(guid, entry_key), url FROM stories "
+            "WHERE canonical_url = ? AND id != ? "
             "ORDER BY seen_at, rowid",
             [canonical_url, exclude],
         )
