@@ -86,6 +86,7 @@ from monitor.text import (
     detect_language,
     html_to_text,
     identity_url,
+    link_fragment,
     safe_str,
     shorten,
 )
@@ -790,7 +791,7 @@ def _build(
     # (canonical link, text) → the key of the entry that has them: the same link and text
     # under another id is that entry again (the BBC lists a story twice, as "...#0" and
     # "...#3"; across polls `StoryStore.known_by_link` says the same)
-    texts: dict[tuple[str, str], str] = {}
+    texts: dict[tuple[str, str, str], str] = {}
     duplicates = repeats = unchanged = 0
     for item, raw in zip(doc.items, hashes, strict=True):
         if raw in stored:
@@ -798,7 +799,8 @@ def _build(
             continue
         entry = _make_entry(item, base=base, now=now, source=name, raw_hash=raw)
         if entry.canonical_url:
-            first = texts.setdefault((entry.canonical_url, entry.content_hash), entry.key)
+            text = (entry.canonical_url, link_fragment(entry.url), entry.content_hash)
+            first = texts.setdefault(text, entry.key)
             if first != entry.key:
                 repeats += 1
                 continue

@@ -295,16 +295,24 @@ def identity_url(url: str) -> str:
     The posts of a live page are told apart by their fragments (".../live/x#block-2"): two
     entries differing only there are two entries, where `canonical_url` sees one page."""
     canonical = canonical_url(url)
-    fragment = safe_str(url).strip().partition("#")[2]
+    fragment = link_fragment(url)
     if not fragment or "#" in canonical:  # (not an http(s) URL: it came back whole)
         return canonical
     return f"{canonical}#{fragment}"
 
 
+def link_fragment(url: str) -> str:
+    """A link's fragment as the id of a place on its page; "" for none, or for one that is
+    a list of parameters ("#xtor=RSS-3208", "#utm_source=rss"): tracking, which one outlet's
+    feeds vary for the same article."""
+    fragment = safe_str(url).strip().partition("#")[2]
+    return "" if "=" in fragment else fragment
+
+
 def post_fragment(key: str, url: str) -> str:
     """The fragment that tells an entry apart from others on the same page: its key's
     (from its guid, `identity_url`), else its link's; "" for none."""
-    return key.partition("#")[2] or url.partition("#")[2]
+    return link_fragment(key) or link_fragment(url)
 
 
 # A URL courlan's normalize_url would give back unchanged (tested against it): lower-case

@@ -281,6 +281,18 @@ def test_one_story_listed_twice_under_ids_that_differ_by_a_fragment_is_one_entry
     feed = parse_feed(body, XML, "https://bbc.example/rss", NOW)
     assert [e.key for e in feed.entries] == [f"{story}#0", f"{story}#4"]
     assert feed.warning == "1 entries repeat the link and text of another; kept the first"
+    # a live page's posts link their own fragments: saying the same, they are two posts
+    live = body.replace(f"<link>{story}</link>".encode(), b"<link>https://bbc.example/live</link>")
+    live = live.replace(b"<guid>https://bbc.example/news/articles/c0x#", b"<guid>post-")
+    live = live.replace(
+        b"<link>https://bbc.example/live</link>", b"<link>https://bbc.example/live#p</link>", 1
+    )
+    posts = parse_feed(live, XML, "https://bbc.example/rss", NOW).entries
+    assert [(e.key, e.url) for e in posts] == [
+        ("post-0", "https://bbc.example/live#p"),
+        ("post-3", "https://bbc.example/live"),
+        ("post-4", "https://bbc.example/live"),
+    ]
 
 
 def test_an_aggregators_item_names_its_outlet_as_source_and_not_in_its_title() -> None:

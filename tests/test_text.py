@@ -189,6 +189,8 @@ def test_canonical_url_keeps_meaningful_params_and_path_case() -> None:
         ("https://g.example/a", "https://g.example/a"),
         ("tag:g.example,2025:live#2", "tag:g.example,2025:live#2"),
         ("  https://g.example/a#x  ", "https://g.example/a#x"),
+        ("https://g.example/a.html#xtor=RSS-3208", "https://g.example/a.html"),  # tracking
+        ("https://g.example/a#utm_source=rss&utm_medium=feed", "https://g.example/a"),
     ],
 )
 def test_identity_url_is_canonical_with_the_fragment(url: str, expected: str) -> None:
@@ -199,6 +201,7 @@ def test_post_fragment_is_the_keys_then_the_links() -> None:
     assert post_fragment("https://g.example/live#block-2", "https://g.example/live") == "block-2"
     assert post_fragment("guid-17", "https://g.example/live#block-3") == "block-3"
     assert post_fragment("guid-17", "https://g.example/story") == ""
+    assert post_fragment("https://g.example/a#xtor=RSS-1", "https://g.example/a#xtor=RSS-2") == ""
 
 
 _segment = st.text(alphabet="abcXYZ019-._~%!$&'()*+,;=:@ é/", max_size=8)

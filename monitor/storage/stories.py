@@ -11,6 +11,7 @@ from typing import Any, NamedTuple, TypeVar
 from sqlite_utils import Database
 
 from ..models import Entry
+from ..text import link_fragment
 from .base import iso, put_back
 
 
@@ -120,19 +121,24 @@ class StoryStore:
 
     def known_by_link(self, origin: str, entries: list[Entry]) -> dict[str, Known]:
         """For entries of one origin under keys not stored: key → the stored story with the
-        same canonical link and the same text, if there is one (a feed whose guids change
-        at every fetch, from a timestamp or a session in them, would otherwise store its
-        every item again at every poll)."""
-        linked = {(e.canonical_url, e.content_hash): e.key for e in entries if e.canonical_url}
-        urls = sorted({url for url, _ in linked})
+        same canonical link (its fragment too: two posts of a live page may say the same)
+        and the same text, if there is one (a feed whose guids change at every fetch, from
+        a timestamp or a session in them, would otherwise store its every item again at
+        every poll)."""
+        linked = {
+            (e.canonical_url, link_fragment(e.url), e.content_hash): e.key
+            for e in entries
+            if e.canonical_url
+        }
+        urls = sorted({url for url, _, _ in linked})
         found: dict[str, Known] = {}
         for marks, chunk in _in_chunks(urls):
-            for url, sid, content_hash, raw_hash in self.db.execute(
-                f"SELECT canonical_url, id, content_hash, raw_hash FROM stories "
+            for canonical, url, sid, content_hash, raw_hash in self.db.execute(
+                f"SELECT canonical_url, url, id, content_hash, raw_hash FROM stories "
                 f"WHERE canonical_url IN ({marks}) AND +origin = ?",
                 [*chunk, origin],
             ).fetchall():
-                key = linked.get((url, content_hash))
+                key = linked.get((canonical, link_fragment(url), content_hash))
                 if key is not None:
                     found[key] = Known(sid, content_hash, raw_hash)
         return found
