@@ -233,6 +233,35 @@ def test_edited_entry_is_updated_not_new(feed_server: FeedServer, setup: Any) ->
     assert count(storage, "SELECT count(*) FROM decisions") == 1
 
 
+def test_an_edit_takes_the_source_the_item_now_names(feed_server: FeedServer, setup: Any) -> None:
+    """A news-search item read by the previous version kept the search feed's name as its
+    source and its title's " - Outlet"; read again, its title was mended in place but the
+    source stayed, unlike every later story of the same feed."""
+    item = (
+        "<item><guid>CBMi1</guid><link>https://news.example/articles/CBMi1</link>"
+        "<title>Port reopens - Harbour Times</title><description>Ships are back.</description>"
+        "{source}</item>"
+    )
+    before = rss([]).replace(b"</channel>", item.format(source="").encode() + b"</channel>")
+    after = rss([]).replace(
+        b"</channel>",
+        item.format(source='<source url="https://harbour.example">Harbour Times</source>').encode()
+        + b"</channel>",
+    )
+    url = feed_server.route("/search.xml", Reply(200, before), Reply(200, after))
+    settings, storage = setup([url])
+    clock = Clock()
+    poll(settings, storage, clock)
+    clock.now += timedelta(hours=1)
+    assert (
+        poll(settings, storage, clock).edited,
+        count(storage, "SELECT count(*) FROM stories"),
+    ) == (1, 1)
+    assert storage.db.execute("SELECT title, source FROM stories").fetchall() == [
+        ("Port reopens", "Harbour Times")
+    ]
+
+
 def test_an_entry_whose_guid_changes_at_every_fetch_is_stored_once(
     feed_server: FeedServer, setup: Any
 ) -> None:

@@ -237,11 +237,11 @@ class StoryStore:
             UPDATE stories SET url = ?, canonical_url = ?, title = ?,
                 summary = CASE WHEN pruned_at IS NULL THEN ? ELSE '' END,
                 content = CASE WHEN pruned_at IS NULL THEN ? ELSE '' END,
-                author = ?, content_hash = ?, raw_hash = ?, updated_at = ?
+                source = ?, author = ?, content_hash = ?, raw_hash = ?, updated_at = ?
             WHERE id = ?
             """,
             [entry.url, entry.canonical_url, entry.title, entry.summary, entry.content,
-             entry.author, entry.content_hash, entry.raw_hash, iso(now), sid],
+             entry.source, entry.author, entry.content_hash, entry.raw_hash, iso(now), sid],
         )  # fmt: skip
 
     def set_full_text(self, sid: str, text: str | None, status: str) -> None:
