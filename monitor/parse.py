@@ -247,6 +247,7 @@ def entry_from_item(item: Mapping[str, Any], now: datetime, *, source: str | Non
         content=field("content"),
         published=_parse_iso(item.get("published")),
         language=field("language") or None,
+        outlet=field("source") or None,  # as a polled item naming it: its title's end goes
     )
     return _make_entry(raw, base=None, now=_utc(now), source=field("source") or source)
 

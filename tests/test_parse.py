@@ -871,6 +871,22 @@ def _stream() -> dict[str, dict[str, Any]]:
     return {item["id"]: item for item in map(json.loads, lines)}
 
 
+def test_an_archived_item_naming_its_outlet_loses_it_from_the_title_as_a_polled_one() -> None:
+    """Replay and polling share every step after parsing: a polled aggregator's item lost
+    " - Outlet" from its title, the same item replayed kept it."""
+    item = {
+        "url": "https://harbour.example/port",
+        "title": "Port reopens - Harbour Times",
+        "source": "Harbour Times",
+        "summary": "Ships are back in the harbour after a week.",
+        "published": "2025-07-01T10:00:00Z",
+    }
+    entry = entry_from_item(item, NOW)
+    assert (entry.title, entry.source) == ("Port reopens", "Harbour Times")
+    assert entry.summary == "Ships are back in the harbour after a week."
+    assert entry_from_item({**item, "source": None}, NOW).title == "Port reopens - Harbour Times"
+
+
 def test_entry_from_item_dev_stream() -> None:
     items = _stream()
     e = entry_from_item(items["d001"], NOW)
