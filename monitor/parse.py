@@ -867,8 +867,10 @@ def _make_entry(
     if content == summary:
         content = ""  # no body beyond the summary
     guid = safe_str(item.guid).strip() or None
-    link_key = identity_url(article) if article else ""
-    key = identity_url(guid) if guid else link_key or content_hash(title, summary)
+    if guid:
+        key = identity_url(guid)
+    else:  # (a link is canonicalised again for its key only when there is no guid)
+        key = (identity_url(article) if article else "") or content_hash(title, summary)
     published, dated = _published(item.published, now)
     language = _iso639(item.language) or detect_language(f"{title}\n{summary or content[:500]}")
     return Entry(
