@@ -233,6 +233,42 @@ def test_edited_entry_is_updated_not_new(feed_server: FeedServer, setup: Any) ->
     assert count(storage, "SELECT count(*) FROM decisions") == 1
 
 
+def test_a_tracking_fragment_does_not_keep_a_copy_from_its_url(
+    feed_server: FeedServer, setup: Any
+) -> None:
+    """One outlet's feeds tag the same article's link with their own tracking fragment
+    ("#xtor=RSS-3208"), another feed links it bare: the same canonical URL, a copy."""
+    article = "https://outlet.example/world/port-reopens.html"
+
+    def feed(link: str, title: str, text: str) -> bytes:
+        return rss([]).replace(
+            b"</channel>",
+            f"<item><guid>{title}</guid><link>{link}</link><title>{title}</title>"
+            f"<description>{text}</description></item></channel>".encode(),
+        )
+
+    tagged = feed_server.route(
+        "/outlet.xml", Reply(200, feed(f"{article}#xtor=RSS-3208", "Port reopens", "Ships."))
+    )
+    bare = feed_server.route(
+        "/other.xml",
+        Reply(200, feed("https://elsewhere.example/x", "Unrelated", "Nothing.")),
+        Reply(200, feed(article, "The port is open again", "Harbour officials said so.")),
+    )
+    settings, storage = setup([tagged, bare])
+    clock = Clock()
+    poll(settings, storage, clock)
+    clock.now += timedelta(hours=1)
+    poll(settings, storage, clock)
+    first = storage.db.execute("SELECT id FROM stories WHERE title = 'Port reopens'").fetchone()[0]
+    (reasons,) = storage.db.execute(
+        "SELECT d.reasons FROM decisions d JOIN stories s ON s.id = d.story_id "
+        "WHERE s.title = 'The port is open again'"
+    ).fetchone()
+    copies = [r["text"] for r in json.loads(reasons) if r["kind"] == "duplicate"]
+    assert copies == [f"same canonical URL as {first}"]
+
+
 def test_an_edit_takes_the_source_the_item_now_names(feed_server: FeedServer, setup: Any) -> None:
     """A news-search item read by the previous version kept the search feed's name as its
     source and its title's " - Outlet"; read again, its title was mended in place but the
