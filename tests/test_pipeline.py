@@ -61,6 +61,17 @@ def items(prefix: str, count: int) -> list[tuple[str, str, str]]:
     ]
 
 
+def one_item(guid: str, title: str, text: str, link: str | None = None) -> bytes:
+    """An RSS document of one item; without ``link``, its guid is no permalink."""
+    where = f"<link>{link}</link>" if link else ""
+    perma = "" if link else " isPermaLink='false'"
+    return rss([]).replace(
+        b"</channel>",
+        f"<item><guid{perma}>{guid}</guid>{where}<title>{title}</title>"
+        f"<description>{text}</description></item></channel>".encode(),
+    )
+
+
 def write_config(tmp_path: Path, urls: list[str], **polling: Any) -> Path:
     lines = [f'[database]\npath = "{tmp_path / "monitor.db"}"\n', "[polling]"]
     lines += [f"{key} = {value!r}".replace("'", '"') for key, value in polling.items()]
@@ -239,21 +250,14 @@ def test_a_tracking_fragment_does_not_keep_a_copy_from_its_url(
     """One outlet's feeds tag the same article's link with their own tracking fragment
     ("#xtor=RSS-3208"), another feed links it bare: the same canonical URL, a copy."""
     article = "https://outlet.example/world/port-reopens.html"
-
-    def feed(link: str, title: str, text: str) -> bytes:
-        return rss([]).replace(
-            b"</channel>",
-            f"<item><guid>{title}</guid><link>{link}</link><title>{title}</title>"
-            f"<description>{text}</description></item></channel>".encode(),
-        )
-
     tagged = feed_server.route(
-        "/outlet.xml", Reply(200, feed(f"{article}#xtor=RSS-3208", "Port reopens", "Ships."))
+        "/outlet.xml",
+        Reply(200, one_item("p", "Port reopens", "Ships.", f"{article}#xtor=RSS-3208")),
     )
     bare = feed_server.route(
         "/other.xml",
-        Reply(200, feed("https://elsewhere.example/x", "Unrelated", "Nothing.")),
-        Reply(200, feed(article, "The port is open again", "Harbour officials said so.")),
+        Reply(200, one_item("u", "Unrelated", "Nothing.", "https://elsewhere.example/x")),
+        Reply(200, one_item("o", "The port is open again", "Harbour officials said.", article)),
     )
     settings, storage = setup([tagged, bare])
     clock = Clock()
@@ -428,19 +432,11 @@ def test_entries_without_a_link_are_not_copies_of_each_other(
 ) -> None:
     """An entry with no link has no canonical URL, and every story without one shared that
     "URL": each was taken for a copy of the first such story of any feed."""
-
-    def linkless(guid: str, title: str, text: str) -> bytes:
-        return rss([]).replace(
-            b"</channel>",
-            f"<item><guid isPermaLink='false'>{guid}</guid><title>{title}</title>"
-            f"<description>{text}</description></item></channel>".encode(),
-        )
-
     first = feed_server.route(
-        "/a.xml", Reply(200, linkless("a-1", "Ferry crews walk out", "Crews stopped work."))
+        "/a.xml", Reply(200, one_item("a-1", "Ferry crews walk out", "Crews stopped work."))
     )
     second = feed_server.route(
-        "/b.xml", Reply(200, linkless("b-1", "Harbour fire put out", "A warehouse burnt."))
+        "/b.xml", Reply(200, one_item("b-1", "Harbour fire put out", "A warehouse burnt."))
     )
     settings, storage = setup([first, second])
     assert poll(settings, storage, Clock()).new == 2
