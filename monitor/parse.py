@@ -36,7 +36,9 @@ So a cold poll of 1000 such feeds costs about 8 s of parsing CPU instead of ~40 
 13.6 MB feed of 10,000 entries parses in ~1.3 s with a ~31 MB peak.
 
 Entry rules: ``key`` = the guid (canonicalised when it is a URL), else the canonical link,
-else a hash of title + summary. ``url`` = the link as published, made absolute against
+else a hash of title + summary; a URL keeps its fragment there unless it is a list of
+parameters (a live page's posts differ only by theirs: `text.identity_url`). ``url`` = the
+link as published, made absolute against
 Content-Location or the feed URL; ``canonical_url`` and a link ``key`` are those of the
 article a news search's click counter leads to (Bing News's, whose query changes at every
 fetch).
@@ -45,9 +47,12 @@ one that is just the start of the content, becomes the content's lead paragraph.
 CMS appends to every item ("The post X appeared first on Y.", "Continue reading...") is
 dropped, and so is an aggregator's description that only repeats the headline.
 ``published`` = published or updated, in UTC; missing → ``now`` with ``dated=False``; more
-than a day ahead of ``now`` → ``now`` with ``dated=False``. ``author`` = a name (RSS's
-"address (Name)" gives the name).
-Several entries with one key keep the latest (the others are counted in ``warning``).
+than a day ahead of ``now``, or before 1990 (a placeholder), → ``now`` with
+``dated=False``. ``author`` = a name (RSS's "address (Name)" gives the name). ``source`` =
+the outlet an aggregator's item names (``<source>``, Bing's ``<News:Source>``; its title
+then loses " - Outlet"), else the feed's name.
+Several entries with one key keep the latest, and several with one link and text the
+first (both counted in ``warning``).
 
 Unchanged entries are not cleaned again: each entry gets ``raw_hash``, a 64-bit digest of
 the item exactly as the parser gave it (fields still holding markup, plus the base URL);
