@@ -94,6 +94,7 @@ from monitor.text import (
     link_fragment,
     safe_str,
     shorten,
+    with_fragment,
 )
 
 __all__ = ["entry_from_item", "parse_feed"]
@@ -874,8 +875,8 @@ def _make_entry(
     guid = safe_str(item.guid).strip() or None
     if guid:
         key = identity_url(guid)
-    else:  # (a link is canonicalised again for its key only when there is no guid)
-        key = (identity_url(article) if article else "") or content_hash(title, summary)
+    else:
+        key = with_fragment(canonical, article) or content_hash(title, summary)
     published, dated = _published(item.published, now)
     language = _iso639(item.language) or detect_language(f"{title}\n{summary or content[:500]}")
     return Entry(

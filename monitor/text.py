@@ -294,7 +294,12 @@ def identity_url(url: str) -> str:
 
     The posts of a live page are told apart by their fragments (".../live/x#block-2"): two
     entries differing only there are two entries, where `canonical_url` sees one page."""
-    canonical = canonical_url(url)
+    return with_fragment(canonical_url(url), url)
+
+
+def with_fragment(canonical: str, url: str) -> str:
+    """`identity_url` of ``url`` from its ``canonical`` form (`canonical_url(url)`), for a
+    caller that has that already."""
     fragment = link_fragment(url)
     if not fragment or "#" in canonical:  # (not an http(s) URL: it came back whole)
         return canonical
