@@ -91,7 +91,7 @@ from monitor.text import (
     detect_language,
     html_to_text,
     identity_url,
-    link_fragment,
+    link_and_text,
     safe_str,
     shorten,
     with_fragment,
@@ -806,8 +806,8 @@ def _build(
             continue
         entry = _make_entry(item, base=base, now=now, source=name, raw_hash=raw)
         if entry.canonical_url:
-            text = (entry.canonical_url, link_fragment(entry.url), entry.content_hash)
-            first = texts.setdefault(text, entry.key)
+            same = link_and_text(entry.canonical_url, entry.url, entry.content_hash)
+            first = texts.setdefault(same, entry.key)
             if first != entry.key:
                 repeats += 1
                 continue

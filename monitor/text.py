@@ -314,6 +314,13 @@ def link_fragment(url: str) -> str:
     return "" if "=" in fragment else fragment
 
 
+def link_and_text(canonical: str, url: str, text_hash: str) -> tuple[str, str, str]:
+    """What makes two entries of one feed the same one whatever their ids: the canonical
+    link, the link's fragment (two posts of a live page may say the same) and the text's
+    `content_hash`."""
+    return canonical, link_fragment(url), text_hash
+
+
 def post_fragment(key: str, url: str) -> str:
     """The fragment that tells an entry apart from others on the same page: its key's
     (from its guid, `identity_url`), else its link's; "" for none."""

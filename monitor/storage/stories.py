@@ -11,7 +11,7 @@ from typing import Any, NamedTuple, TypeVar
 from sqlite_utils import Database
 
 from ..models import Entry
-from ..text import link_fragment
+from ..text import link_and_text
 from .base import iso, put_back
 
 
@@ -126,7 +126,7 @@ class StoryStore:
         a timestamp or a session in them, would otherwise store its every item again at
         every poll)."""
         linked = {
-            (e.canonical_url, link_fragment(e.url), e.content_hash): e.key
+            link_and_text(e.canonical_url, e.url, e.content_hash): e.key
             for e in entries
             if e.canonical_url
         }
@@ -138,7 +138,7 @@ class StoryStore:
                 f"WHERE canonical_url IN ({marks}) AND +origin = ?",
                 [*chunk, origin],
             ).fetchall():
-                key = linked.get((canonical, link_fragment(url), content_hash))
+                key = linked.get(link_and_text(canonical, url, content_hash))
                 if key is not None:
                     found[key] = Known(sid, content_hash, raw_hash)
         return found
