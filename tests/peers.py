@@ -364,11 +364,16 @@ class WebhookReceiver:
         self._thread.join(timeout=5)
 
 
-@pytest.fixture
-def webhook_receiver() -> Iterator[WebhookReceiver]:
+def running_receiver() -> Iterator[WebhookReceiver]:
+    """A started `WebhookReceiver`, stopped when the generator closes (for fixtures)."""
     receiver = WebhookReceiver()
     receiver.start()
     try:
         yield receiver
     finally:
         receiver.stop()
+
+
+@pytest.fixture
+def webhook_receiver() -> Iterator[WebhookReceiver]:
+    yield from running_receiver()

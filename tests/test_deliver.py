@@ -41,6 +41,7 @@ from tests.peers import (
     SmtpPeer,
     WebhookReceiver,
     free_port,
+    running_receiver,
 )
 
 pytest_plugins = ["tests.peers"]
@@ -606,12 +607,7 @@ def test_a_recipient_deferred_to_the_end_fails_alone(
 
 @pytest.fixture
 def second_receiver() -> Iterator[WebhookReceiver]:
-    receiver = WebhookReceiver()
-    receiver.start()
-    try:
-        yield receiver
-    finally:
-        receiver.stop()
+    yield from running_receiver()
 
 
 def apprise_urls(*receivers: WebhookReceiver) -> tuple[str, ...]:

@@ -56,6 +56,19 @@ def test_html_to_text_tables_and_nbsp() -> None:
     assert html_to_text(html) == "a\nb\n\nc d"
 
 
+def parsed_lengths(monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """The lengths of the texts handed to lexbor from now on (others were stripped)."""
+    parsed: list[int] = []
+    real = text_module._flatten_html
+
+    def flatten(markup: str) -> str:
+        parsed.append(len(markup))
+        return real(markup)
+
+    monkeypatch.setattr(text_module, "_flatten_html", flatten)
+    return parsed
+
+
 @pytest.mark.parametrize(
     "garbage",
     ["", "   ", "<", "<<>>", "</p></div>", "<!--", "<![CDATA[", "\x00\ud800<p>x", "&#0;&#xD800;"],
@@ -69,14 +82,7 @@ def test_html_with_tens_of_thousands_of_tags_is_stripped_not_parsed(
 ) -> None:
     """lexbor takes quadratic time on very deep trees (200,000 nested <div>s held a poll's
     worker for 13 s): past `MAX_TAGS` tags the text is read by dropping the tags."""
-    parsed: list[int] = []
-    real = text_module._flatten_html
-
-    def flatten(markup: str) -> str:
-        parsed.append(len(markup))
-        return real(markup)
-
-    monkeypatch.setattr(text_module, "_flatten_html", flatten)
+    parsed = parsed_lengths(monkeypatch)
     depth = text_module.MAX_TAGS
     assert html_to_text("<div>" * depth + "deep &amp; text" + "</div>" * depth) == "deep & text"
     assert parsed == []
@@ -96,14 +102,7 @@ def test_html_with_a_tag_of_over_a_thousand_attributes_is_stripped_not_parsed(
 ) -> None:
     """lexbor takes quadratic time in one tag's attributes (100,000 held the worker for
     14 s), quoted or not: past `MAX_ATTRIBUTES` the text is read by dropping the tags."""
-    parsed: list[int] = []
-    real = text_module._flatten_html
-
-    def flatten(markup: str) -> str:
-        parsed.append(len(markup))
-        return real(markup)
-
-    monkeypatch.setattr(text_module, "_flatten_html", flatten)
+    parsed = parsed_lengths(monkeypatch)
     limit = 1_000  # text_module.MAX_ATTRIBUTES
 
     def tag(count: int) -> str:
