@@ -23,7 +23,7 @@ import click
 
 from . import __version__
 from .config import Settings, config_path, load_settings
-from .errors import AlreadyRunning, ConfigError, MonitorError, SeedError, StorageError, UserError
+from .errors import AlreadyRunning, ConfigError, MonitorError, SeedError, UserError
 from .log import setup_logging
 
 # httpx imports its own command-line client (click, rich, pygments: ~6 MB of a poll's
@@ -91,7 +91,7 @@ class App:
         """The database, opened (and created or migrated) for one command. ``existing``:
         a command that only reads or corrects what is stored refuses to create one (a
         mistyped MONITOR_DB would otherwise show an empty monitor, and leave a file)."""
-        from .storage import Storage
+        from .storage import Storage, database_errors
 
         path = self.settings.database_path
         if existing and str(path) != ":memory:" and not path.exists():
@@ -99,7 +99,7 @@ class App:
                 f"{path}: no database here yet (`monitor run` or `monitor poll` creates it; "
                 "MONITOR_DB or database.path names it)"
             )
-        with _reported(path):
+        with database_errors(path):
             storage = Storage(path)
             try:
                 yield storage
@@ -107,23 +107,6 @@ class App:
                 storage.close_after(error)
                 raise
             storage.close()
-
-
-@contextmanager
-def _reported(path: Path) -> Iterator[None]:
-    """What SQLite says happened to the database (full, read-only, an I/O error, locked)
-    as a `StorageError` naming it: one line, exit 1. Any other SQLite error is a bug and
-    keeps its traceback."""
-    import sqlite3
-
-    from .storage import database_failure
-
-    try:
-        yield
-    except sqlite3.Error as error:
-        if not database_failure(error):
-            raise
-        raise StorageError(f"{path}: {error}") from error
 
 
 pass_app = click.make_pass_decorator(App)

@@ -21,7 +21,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import signal
-import sqlite3
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -40,7 +39,7 @@ from .errors import StorageError
 from .fetch import Fetcher
 from .pipeline import Pipeline, PollSummary, utcnow
 from .service import Service, start_service
-from .storage import Storage, database_failure
+from .storage import Storage, database_errors
 from .storage.alerts import claim_owner
 
 log = logging.getLogger("monitor.daemon")
@@ -88,14 +87,12 @@ class Daemon:
         APScheduler's traceback at every tick; the next tick tries again, and what was not
         written is still due then. Any other error is a bug and keeps its traceback."""
         try:
-            yield
-        except sqlite3.Error as error:
-            if not database_failure(error):
-                raise
-            reason = f"{self.settings.database_path}: {error}"
-            log.error("%s stopped: %s (tried again at the next tick)", job, reason)
+            with database_errors(self.settings.database_path):
+                yield
+        except StorageError as error:
+            log.error("%s stopped: %s (tried again at the next tick)", job, error)
             if job == "poll":
-                self.state.last_poll_error = reason
+                self.state.last_poll_error = str(error)
 
     async def poll_due(self) -> None:
         with self._database_failing("poll"):
@@ -247,11 +244,10 @@ class Daemon:
             closers.insert(0, self._delivery_storage.close)
         for closer in closers:
             try:
-                closer()
-            except sqlite3.Error as error:
-                if not database_failure(error):
-                    raise
-                log.error("%s: %s (at the stop)", self.settings.database_path, error)
+                with database_errors(self.settings.database_path):
+                    closer()
+            except StorageError as error:
+                log.error("%s (at the stop)", error)
                 closed = False
         return closed
 
@@ -262,15 +258,12 @@ def run_daemon(settings: Settings) -> int:
     signal.signal(signal.SIGTERM, signal.default_int_handler)
     daemon: Daemon | None = None
     try:
-        daemon = Daemon(settings)
-        return asyncio.run(daemon.run())
+        with database_errors(settings.database_path):  # at start-up (the jobs report theirs)
+            daemon = Daemon(settings)
+            return asyncio.run(daemon.run())
     except KeyboardInterrupt:
         log.info("stopped during start-up")
         return 0
-    except sqlite3.Error as error:  # at start-up (the jobs report their own)
-        if not database_failure(error):
-            raise
-        raise StorageError(f"{settings.database_path}: {error}") from error
     finally:
         if daemon is not None:
             daemon.storage.release_run_lock()

@@ -7,7 +7,15 @@ its caller opened with `Storage.atomic()` (one per feed's results).
 from __future__ import annotations
 
 from .alerts import AlertStore, new_alert_id
-from .base import StorageBase, database_bytes, database_failure, is_busy, iso, parse_iso
+from .base import (
+    StorageBase,
+    database_bytes,
+    database_errors,
+    database_failure,
+    is_busy,
+    iso,
+    parse_iso,
+)
 from .detection import DetectionStore
 from .feeds import FeedRow, FeedStore, FeedUpdate
 from .stories import Known, StoryStore, story_id
@@ -20,6 +28,7 @@ __all__ = [
     "Known",
     "Storage",
     "database_bytes",
+    "database_errors",
     "database_failure",
     "is_busy",
     "iso",

@@ -119,6 +119,19 @@ def database_failure(error: BaseException) -> bool:
     return _primary_code(error) in _FAILURE_CODES or is_busy(error)
 
 
+@contextmanager
+def database_errors(path: str | Path) -> Iterator[None]:
+    """A `database_failure` as a `StorageError` naming the database, in SQLite's words
+    ("data/monitor.db: database or disk is full"); any other SQLite error is a bug and
+    passes unchanged, with its traceback."""
+    try:
+        yield
+    except sqlite3.Error as error:
+        if not database_failure(error):
+            raise
+        raise StorageError(f"{path}: {error}") from error
+
+
 def database_bytes(path: Path) -> int:
     """The size of a database file and its write-ahead log (which a checkpoint may remove
     at any moment: a file gone is 0 bytes)."""
