@@ -149,19 +149,15 @@ class HealthCheck:
         health.checks["last_poll_allowed_s"] = allowance
         health.checks["last_poll_error"] = state.last_poll_error
         if age > allowance:
-            health.reasons.append(
-                (
-                    f"no poll finished in the last {age:.0f} s (allowed: {allowance:.0f} s)"
-                    if last
-                    else f"no poll has finished {age:.0f} s after the start "
-                    f"(allowed: {allowance:.0f} s)"
+            if last:
+                reason = f"no poll finished in the last {age:.0f} s (allowed: {allowance:.0f} s)"
+            else:
+                reason = (
+                    f"no poll has finished {age:.0f} s after the start (allowed: {allowance:.0f} s)"
                 )
-                + (
-                    f"; the last one stopped: {state.last_poll_error}"
-                    if state.last_poll_error
-                    else ""
-                )
-            )
+            if state.last_poll_error:
+                reason += f"; the last one stopped: {state.last_poll_error}"
+            health.reasons.append(reason)
 
         asked = time.monotonic()
         with self._lock:  # one check at a time on this connection
