@@ -65,6 +65,7 @@ from __future__ import annotations
 
 import calendar
 import codecs
+import email.utils
 import functools
 import hashlib
 import html
@@ -72,6 +73,7 @@ import html.entities
 import io
 import json
 import re
+import time
 import xml.parsers.expat
 from collections import Counter
 from collections.abc import Callable, Collection, Mapping
@@ -150,12 +152,13 @@ def _fastfeedparser() -> Any:
         ffp_main._slow_dateparser = _no_relative_dates
     # An RFC 822 date whose offset has a colon ("Thu, 17 Apr 2025 12:47:00 +03:00") reaches
     # its email.utils fallback, which ignores such an offset and reads the time as UTC (3
-    # hours late for Moscow); feedparser reads it right. The colon goes first.
+    # hours late for Moscow); feedparser reads it right. The colon goes first. So does a
+    # zone's name that email.utils does not know ("10:00 EEST": `_zone_as_offset`).
     original = getattr(ffp_main, "_parsedate_to_utc", None)
     if original is not None:
 
         def parsedate_to_utc(value: str) -> Any:
-            return original(_COLON_OFFSET.sub(r"\1\2", value))
+            return original(_zone_as_offset(_COLON_OFFSET.sub(r"\1\2", value)))
 
         ffp_main._parsedate_to_utc = parsedate_to_utc
     return fastfeedparser
@@ -165,7 +168,43 @@ def _fastfeedparser() -> Any:
 def _feedparser() -> Any:
     import feedparser
 
+    feedparser.registerDateHandler(_date_in_named_zone)
     return feedparser
+
+
+# A time followed by a zone's abbreviation ("Sat, 28 Nov 2026 10:00:00 MSK").
+_NAMED_ZONE = re.compile(r"\d:\d\d(?::\d\d)?\s*([A-Za-z]{2,5})\s*$")
+
+
+@functools.cache
+def _zone_offsets() -> dict[str, int]:
+    """Seconds east of UTC of the zone abbreviations news feeds use (MSK, CET, EEST, IST,
+    JST, AEST ...): fastfeedparser's table, the one its dateutil reader uses."""
+    import fastfeedparser.main as ffp_main
+
+    table = getattr(ffp_main, "_custom_tzinfos", {})
+    return {name: seconds for name, seconds in table.items() if name.isalpha()}
+
+
+def _zone_as_offset(value: str) -> str:
+    """``value`` with a known zone abbreviation at its end written as an offset ("+0300").
+    RFC 822's readers (email.utils, feedparser's) know only UT, GMT and the US zones, and
+    read any other name as UTC: "10:00 MSK" came out three hours late."""
+    match = _NAMED_ZONE.search(value)
+    seconds = None if match is None else _zone_offsets().get(match.group(1).upper())
+    if match is None or seconds is None:
+        return value
+    hours, minutes = divmod(abs(seconds) // 60, 60)
+    return f"{value[: match.start(1)]}{'-' if seconds < 0 else '+'}{hours:02d}{minutes:02d}"
+
+
+def _date_in_named_zone(value: str) -> time.struct_time | None:
+    """A date handler for feedparser, tried before its own: an RFC 822 date whose zone is
+    an abbreviation it does not know, read with that zone's offset. Else None, and
+    feedparser's handlers go on as before."""
+    offset = _zone_as_offset(value)
+    parsed = email.utils.parsedate_tz(offset) if offset != value else None
+    return None if parsed is None else time.gmtime(email.utils.mktime_tz(parsed))
 
 
 @dataclass(slots=True)

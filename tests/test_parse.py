@@ -680,6 +680,25 @@ def test_an_rfc822_offset_with_a_colon_is_an_offset() -> None:
     assert e.published == datetime(2025, 4, 17, 9, 47, tzinfo=UTC) and e.dated
 
 
+@pytest.mark.parametrize("malformed", [False, True])
+def test_a_zone_named_by_its_abbreviation_is_that_zones_time(malformed: bool) -> None:
+    """RFC 822 names only UT, GMT and the US zones; Russian and European outlets write MSK,
+    CET or EEST, which feedparser (and, without seconds, fastfeedparser) read as UTC."""
+    dates = [
+        "Thu, 28 Nov 2024 10:00:00 MSK", "Thu, 28 Nov 2024 10:00 EEST", "28 Nov 2024 10:00 CET",
+        "Thu, 28 Nov 2024 10:00:00 IST", "Thu, 28 Nov 2024 10:00:00 EST",
+        "Thu, 28 Nov 2024 10:00:00 GMT", "Thu, 28 Nov 2024 10:00:00 +0300",
+    ]  # fmt: skip
+    body = _rss([(f"z{n}", f"https://ru.example/{n}", date) for n, date in enumerate(dates)])
+    if malformed:  # (feedparser's path)
+        body = body.replace(b"<channel>", b"<channel><br>")
+    assert (parse._parse_fast(body, XML, "https://ru.example/rss") is None) == malformed
+    entries = parse_feed(body, XML, "https://ru.example/rss", NOW).entries
+    assert [e.published.strftime("%H:%M") for e in entries] == [
+        "07:00", "07:00", "09:00", "04:30", "15:00", "10:00", "07:00",
+    ]  # fmt: skip
+
+
 def test_a_feed_language_in_cdata_is_the_feeds_language() -> None:
     """The BBC writes <language><![CDATA[ru]]></language>: the fast path missed it, and a
     headline too short to detect had no language."""
