@@ -206,7 +206,12 @@ def _plain_paragraphs(text: str) -> str:
 # parse_qs drops valueless parameters (``story.php?12345`` would collapse every story of a
 # site into one URL) and its tracker pattern also removes meaningful keys such as
 # ``source`` or ``gallery``. url-normalize and w3lib would be new dependencies for no gain.
-_TRACKING_PREFIXES = ("utm_", "mtm_", "pk_", "piwik_", "matomo_", "hsa_", "mc_", "itm_", "oly_")
+# at_*: AT Internet/Piano (the BBC's at_medium, at_campaign, at_link_origin ...); ns_*:
+# comScore (ns_mchannel, ns_source); guce_*/guccounter: Yahoo's consent redirect.
+_TRACKING_PREFIXES = (
+    "utm_", "mtm_", "pk_", "piwik_", "matomo_", "hsa_", "mc_", "itm_", "oly_", "at_", "ns_",
+    "guce_",
+)  # fmt: skip
 _TRACKING_KEYS = frozenset(
     {
         "fbclid",
@@ -243,17 +248,19 @@ _TRACKING_KEYS = frozenset(
         "action_type_map",
         "action_ref_map",
         "__twitter_impression",
-        "at_medium",
-        "at_campaign",
-        "at_custom1",
-        "at_custom2",
-        "at_custom3",
-        "at_custom4",
         "wt.mc_id",
         "wt_mc",
         "xtor",
         "vero_id",
         "vero_conv",
+        "guccounter",
+        "traffic_source",
+        "maca",
+        "smid",  # (the New York Times' share links)
+        "smtyp",
+        "s_cid",  # (Adobe Analytics)
+        "cmp",  # (the Guardian's CMP=share_btn_tw)
+        "ito",
     }
 )
 _PERCENT_ESCAPE = re.compile(r"%[0-9a-f]{2}")

@@ -156,6 +156,11 @@ def test_html_to_text_never_raises_and_has_no_script(markup: str) -> None:
             "https://example.com/News/Story.html?a=1&b=2",
         ),
         ("http://example.com:80/a?gclid=1&mc_cid=2&mc_eid=3", "http://example.com/a"),
+        (  # the BBC's, the Guardian's, Yahoo's, the New York Times' and comScore's
+            "https://n.example/a?at_medium=RSS&at_campaign=KARANGA&CMP=share_btn_tw&id=7"
+            "&guccounter=1&guce_referrer=aHR0&traffic_source=rss&smid=url-share&ns_source=x",
+            "https://n.example/a?id=7",
+        ),
         ("http://example.com:8080/a", "http://example.com:8080/a"),
         ("https://example.com/story.php?12345", "https://example.com/story.php?12345"),
         ("https://example.com?b=1", "https://example.com/?b=1"),
