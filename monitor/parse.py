@@ -750,9 +750,16 @@ def _item_from_reference(e: Mapping[str, Any]) -> _Item:
     languages = (d.get("language") for d in (e.get("title_detail") or {}, summary_detail, chosen))
     origin = e.get("source")
     outlet = origin.get("title") if isinstance(origin, Mapping) else e.get("news_source")
+    guid, link = _str_or_none(e.get("id")), _str_or_none(e.get("link"))
+    if link is None or (e.get("guidislink") and link == guid):
+        # An item without a <link>: feedparser takes its guid for one unless isPermaLink is
+        # "false", even a guid that is no address ("a-17" became the feed's URL + "a-17");
+        # fastfeedparser takes a guid that is a web address, whatever isPermaLink says.
+        # Both paths now do the latter, so a feed gives the same entries on either.
+        link = guid if guid and guid.startswith(_ABSOLUTE) else None
     return _Item(
-        guid=_str_or_none(e.get("id")),
-        link=_str_or_none(e.get("link")),
+        guid=guid,
+        link=link,
         title=str(e.get("title") or ""),
         summary=str(e.get("summary") or ""),
         content=str(chosen.get("value") or ""),

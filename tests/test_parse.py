@@ -822,6 +822,31 @@ def test_fast_and_reference_paths_agree(name: str) -> None:
     ]
 
 
+def test_an_item_without_a_link_has_the_same_address_on_both_paths() -> None:
+    """An item with a guid and no <link>: feedparser made a link of any guid not marked
+    isPermaLink="false", even one that is no address ("a-17" became the feed's URL +
+    "a-17"), and none of a web address marked "false", which fastfeedparser takes. A feed
+    that turns malformed between two polls went from one path to the other."""
+    guids = [
+        "<guid>https://e.org/a/1</guid>", '<guid isPermaLink="false">https://e.org/a/2</guid>',
+        "<guid>a-17</guid>", "<guid>a-18</guid><link>https://e.org/a/18</link>",
+    ]  # fmt: skip
+    items = "".join(f"<item><title>T{n}</title>{g}</item>" for n, g in enumerate(guids))
+    body = f'<rss version="2.0"><channel><title>T</title>{items}</channel></rss>'.encode()
+    url = "https://e.org/rss"
+    fast = parse._parse_fast(body, XML, url)
+    assert fast is not None
+    a, b = (
+        parse._build(doc, url, NOW, None) for doc in (fast, parse._parse_reference(body, XML, url))
+    )
+    expected = [
+        ("https://e.org/a/1", "https://e.org/a/1"), ("https://e.org/a/2", "https://e.org/a/2"),
+        ("", "a-17"), ("https://e.org/a/18", "a-18"),
+    ]  # fmt: skip
+    assert [(e.url, e.key) for e in a.entries] == expected
+    assert [(e.url, e.key) for e in b.entries] == expected
+
+
 def test_markup_in_cdata_sections_is_not_counted_against_feedparsers_limit() -> None:
     """feedparser reads a CDATA section as one piece of text, whatever tags it holds: an
     aggregator's feed (its items' <source> send it to feedparser) with 4 MB of articles in
