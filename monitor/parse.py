@@ -765,11 +765,19 @@ def _item_from_reference(e: Mapping[str, Any]) -> _Item:
         content=str(chosen.get("value") or ""),
         published=published,
         language=next((lang for lang in languages if lang), None),
-        author=_str_or_none(e.get("author")),
+        author=_first_author(e),
         summary_is_html=summary_detail.get("type", "text/html") != "text/plain",
         content_is_html=chosen.get("type", "text/html") != "text/plain",
         outlet=_str_or_none(outlet),
     )
+
+
+def _first_author(e: Mapping[str, Any]) -> str | None:
+    """The entry's first author, as fastfeedparser gives it: of several (<dc:creator>s,
+    Atom <author>s) feedparser's ``author`` is the last one."""
+    authors = e.get("authors") or []
+    first = authors[0] if len(authors) > 1 and isinstance(authors[0], Mapping) else {}
+    return _str_or_none(first.get("name")) or _str_or_none(e.get("author"))
 
 
 # --------------------------------------------------------------------------- JSON Feed

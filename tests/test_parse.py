@@ -732,6 +732,27 @@ def test_an_authors_name_not_an_address(malformed: bool) -> None:
     ]  # fmt: skip
 
 
+@pytest.mark.parametrize("malformed", [False, True])
+def test_of_several_authors_the_first_is_the_entrys(malformed: bool) -> None:
+    """feedparser gave the last of several <dc:creator>s or Atom <author>s, fastfeedparser
+    the first: a feed's entries changed author when it went from one path to the other."""
+    flaw = "<br/><br>" if malformed else ""
+    rss = (
+        '<rss version="2.0" xmlns:dc="http://purl.org/dc/elements/1.1/"><channel><title>N'
+        f"</title>{flaw}<item><title>T</title><link>https://n.example/1</link><dc:creator>"
+        "Anna Ivanova</dc:creator><dc:creator>Boris Petrov</dc:creator></item></channel></rss>"
+    )
+    atom = (
+        f'<feed xmlns="http://www.w3.org/2005/Atom"><title>N</title>{flaw}<entry><title>T'
+        '</title><id>n1</id><link href="https://n.example/1"/><author><name>Anna Ivanova</name>'
+        "</author><author><name>Boris Petrov</name></author></entry></feed>"
+    )
+    for body in (rss, atom):
+        assert (parse._parse_fast(body.encode(), XML, "https://n.example/f") is None) == malformed
+        (e,) = parse_feed(body.encode(), XML, "https://n.example/f", NOW).entries
+        assert e.author == "Anna Ivanova"
+
+
 # --------------------------------------------------------------------------- fast vs reference
 
 
