@@ -357,7 +357,7 @@ def check(app: App) -> None:
 
 @main.group()
 def feeds() -> None:
-    """List, add, remove, enable or disable feeds."""
+    """List, add, remove, enable or disable feeds; import or export them as OPML."""
 
 
 @feeds.command("list")
@@ -396,6 +396,71 @@ def feeds_add(app: App, url: str, name: str | None, interval: str | None) -> Non
     with app.storage() as storage:
         feed_id = storage.add_feed(url, name, seconds, now())
     click.echo(f"added feed {feed_id}: {url}")
+
+
+@feeds.command("import")
+@click.argument("path", type=click.Path(dir_okay=False, allow_dash=True))
+@click.option("--interval", default=None, help='Poll interval of the feeds added, like "30m".')
+@click.option("--dry-run", is_flag=True, help="Show what would be added; add nothing.")
+@pass_app
+def feeds_import(app: App, path: str, interval: str | None, dry_run: bool) -> None:
+    """Add the feeds of an OPML file (a feed reader's export; - reads standard input)."""
+    from .config import _check_http_url, _positive, parse_duration
+    from .opml import read_subscriptions
+
+    try:
+        seconds = _positive(parse_duration(interval)) if interval is not None else None
+    except ValueError as error:
+        raise UserError(f"--interval: {error}") from None
+    try:
+        data = sys.stdin.buffer.read() if path == "-" else Path(path).read_bytes()
+    except OSError as error:
+        raise UserError(f"{path}: cannot be read: {error.strerror or error}") from None
+    wanted: list[tuple[str, str | None]] = []
+    skipped = 0
+    for feed in read_subscriptions(data, "standard input" if path == "-" else path):
+        try:
+            _check_http_url(feed.url)
+        except ValueError as error:
+            click.echo(f"skipped: {error}")
+            skipped += 1
+            continue
+        wanted.append((feed.url, feed.title))
+    if dry_run:  # nothing written, not even a new database
+        known = {feed.url for feed in app.settings.feeds}
+        if app.settings.database_path.exists():
+            with app.storage(existing=True) as storage:
+                known |= storage.known_feed_urls()
+        outcome: dict[str, int | None] = {url: None if url in known else 0 for url, _ in wanted}
+    else:
+        with app.storage() as storage:
+            storage.sync_feeds(app.settings.feeds, now())
+            outcome = storage.add_feeds(wanted, seconds, now())
+    for url, name in wanted:
+        feed_id = outcome[url]
+        shown = f"{url} ({name})" if name else url
+        if feed_id is None:
+            click.echo(f"already present: {shown}")
+        else:
+            click.echo(f"would add: {shown}" if dry_run else f"added feed {feed_id}: {shown}")
+    added = sum(feed_id is not None for feed_id in outcome.values())
+    verb = "would add" if dry_run else "added"
+    click.echo(
+        f"{verb} {added} of {len(wanted) + skipped} feeds; {len(outcome) - added} already "
+        f"present, {skipped} skipped"
+    )
+
+
+@feeds.command("export")
+@pass_app
+def feeds_export(app: App) -> None:
+    """Print the feeds in the database as OPML, for a feed reader (or `feeds import`)."""
+    from .opml import write_opml
+
+    with app.storage(existing=True) as storage:
+        storage.sync_feeds(app.settings.feeds, now())
+        feeds = [(feed.url, feed.label) for feed in storage.feeds()]
+    click.echo(write_opml(feeds, now()), nl=False)
 
 
 @feeds.command("remove")

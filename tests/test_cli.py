@@ -11,6 +11,7 @@ import sqlite3
 import subprocess
 import sys
 from pathlib import Path
+from xml.etree import ElementTree
 
 import click
 import pytest
@@ -101,6 +102,8 @@ def test_export_jsonl_and_csv(replayed: Path) -> None:
         (("feeds", "add", "http://x.example:99999/"), "(its port must be 1 to 65535)"),
         (("feeds", "add", "https://x.example/", "--interval", "0"), "--interval: 0.0 must be"),
         (("feeds", "add", "https://x.example/", "--interval", ""), "--interval: "),
+        (("feeds", "import", "/nonexistent.opml"), "/nonexistent.opml: cannot be read: No such"),
+        (("feeds", "import", str(REPLAY)), f"{REPLAY}: no feeds in it; expected OPML"),
         (("alerts", "show", "a_nope"), "a_nope"),
         (("replay", "/nonexistent.jsonl"), "cannot read the replay file"),
     ],
@@ -236,6 +239,89 @@ def test_feeds_commands(replayed: Path) -> None:
     assert again.returncode == 2 and "already" in again.stderr
     assert run(replayed, "feeds", "remove", str(feeds[0]["id"])).returncode == 0
     assert json.loads(run(replayed, "feeds", "list", "--json").stdout) == []
+
+
+# A feed reader's export as readers write them: folders, a feed in two folders, an "&" left
+# unescaped (an XML parser refuses the file), an outline with no title, one that is no feed.
+READER_OPML = """<?xml version="1.0" encoding="UTF-8"?>
+<opml version="1.0"><head><title>Subscriptions</title></head><body>
+<outline text="World" title="World">
+  <outline type="rss" text="Steppe Wire" title="Steppe Wire" xmlUrl="https://steppe.example/rss"/>
+  <outline type="rss" text="Listed" xmlUrl="https://listed.example/rss"/>
+</outline>
+<outline text="Asia">
+  <outline type="rss" text="Steppe Wire" xmlUrl="https://steppe.example/rss"/>
+  <outline type="rss" text="Kabul & Region" xmlUrl="https://kabul.example/feed?a=1&b=2"/>
+  <outline type="rss" xmlUrl="https://untitled.example/atom.xml"/>
+  <outline type="rss" text="Old" xmlUrl="ftp://old.example/feed"/>
+</outline>
+</body></opml>
+"""
+
+
+def test_feeds_import_an_opml_file_and_export_one(tmp_path: Path) -> None:
+    config = tmp_path / "monitor.toml"
+    config.write_text(
+        f'[[topics]]\nname = "valdoria"\nseeds = ["{ROOT / "tests/data/eval2/seeds"}"]\n'
+        '[[feeds]]\nurl = "https://listed.example/rss"\n'
+    )
+    opml = tmp_path / "subscriptions.opml"
+    opml.write_text(READER_OPML)
+    dry = run(tmp_path, "feeds", "import", str(opml), "--dry-run")
+    assert dry.returncode == 0, dry.stderr
+    assert not (tmp_path / "cli.db").exists()  # a dry run writes nothing, not even a database
+    assert dry.stdout.splitlines() == [
+        'skipped: "ftp://old.example/feed" is not an http(s) URL',
+        "would add: https://steppe.example/rss (Steppe Wire)",
+        "already present: https://listed.example/rss (Listed)",
+        "would add: https://kabul.example/feed?a=1&b=2 (Kabul & Region)",
+        "would add: https://untitled.example/atom.xml",
+        "would add 3 of 5 feeds; 1 already present, 1 skipped",
+    ]
+    done = run(tmp_path, "feeds", "import", str(opml), "--interval", "20m")
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.splitlines()[-1] == "added 3 of 5 feeds; 1 already present, 1 skipped"
+    rows = sqlite3.connect(tmp_path / "cli.db").execute(
+        "SELECT url, name, interval_s, enabled, from_config FROM feeds ORDER BY id"
+    )
+    assert rows.fetchall() == [
+        ("https://listed.example/rss", None, None, 1, 1),
+        ("https://steppe.example/rss", "Steppe Wire", 1200.0, 1, 0),
+        ("https://kabul.example/feed?a=1&b=2", "Kabul & Region", 1200.0, 1, 0),
+        ("https://untitled.example/atom.xml", None, 1200.0, 1, 0),
+    ]
+    again = run(tmp_path, "feeds", "import", str(opml))
+    assert again.stdout.splitlines()[-1] == "added 0 of 5 feeds; 4 already present, 1 skipped"
+
+    exported = run(tmp_path, "feeds", "export")
+    assert exported.returncode == 0, exported.stderr
+    outlines = ElementTree.fromstring(exported.stdout).findall("./body/outline")
+    assert [(o.get("xmlUrl"), o.get("text")) for o in outlines] == [
+        ("https://listed.example/rss", "https://listed.example/rss"),
+        ("https://steppe.example/rss", "Steppe Wire"),
+        ("https://kabul.example/feed?a=1&b=2", "Kabul & Region"),
+        ("https://untitled.example/atom.xml", "https://untitled.example/atom.xml"),
+    ]
+    # ... which another monitor imports as the same feeds, names and all
+    other = tmp_path / "other"
+    other.mkdir()
+    (other / "list.opml").write_text(exported.stdout)
+    assert run(other, "feeds", "import", str(other / "list.opml")).returncode == 0
+    copied = sqlite3.connect(other / "cli.db").execute("SELECT url, name FROM feeds ORDER BY id")
+    assert copied.fetchall() == [
+        ("https://listed.example/rss", None),
+        ("https://steppe.example/rss", "Steppe Wire"),
+        ("https://kabul.example/feed?a=1&b=2", "Kabul & Region"),
+        ("https://untitled.example/atom.xml", None),
+    ]
+
+
+def test_feeds_import_refuses_a_file_too_large_to_be_a_subscription_list(tmp_path: Path) -> None:
+    huge = tmp_path / "huge.opml"
+    huge.write_bytes(READER_OPML.encode() + b" " * (10 * 1024 * 1024))
+    done = run(tmp_path, "feeds", "import", str(huge))
+    assert done.returncode == 2 and not (tmp_path / "cli.db").exists()
+    assert done.stderr.strip().endswith("more than a subscription list's 10 MB: not imported")
 
 
 def test_a_feed_the_config_lists_is_not_removed_but_named_back_to_the_config(

@@ -40,6 +40,7 @@ LAYERS = {
         "decide",
         "schedule",
         "render",
+        "opml",
     },
     "bottom": {"errors", "models", "log", "metrics", "unicode_marks", "__init__"},
 }

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -230,6 +230,30 @@ class FeedStore:
                 }
             )
             return int(table.last_pk or 0)
+
+    def known_feed_urls(self) -> set[str]:
+        """Every feed's URL, and the URL the config gave each feed that has moved since."""
+        rows = self.db.execute("SELECT url, config_url FROM feeds").fetchall()
+        return {url for pair in rows for url in pair if url is not None}
+
+    def add_feeds(
+        self, feeds: Sequence[tuple[str, str | None]], interval: float | None, now: datetime
+    ) -> dict[str, int | None]:
+        """Add the feeds (URL, name) not in the database yet, in one transaction. Returns
+        each URL's new feed ID, or None for one already there (under its URL, or as the
+        URL the config gave a feed that has moved since)."""
+        outcome: dict[str, int | None] = {}
+        with self.db.atomic():
+            known = self.known_feed_urls()
+            table = self.db.table("feeds")
+            for url, name in feeds:
+                if url in known or url in outcome:
+                    outcome.setdefault(url, None)
+                    continue
+                row = {"url": url, "name": name, "interval_s": interval, "enabled": 1}
+                table.insert({**row, "created_at": iso(now)})
+                outcome[url] = table.last_rowid
+        return outcome
 
     def config_url_of(self, feed: FeedRow) -> str | None:
         """The URL the config gave a feed (it differs from `url` after a 301), if any."""
