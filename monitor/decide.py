@@ -33,7 +33,8 @@ SAME_DEVELOPMENT = 0.12  # event similarity (after decay) at which a story cover
 SEED_RESTATEMENT = 0.16  # the same, for the seeds' own development (then: duplicate of seed)...
 SEED_CORE = 0.26  # ...when the whole story is also this close to the seeds
 SEED_PHRASES = 0.17  # share of a story's word pairs found in a seed: it repeats the seed's
-SEED_PHRASES_MIN = 4  # ...quotes, names and figures (and at least this many pairs)
+SEED_PHRASES_MIN = 10  # ...quotes, names and figures (and at least this many pairs: a short
+# later step names the seed's places, people and bodies in a handful of pairs)
 SEED_EVENT = 0.5  # or: event similarity to an undated seed at which a story restates it
 RECENT_NEIGHBOUR_DAYS = 2.0  # a story this close in time to its nearest related story...
 RECENT_NEIGHBOUR = 0.35  # ...and this similar to it (full text) covers that story's development

@@ -338,6 +338,28 @@ def test_seed_restatement_is_a_duplicate(seed_dir: Path, store: Store) -> None:
     assert judge_one(judge, store, restated, T0) == Status.DUPLICATE
 
 
+def test_a_short_later_step_naming_the_seeds_places_and_people_is_no_restatement(
+    seed_dir: Path, store: Store
+) -> None:
+    """A monitor started after its seed's event: the first related story is a later step.
+    A short report names the seed's bridge, mayor and cables in a few word pairs (6 of its
+    30: 20%), which took it for a restatement of the seed (no alert); and the seed's
+    development, dated by it, then took every later step as a duplicate too."""
+    judge = Judge.open(store, [Topic("bridge", (seed_dir,))], T0)
+    later = T0 + timedelta(days=30)
+    contract = entry(
+        "Danish firm wins Norbury cable contract",
+        "A Danish engineering company won the contract to replace the corroded steel cables "
+        "of the Old Harbour Bridge, Norbury's council said, with work starting in September. "
+        "Its director promised night shifts to shorten the closure; Mayor Ines Calder "
+        "welcomed the choice.",
+        url="https://c.example/contract", when=later,
+    )  # fmt: skip
+    assert judge_one(judge, store, contract, later) == Status.DEVELOPMENT
+    # ... while a restatement of the seed, repeating its quotes and figures, still is one
+    assert judge_one(judge, store, restatement(), later) == Status.DUPLICATE
+
+
 def test_the_judge_s_background_counts_stories_and_words_alike(
     seed_dir: Path, store: Store, tmp_path: Path
 ) -> None:
