@@ -399,6 +399,11 @@ class Pipeline:
         if fresh:  # the same link and text under a new guid is the same entry
             known.update(self.storage.known_by_link(feed.url, fresh))
             fresh = [entry for entry in fresh if entry.key not in known]
+        # Judged oldest first, as replay judges them: a feed lists its newest item first, and
+        # judged in that order a follow-up opened the development (and raised the alert)
+        # that its own earlier report then only covered. (sorted() keeps the feed's order
+        # among items of one time, and puts undated ones, dated now, last.)
+        fresh = sorted(fresh, key=lambda entry: entry.published)
         return _Prepared(parsed.title, entries, known, fresh, parsed.unchanged, parsed.warning)
 
     def _write(

@@ -885,6 +885,33 @@ def test_a_development_another_process_recorded_is_known_to_a_running_pipeline(
     assert count(storage, "SELECT count(*) FROM alerts WHERE kind = 'development'") == 1
 
 
+def test_a_feeds_new_entries_are_judged_oldest_first(feed_server: FeedServer, setup: Any) -> None:
+    """A feed lists its newest item first. Two reports of one event new in the same poll
+    (a cold start, a catch-up, a flash and its story within one interval) are judged in
+    publication order, as replay judges them: the earlier report opens the development and
+    raises the alert, and the later one covers it."""
+    url = feed_server.route(
+        "/news.xml",
+        Reply(
+            200,
+            rss([("k2", KAZAKH_AGAIN_TITLE, KAZAKH_AGAIN_TEXT), ("k1", KAZAKH_TITLE, KAZAKH_TEXT)]),
+        ),
+    )
+    settings, storage = setup([url])
+    assert poll(settings, storage, Clock()).decisions == {"development": 1, "coverage": 1}
+    statuses = dict(
+        storage.db.execute(
+            "SELECT s.guid, d.status FROM decisions d JOIN stories s ON s.id = d.story_id"
+        ).fetchall()
+    )
+    assert statuses == {"k1": "development", "k2": "coverage"}
+    (alerted,) = storage.db.execute(
+        "SELECT s.guid FROM alerts a JOIN stories s ON s.id = a.story_id "
+        "WHERE a.kind = 'development'"
+    ).fetchall()
+    assert alerted == ("k1",)
+
+
 def test_an_unexpected_error_in_one_feed_spares_the_others(
     feed_server: FeedServer, setup: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
