@@ -55,7 +55,12 @@ from .storage.detection import DetectionStore
 from .text import content_hash, detect_language, post_fragment, story_body
 
 RELATED = ("development", "coverage", "duplicate")
-MAX_DEV_TERMS = 120
+# A development's terms (the leads of its stories), as kept in memory and in the database
+# alike: a judge opened from the database (a `monitor poll` from cron, a restarted daemon)
+# must see the bags the judge that wrote them saw. 120 were stored while the bag in memory
+# kept growing, and a story at the margin was coverage in one and a new development in the
+# other. The dev stream's largest bag holds ~400 terms.
+MAX_DEV_TERMS = 1000
 VERDICTS = ("relevant", "irrelevant", "not-new")
 
 
@@ -185,14 +190,23 @@ class Judge:
                 store.relabel_development(known[seed.id]["id"], seed.title[:80])
         for row in store.development_rows(settings.name):
             topic.developments.append(_development(row))
+        # A judge opened here must know what the judge that wrote these decisions knew (a
+        # `monitor poll` from cron opens one every run, a daemon at every start): the same
+        # stories in the topic's vocabulary and among its examples, or the two decide the
+        # same story apart (an item-by-item replay raised 2 seed alerts the whole replay did
+        # not, and took a development for coverage).
         for row in store.judged_stories(settings.name, RELATED, limit=2000):
-            lead = lead_bag(row["title"], row["summary"], row["content"], self.background.surfaces)
-            topic.vocabulary.add(lead)
+            if row["status"] in ("development", "coverage"):
+                lead = lead_bag(
+                    row["title"], row["summary"], row["content"], self.background.surfaces
+                )
+                topic.vocabulary.add(lead)
             published = parse_iso(row["published"])
             if published is not None:
                 topic.recent[row["id"]] = (row["development"], published)
         for row in store.judged_stories(settings.name, RELATED, limit=400):
-            if row["status"] != "duplicate" or row["feedback"] == "relevant":
+            grew = any(reason.get("kind") == "profile" for reason in json.loads(row["reasons"]))
+            if grew or row["feedback"] == "relevant":
                 example = Example(row["id"], row["title"], self._bag(row), "related")
                 profile.learn(example, self.background)
         profile.unrelated.defer(partial(self._rejected_examples, settings.name))
@@ -422,17 +436,18 @@ class Judge:
         intent: DecisionIntent,
         entry: Entry,
         lead: Callable[[], Counter[str]],
-        now: datetime,
+        told: datetime,
     ) -> DecisionIntent:
-        """Open or update the development the decision names; return the intent with its ID."""
+        """Open or update the development the decision names, reported at ``told`` (when
+        the story was published, or now if that is later); return the intent with its ID."""
         source = entry.source or ""
         if intent.status == Status.DEVELOPMENT:
             dev = Development(
                 id=_short_id("dev", topic.name, intent.story_id),
                 label=intent.new_development_label or entry.title[:60],
                 first_story=intent.story_id,
-                first_seen=now,
-                last_seen=now,
+                first_seen=told,
+                last_seen=told,
                 bag=Counter(lead()),
                 sources=[source] if source else [],
             )
@@ -447,17 +462,19 @@ class Judge:
         dev = dev_or_none
         dev.story_count += 1
         if dev.first_seen is None:
-            dev.first_seen = now  # a seed's development is dated by its first report
-        dev.last_seen = now if dev.last_seen is None else max(dev.last_seen, now)
+            dev.first_seen = told  # a seed's development is dated by its first report
+        dev.last_seen = told if dev.last_seen is None else max(dev.last_seen, told)
         if source and source not in dev.sources:
             dev.sources.append(source)
         if intent.status == Status.COVERAGE:
             dev.bag.update(lead())
+            if len(dev.bag) > MAX_DEV_TERMS:
+                dev.bag = Counter(dict(_heaviest(dev.bag)))
         self._save(topic, dev)
         return intent
 
     def _save(self, topic: _Topic, dev: Development) -> None:
-        terms = {t: float(c) for t, c in dev.bag.most_common(MAX_DEV_TERMS)}
+        terms = {t: float(c) for t, c in _heaviest(dev.bag)}
         self.storage.save_development(
             id=dev.id, topic=topic.name, label=dev.label, first_story=dev.first_story,
             sources=dev.sources, story_count=dev.story_count, terms=terms,
@@ -513,6 +530,12 @@ class Judge:
 
 def _epoch() -> datetime:
     return datetime.fromisoformat("1970-01-01T00:00:00+00:00")
+
+
+def _heaviest(bag: Counter[str]) -> list[tuple[str, int]]:
+    """A development's `MAX_DEV_TERMS` heaviest terms, ties in term order (so the same bag
+    gives the same terms however it was built: in memory, or read back)."""
+    return sorted(bag.items(), key=lambda item: (-item[1], item[0]))[:MAX_DEV_TERMS]
 
 
 def _development(row: dict[str, Any]) -> Development:

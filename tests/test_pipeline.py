@@ -22,7 +22,7 @@ from typing import Any
 
 import pytest
 
-from monitor.config import Settings, load_settings
+from monitor.config import Settings, load_settings, settings_from_dict
 from monitor.parse import parse_feed
 from monitor.pipeline import Pipeline, PollSummary
 from monitor.storage import Storage
@@ -1136,3 +1136,40 @@ def test_responses_wait_for_the_worker_instead_of_piling_up(
     assert 1 <= fetched_while_busy <= 4
     assert summary.outcomes == {"ok": 30} and summary.new == 60
     assert len(feed_server.requests) == 30
+
+
+@pytest.mark.parametrize(
+    "stream", [ROOT / "tests/data/eval2", ROOT.parent / "shared/eval/dev"], ids=["eval2", "dev"]
+)
+def test_a_judge_opened_from_the_database_knows_what_the_judge_kept_open_knew(
+    tmp_path: Path, stream: Path
+) -> None:
+    """`monitor poll` from cron opens a judge from the database at every run, a daemon at
+    every start. It must know the topic as the judge that wrote the database did: it put
+    duplicates' leads in the topic's vocabulary and took every related story for an
+    example (the judge kept open does neither), and read developments' terms cut to 120
+    while the kept judge's grew. An item-by-item replay of the dev stream then raised two
+    seed alerts (d047, d048) and took a development (d098) for coverage."""
+    if not (stream / "stream.jsonl").exists():
+        pytest.skip(f"{stream}: labelled stream not present")
+    from monitor.detect import Judge
+
+    seeds = stream / "seeds" if (stream / "seeds").is_dir() else ROOT / "seeds"
+    settings = settings_from_dict(
+        {"database": {"path": "kept.db"}, "topics": [{"name": "t", "seeds": [str(seeds)]}]},
+        tmp_path / "monitor.toml",
+    )
+    storage = Storage(settings.database_path)
+    pipeline = Pipeline(settings, storage, clock=lambda: T0)
+    try:
+        pipeline.replay(stream / "stream.jsonl")
+        kept = pipeline.judge.topics["t"]
+        opened = Judge.open(storage, settings.topics, T0).topics["t"]
+        assert kept.vocabulary.n > 10 and kept.vocabulary == opened.vocabulary
+        assert list(kept.profile.related.examples) == list(opened.profile.related.examples)
+        assert {d.id: (d.bag, d.first_seen, d.last_seen) for d in kept.developments} == {
+            d.id: (d.bag, d.first_seen, d.last_seen) for d in opened.developments
+        }
+    finally:
+        pipeline.close()
+        storage.close()

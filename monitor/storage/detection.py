@@ -747,7 +747,7 @@ class DetectionStore:
             self.db.query(
                 f"""
                 SELECT s.id, s.title, s.summary, s.content, s.language, s.published,
-                       d.status, d.score, d.feedback, d.development
+                       d.status, d.score, d.feedback, d.development, d.reasons
                 FROM decisions d JOIN stories s ON s.id = d.story_id
                 WHERE d.topic = ? AND d.status IN ({marks}) AND s.pruned_at IS NULL
                 ORDER BY d.decided_at DESC, d.rowid DESC LIMIT ?
