@@ -340,6 +340,12 @@ class Judge:
         rel = relevance(
             profile, entry.title, body, entry.language, background=self.background, bag=bag
         )
+        # Developments are dated, and their pull decays, by when their stories were
+        # published, not by when a poll met them: the first poll of a feed's backlog (or
+        # one after an outage) judges stories of past weeks at once, and dated by that poll
+        # every old development looked reported today, so for weeks a new step that read
+        # like one was taken for its coverage. Replay judges each story at its own time.
+        told = min(now, entry.published)
         duplicate_status: tuple[Status, str | None] | None = None
         if copy is not None and copy.of.startswith("seed:") and copy.of not in topic.seed_titles:
             copy = None  # a copy of another topic's seed
@@ -362,7 +368,7 @@ class Judge:
             # or joins a development only for such a story, and returns earlier otherwise.
             story_vec = event_vector(lead(), self.background, topic.vocabulary)
             match = best_development(
-                story_vec, topic.developments, self.background, topic.vocabulary, now, rel.names
+                story_vec, topic.developments, self.background, topic.vocabulary, told, rel.names
             )
             restates = self._restated_seed(topic, bag, story_vec, rel.core)
             label = label_for(entry.title, story_vec)
@@ -378,7 +384,7 @@ class Judge:
             foreign=any(r.kind == "language" for r in rel.reasons),
             restates=restates,
         )
-        intent = self._apply(topic, intent, entry, lead, now)
+        intent = self._apply(topic, intent, entry, lead, told)
         if intent.status != Status.UNRELATED and rel.grow and intent.status != Status.DUPLICATE:
             example = Example(story_id, entry.title, bag, "related")
             profile.learn(example, self.background)

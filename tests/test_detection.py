@@ -452,6 +452,22 @@ def test_later_step_after_the_seed_alerts(seed_dir: Path, store: Store) -> None:
     )
 
 
+def test_a_backlog_judged_at_once_dates_developments_by_their_stories(
+    seed_dir: Path, store: Store
+) -> None:
+    """The first poll of a feed's backlog judges three months of stories at once. Dated by
+    that poll, the seed's restatement made the seed's development look reported today, and
+    the later step (as in `test_later_step_after_the_seed_alerts`) was taken for it."""
+    judge = Judge.open(store, [Topic("bridge", (seed_dir,))], T0)
+    now = T0 + timedelta(days=90)
+    assert judge_one(judge, store, restatement(), now) == Status.DUPLICATE  # published T0
+    assert judge_one(judge, store, ferry_step(now), now) == Status.DEVELOPMENT
+    first_seen = store.db.execute(
+        "SELECT first_seen FROM developments WHERE first_story LIKE 'seed:%'"
+    ).fetchone()[0]
+    assert first_seen == T0.isoformat()
+
+
 def test_the_seeds_development_is_dated_by_its_first_report_in_the_database_too(
     seed_dir: Path, store: Store
 ) -> None:
