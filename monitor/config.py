@@ -472,6 +472,13 @@ def _build(cls: type, raw: dict[str, Any], prefix: str, base: Path) -> Any:
         if spec.name not in raw:
             if spec.default is MISSING:
                 raise _Invalid(key, f"missing (expected {_describe(hints[spec.name])})")
+            # A default path follows the config file as a written one does (database.path's
+            # "../data/monitor.db" was taken from the working directory), also inside a
+            # section the file leaves out.
+            if isinstance(spec.default, Path) and not spec.default.is_absolute():
+                values[spec.name] = base / spec.default
+            elif is_dataclass(spec.default):
+                values[spec.name] = _build(type(spec.default), {}, key, base)
             continue
         value = _convert(hints[spec.name], raw[spec.name], key, base)
         check = spec.metadata.get("check")

@@ -160,6 +160,19 @@ def test_relative_paths_follow_the_config_file(tmp_path: Path) -> None:
     assert settings.topics[0].seeds == (config.parent / "s",)
 
 
+def test_the_default_database_path_follows_the_config_file_too(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """A config without database.path put the database at "../data/monitor.db" from the
+    working directory, wherever the config file was."""
+    monkeypatch.delenv("MONITOR_DB", raising=False)
+    config = tmp_path / "conf" / "m.toml"
+    expected = config.parent / "../data/monitor.db"
+    assert settings_from_dict({}, config).database_path == expected
+    with_section = settings_from_dict({"database": {"retention": "30d"}}, config)
+    assert with_section.database_path == expected
+
+
 def test_monitor_db_overrides(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     monkeypatch.setenv("MONITOR_DB", str(tmp_path / "other.db"))
     settings = settings_from_dict({}, tmp_path / "m.toml")
