@@ -414,6 +414,8 @@ def _convert(kind: Any, value: Any, key: str, base: Path) -> Any:
         item_kind = get_args(kind)[0]
         if isinstance(value, str) and item_kind in (str, Path):
             value = [value]
+        if isinstance(value, dict) and is_dataclass(item_kind):  # [feeds] for [[feeds]]
+            raise _Invalid(key, f"one table where a list of them goes: write [[{key}]]")
         if not isinstance(value, list):
             raise _Invalid(key, f"{_show(value)} is not a list")
         return tuple(_convert(item_kind, item, f"{key}[{i}]", base) for i, item in enumerate(value))

@@ -132,6 +132,14 @@ def test_default_config_is_complete() -> None:
         ),
         ({"polling": {"max_bytes": 10**12}}, "polling.max_bytes: 1000000000000 is not between"),
         ({"polling": {"per_host": 5000}}, "polling.per_host: 5000 is not between 1 and 1000"),
+        (  # [alerts.webhooks] written for [[alerts.webhooks]]: "... {'url': ...} is not a list"
+            {"alerts": {"webhooks": {"url": "https://h.example/x", "secret_env": "S"}}},
+            "alerts.webhooks: one table where a list of them goes: write [[alerts.webhooks]]",
+        ),
+        (
+            {"topics": {"name": "a", "seeds": ["x"]}},
+            "topics: one table where a list of them goes: write [[topics]]",
+        ),
     ],
 )
 def test_errors_name_the_file_and_key(raw: dict[str, object], message: str) -> None:
