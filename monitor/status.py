@@ -79,6 +79,14 @@ def _when(value: str | None, now: datetime | None = None) -> str:
     return moment.strftime("%Y-%m-%d %H:%M")
 
 
+def _next_due(row: dict[str, Any], now: datetime | None) -> str:
+    if not row["enabled"]:
+        return row["disabled_reason"] or "-"
+    if row["next_due"] is None:  # never polled, or enabled again: the next tick takes it
+        return "now"
+    return _when(row["next_due"], now)
+
+
 def render_feeds(
     rows: list[dict[str, Any]], now: datetime | None = None, console: Console | None = None
 ) -> None:
@@ -97,7 +105,7 @@ def render_feeds(
             _when(row["last_polled"], now),
             outcome,
             str(row["entries"]),
-            _when(row["next_due"], now) if row["enabled"] else row["disabled_reason"] or "-",
+            _next_due(row, now),
             row["error"] or "",
         )
     console.print(table)

@@ -369,6 +369,25 @@ def test_status_and_alerts_list(replayed: Path) -> None:
     assert f"stories {sum(decisions.values()):,}, text cleared for 0" in text
 
 
+def _feed_cells(text: str, url: str) -> list[str]:
+    """The cells of the feeds table's row for ``url``, as printed to a pipe."""
+    row = next(line for line in text.splitlines() if url in line)
+    return [cell.strip() for cell in row.split("│")[1:-1]]
+
+
+def test_a_feed_waiting_for_its_first_poll_shows_it_is_due_now(tmp_path: Path) -> None:
+    """A feed never polled, or enabled again, is taken at the next tick, but its "next due"
+    showed "-", as if it were not due at all."""
+    url = "https://news.example/rss"
+    assert run(tmp_path, "feeds", "add", url).returncode == 0
+    for args in (("feeds", "list"), ("status",)):
+        assert _feed_cells(run(tmp_path, *args).stdout, url)[6] == "now"
+    assert run(tmp_path, "feeds", "disable", url).returncode == 0
+    assert _feed_cells(run(tmp_path, "feeds", "list").stdout, url)[6] == "disabled by user"
+    assert run(tmp_path, "feeds", "enable", url).returncode == 0
+    assert _feed_cells(run(tmp_path, "feeds", "list").stdout, url)[6] == "now"
+
+
 UNSET = "MONITOR_TEST_NEVER_SET_SECRET"
 
 
