@@ -139,6 +139,14 @@ def render_status(data: dict[str, Any], console: Console | None = None) -> None:
         *(str(counts.get(column, 0)) for column in ("pending", "held", "delivered", "failed"))
     )
     console.print(outbox)
+    # An alert counts as delivered once one channel confirmed it: a channel still retrying,
+    # or given up on, would show nowhere above.
+    waiting, failed = counts.get("deliveries_pending", 0), counts.get("deliveries_failed", 0)
+    if waiting or failed:
+        console.print(
+            f"deliveries by channel: {waiting} pending, {failed} failed "
+            "(`monitor alerts list` names them)"
+        )
     if data["feeds_failing"]:
         console.print(f"{data['feeds_failing']} feeds failing")
 

@@ -19,6 +19,8 @@ import pytest
 from monitor import __version__
 from monitor.cli import EXPORT_FIELDS, main
 from tests.feedserver import FeedServer, Reply
+from tests.peers import Reply as HookReply
+from tests.peers import SmtpPeer, WebhookReceiver
 
 ROOT = Path(__file__).resolve().parents[1]
 REPLAY = ROOT / "tests/data/eval2/stream.jsonl"
@@ -386,6 +388,33 @@ def test_a_feed_waiting_for_its_first_poll_shows_it_is_due_now(tmp_path: Path) -
     assert _feed_cells(run(tmp_path, "feeds", "list").stdout, url)[6] == "disabled by user"
     assert run(tmp_path, "feeds", "enable", url).returncode == 0
     assert _feed_cells(run(tmp_path, "feeds", "list").stdout, url)[6] == "now"
+
+
+def test_status_names_a_channel_that_failed_when_another_delivered(
+    tmp_path: Path,
+    smtp_server: SmtpPeer,
+    webhook_receiver: WebhookReceiver,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """An alert is delivered once one channel confirms it: with the email sent and the
+    webhook refused for good, status counted every alert delivered and none failed."""
+    webhook_receiver.default = HookReply(400)
+    monkeypatch.setenv("MONITOR_TEST_HOOK_SECRET", "not so secret")
+    config = tmp_path / "monitor.toml"
+    config.write_text(
+        f'[[topics]]\nname = "valdoria"\nseeds = ["{ROOT / "tests/data/eval2/seeds"}"]\n'
+        f'[alerts.email]\nhost = "127.0.0.1"\nport = {smtp_server.port}\n'
+        'recipients = ["me@example.org"]\n'
+        f'[[alerts.webhooks]]\nurl = "{webhook_receiver.url}"\n'
+        'secret_env = "MONITOR_TEST_HOOK_SECRET"\n'
+    )
+    done = run(tmp_path, "replay", str(REPLAY), "--deliver", config=config)
+    assert done.returncode == 0, done.stderr
+    alerts = json.loads(run(tmp_path, "alerts", "list", "--json", config=config).stdout)
+    assert alerts and {a["status"] for a in alerts} == {"delivered"}
+    assert len(smtp_server.received) == len(webhook_receiver.requests) == len(alerts)
+    text = run(tmp_path, "status", config=config).stdout
+    assert f"deliveries by channel: 0 pending, {len(alerts)} failed" in text
 
 
 UNSET = "MONITOR_TEST_NEVER_SET_SECRET"
