@@ -228,7 +228,7 @@ def poll(app: App, as_json: bool) -> None:
         )
     else:
         click.echo(summary.text())
-        click.echo(f"delivery: {delivery.text()}")
+        click.echo(delivery.text())
 
 
 @main.command()
@@ -252,7 +252,7 @@ def replay(app: App, file: Path, deliver: bool) -> None:
             from .deliver import deliver_pending
 
             delivery = deliver_pending(storage, channels, settings, now)
-            click.echo(f"delivery: {delivery.text()}")
+            click.echo(delivery.text())
 
 
 @main.command()

@@ -205,6 +205,25 @@ def test_replayed_posts_of_one_live_page_are_each_stored_and_judged(tmp_path: Pa
     ]
 
 
+def test_the_delivery_summary_is_one_plain_line(
+    tmp_path: Path, webhook_receiver: WebhookReceiver, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """It read "delivery: deliveries: 0 delivered, ...", the word twice."""
+    monkeypatch.setenv("MONITOR_TEST_HOOK_SECRET", "not so secret")
+    config = tmp_path / "monitor.toml"
+    config.write_text(
+        f'[[topics]]\nname = "valdoria"\nseeds = ["{ROOT / "tests/data/eval2/seeds"}"]\n'
+        f'[[alerts.webhooks]]\nurl = "{webhook_receiver.url}"\n'
+        'secret_env = "MONITOR_TEST_HOOK_SECRET"\n'
+    )
+    archive = tmp_path / "one.jsonl"
+    item = {"url": "https://g.example/a", "title": "Ferry crews walk out"}
+    archive.write_text(json.dumps({**item, "published": "2026-01-01T00:00:00Z"}) + "\n")
+    done = run(tmp_path, "replay", str(archive), "--deliver", config=config)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.splitlines()[-1] == "deliveries: 0 delivered, 0 to retry, 0 failed"
+
+
 def test_a_report_that_cannot_be_written_is_one_line_naming_it(replayed: Path) -> None:
     for output, reason in (
         (replayed / "monitor.toml" / "x.html", f"{replayed / 'monitor.toml'} is a file"),
