@@ -294,7 +294,11 @@ class EmailSettings:
 @dataclass(frozen=True, slots=True)
 class WebhookSettings:
     url: str = _setting(check=_check_http_url, doc="receiver URL")
-    secret_env: str | None = _setting(None, doc="environment variable holding the signing secret")
+    secret_env: str | None = _setting(
+        None,
+        doc="environment variable holding the signing secret; needed (webhooks are always "
+        "signed), and set wherever `check`, `run`, `poll` or `alerts test` runs",
+    )
     timeout: Duration = _setting(Duration(15), check=_positive, doc="whole request")
 
 
