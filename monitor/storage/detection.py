@@ -831,11 +831,12 @@ class DetectionStore:
         raise UserError(f"no story with ID or URL {id_or_url!r}")
 
     def story_brief(self, story_id: str) -> dict[str, Any] | None:
-        rows = list(
-            self.db.query(
-                "SELECT id, title, url, source, published FROM stories WHERE id = ?", [story_id]
-            )
-        )
+        """A story's id, title, url, source and published, or a seed's (its file's path)."""
+        if story_id.startswith("seed:"):
+            query = "SELECT id, title, path AS url, NULL AS source, NULL AS published FROM seeds"
+        else:
+            query = "SELECT id, title, url, source, published FROM stories"
+        rows = list(self.db.query(f"{query} WHERE id = ?", [story_id]))
         return rows[0] if rows else None
 
 
