@@ -17,9 +17,17 @@ $(STAMP): requirements.lock pyproject.toml
 	$(BIN)/python -m compileall -q monitor
 	touch $(STAMP)
 
+# The webhooks' signing secret, when MONITOR_WEBHOOK_SECRET is not set: made once, kept
+# beside the database (readable by its owner only), so a receiver can check signatures.
+SECRET := data/webhook-secret
+
 ## run: the daemon with the default config (Ctrl-C stops it)
 run: $(STAMP)
-	MONITOR_WEBHOOK_SECRET="$${MONITOR_WEBHOOK_SECRET:-$$($(BIN)/python -c 'import secrets; import base64; print("whsec_" + base64.b64encode(secrets.token_bytes(24)).decode())')}" \
+	@test -n "$$MONITOR_WEBHOOK_SECRET" || test -s $(SECRET) || { \
+	    mkdir -p data && umask 077 && \
+	    $(BIN)/python -c 'import secrets, base64; print("whsec_" + base64.b64encode(secrets.token_bytes(24)).decode())' > $(SECRET) && \
+	    echo "made a webhook signing secret in $(SECRET): give it to your receiver"; }
+	MONITOR_WEBHOOK_SECRET="$${MONITOR_WEBHOOK_SECRET:-$$(cat $(SECRET))}" \
 	    $(BIN)/monitor --config config/monitor.toml run
 
 ## test: lint, type-check and the whole test suite
