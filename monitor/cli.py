@@ -517,7 +517,7 @@ def alerts() -> None:
     "state",
     type=click.Choice(["pending", "delivered", "failed", "held"]),
     default=None,
-    help="Only alerts in this state.",
+    help="Only alerts in this state (failed, pending: or with a channel in it).",
 )
 @click.option("--limit", default=50, show_default=True)
 @click.option("--json", "as_json", is_flag=True, help="Print the alerts as JSON.")

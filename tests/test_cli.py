@@ -434,6 +434,11 @@ def test_status_names_a_channel_that_failed_when_another_delivered(
     assert len(smtp_server.received) == len(webhook_receiver.requests) == len(alerts)
     text = run(tmp_path, "status", config=config).stdout
     assert f"deliveries by channel: 0 pending, {len(alerts)} failed" in text
+    # ... and `alerts list --status failed` lists them (it listed none: no alert "failed")
+    listed = run(tmp_path, "alerts", "list", "--status", "failed", "--json", config=config)
+    assert [a["id"] for a in json.loads(listed.stdout)] == [a["id"] for a in alerts]
+    pending = run(tmp_path, "alerts", "list", "--status", "pending", "--json", config=config)
+    assert json.loads(pending.stdout) == []
 
 
 UNSET = "MONITOR_TEST_NEVER_SET_SECRET"

@@ -374,13 +374,20 @@ class AlertStore:
         self, *, status: str | None = None, topic: str | None = None, limit: int = 50
     ) -> list[dict[str, Any]]:
         """The newest alerts (optionally of one status or topic), each with a one-line title
-        and its deliveries (channel, status, attempts, last error)."""
+        and its deliveries (channel, status, attempts, last error). An alert counts as
+        delivered once one channel confirmed it, so "failed" and "pending" also take an
+        alert with a channel in that state (the email sent, the webhook given up on)."""
         if status is not None and status not in ALERT_STATUSES:
             raise UserError(
                 f"unknown alert status {status!r} (expected one of: {', '.join(ALERT_STATUSES)})"
             )
         where, params = ["1 = 1"], []
-        if status is not None:
+        if status in ("failed", "pending"):
+            where.append(
+                "(status = ? OR id IN (SELECT alert_id FROM deliveries WHERE status = ?))"
+            )
+            params.extend([status, status])
+        elif status is not None:
             where.append("status = ?")
             params.append(status)
         if topic is not None:
