@@ -383,9 +383,7 @@ class AlertStore:
             )
         where, params = ["1 = 1"], []
         if status in ("failed", "pending"):
-            where.append(
-                "(status = ? OR id IN (SELECT alert_id FROM deliveries WHERE status = ?))"
-            )
+            where.append("(status = ? OR id IN (SELECT alert_id FROM deliveries WHERE status = ?))")
             params.extend([status, status])
         elif status is not None:
             where.append("status = ?")
