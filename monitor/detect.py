@@ -61,6 +61,9 @@ RELATED = ("development", "coverage", "duplicate")
 # kept growing, and a story at the margin was coverage in one and a new development in the
 # other. The dev stream's largest bag holds ~400 terms.
 MAX_DEV_TERMS = 1000
+# The reason an unrelated story below `REJECT` carries when it was kept out of the negative
+# examples because a related story was close (`score.REJECT_NEIGHBOUR`).
+NOT_NEGATIVE = "not a negative example: a related story is close"
 VERDICTS = ("relevant", "irrelevant", "not-new")
 
 
@@ -214,11 +217,13 @@ class Judge:
         return topic
 
     def _rejected_examples(self, topic: str) -> list[Example]:
-        """The topic's latest clearly unrelated stories, as examples (read when needed)."""
+        """The topic's latest clearly unrelated stories, as examples (read when needed): those
+        that scored below `REJECT`, but not one a related story was close to (its decision
+        says so: `NOT_NEGATIVE`; decisions written before that rule carry no such mark)."""
         return [
             Example(row["id"], row["title"], self._bag(row), "unrelated")
             for row in self.storage.judged_stories(topic, ("unrelated",), limit=600)
-            if row["score"] < REJECT
+            if row["score"] < REJECT and NOT_NEGATIVE not in row["reasons"]
         ]
 
     def _bag(self, row: dict[str, Any]) -> Counter[str]:
@@ -395,6 +400,9 @@ class Judge:
         elif intent.status == Status.UNRELATED and rel.reject:
             example = Example(story_id, entry.title, bag, "unrelated")
             profile.learn(example, self.background)
+        elif intent.status == Status.UNRELATED and rel.score < REJECT:
+            # (marked for a judge opened from the database: see `_rejected_examples`)
+            intent = replace(intent, reasons=(*intent.reasons, Reason("profile", NOT_NEGATIVE)))
         if intent.status in (Status.DEVELOPMENT, Status.COVERAGE):
             topic.vocabulary.add(lead())
         if intent.status != Status.UNRELATED:

@@ -741,7 +741,8 @@ NEIGHBOUR_MARGIN = 0.05  # a rejected story must be this much closer to veto a r
 NEIGHBOUR_GATE = 0.03  # below this similarity to the seeds, neighbours are not searched
 GROW_CORE = 0.2  # a related story joins the neighbours when this close to the core...
 GROW_COPY = 0.5  # ...or this close to a neighbour (a near-copy of one)
-REJECT = 0.15  # a story scoring below this joins the unrelated examples
+REJECT = 0.15  # a story scoring below this joins the unrelated examples...
+REJECT_NEIGHBOUR = 0.2  # ...unless a related story is this close: not clearly unrelated
 CROSS_LANGUAGE_TERMS = 4  # shared terms a story in another language needs for full credit
 HEADLINE_MIN = 0.2  # on the seeds route: weight of the headline's terms in the seed profile
 
@@ -893,7 +894,10 @@ def relevance(
         reasons=reasons,
         core=round(sim_core, 4),
         grow=related and not foreign and (sim_core >= GROW_CORE or near >= GROW_COPY),
-        reject=not related and score < REJECT,
+        # A story near a related one is no clear negative: taken for one, it vetoed the
+        # next reports of its event (a monitor started late missed Kabul's welcome of a
+        # ruling, then everything that read like it).
+        reject=not related and score < REJECT and near < REJECT_NEIGHBOUR,
         names=named,
     )
 

@@ -22,7 +22,9 @@ from monitor.errors import SeedError, UserError
 from monitor.models import Entry, Status
 from monitor.score import (
     MAX_IDF,
+    REJECT,
     Background,
+    Example,
     analyse,
     build_profile,
     cosine,
@@ -273,6 +275,36 @@ def test_profile_scores_on_topic_above_off_topic(seed_dir: Path) -> None:
     assert on.related and short.related and not off.related
     assert on.score > off.score
     assert on.matched_terms and on.nearest is not None
+
+
+def test_a_story_close_to_a_related_one_is_no_negative_example(seed_dir: Path) -> None:
+    """Stories below `REJECT` become the topic's negative examples, which veto related
+    neighbours of later stories. One close to a related story is no clear negative: taken
+    for one, it vetoed the later reports of its event too (a monitor started late missed
+    one report of an event on its seeds' score, then the rest through it)."""
+    seeds = load_seeds([seed_dir])
+    profile = build_profile("bridge", [(s.id, s.title, s.text) for s in seeds])
+    background = Background()
+    title = "Norbury freight ferry carries its first lorries across the harbour"
+    text = (
+        "The temporary freight ferry made its first crossing of Norbury harbour on Monday "
+        "with twelve lorries aboard, as hauliers queued at the port terminal. The port "
+        "authority said crossings would run every hour, day and night, while the bridge is "
+        "closed to heavy traffic."
+    )
+    profile.learn(Example("s_ferry", title, analyse(title, text), "related"), background)
+    near = relevance(
+        profile, "Ferry fares rise across the region",
+        "Ferry operators raised fares by five percent on Monday, blaming fuel costs; night "
+        "crossings were cut.", background=background,
+    )  # fmt: skip
+    far = relevance(
+        profile, "Norbury dock workers vote on strike",
+        "Dock workers at Norbury port voted on Monday on a strike over pay and night shifts, "
+        "the union said.", background=background,
+    )  # fmt: skip
+    assert not near.related and near.score < REJECT and not near.reject
+    assert not far.related and far.score < REJECT and far.reject
 
 
 def test_short_plurals_meet_their_singular() -> None:

@@ -1147,9 +1147,11 @@ def test_a_judge_opened_from_the_database_knows_what_the_judge_kept_open_knew(
     """`monitor poll` from cron opens a judge from the database at every run, a daemon at
     every start. It must know the topic as the judge that wrote the database did: it put
     duplicates' leads in the topic's vocabulary and took every related story for an
-    example (the judge kept open does neither), and read developments' terms cut to 120
-    while the kept judge's grew. An item-by-item replay of the dev stream then raised two
-    seed alerts (d047, d048) and took a development (d098) for coverage."""
+    example (the judge kept open does neither), read developments' terms cut to 120
+    while the kept judge's grew, and would take every unrelated story below `REJECT` for a
+    negative example, those a related story was close to included. An item-by-item replay
+    of the dev stream raised two seed alerts (d047, d048) and took a development (d098)
+    for coverage."""
     if not (stream / "stream.jsonl").exists():
         pytest.skip(f"{stream}: labelled stream not present")
     from monitor.detect import Judge
@@ -1167,6 +1169,8 @@ def test_a_judge_opened_from_the_database_knows_what_the_judge_kept_open_knew(
         opened = Judge.open(storage, settings.topics, T0).topics["t"]
         assert kept.vocabulary.n > 10 and kept.vocabulary == opened.vocabulary
         assert list(kept.profile.related.examples) == list(opened.profile.related.examples)
+        opened.profile.unrelated.index()  # (its examples are read when it is first queried)
+        assert list(kept.profile.unrelated.examples) == list(opened.profile.unrelated.examples)
         assert {d.id: (d.bag, d.first_seen, d.last_seen) for d in kept.developments} == {
             d.id: (d.bag, d.first_seen, d.last_seen) for d in opened.developments
         }
