@@ -14,6 +14,7 @@ from .deliver import send_test
 from .notify.base import Notifier
 from .render import alert_text
 from .storage import Storage
+from .text import counted
 
 
 def _channels_line(deliveries: list[dict[str, Any]]) -> str:
@@ -60,7 +61,7 @@ def show_alert(storage: Storage, alert_id: str) -> tuple[dict[str, Any], str]:
     for delivery in detail["deliveries"]:
         line = f"  {delivery['channel']}: {delivery['status']}"
         if delivery.get("attempts") is not None:
-            line += f" after {delivery['attempts']} attempts"
+            line += f" after {counted(delivery['attempts'], 'attempt')}"
         if delivery["status"] == "pending" and delivery.get("next_attempt_at"):
             line += f", next at {delivery['next_attempt_at']}"
         if delivery.get("confirmation"):

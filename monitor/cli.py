@@ -25,6 +25,7 @@ from . import __version__
 from .config import Settings, config_path, load_settings
 from .errors import AlreadyRunning, ConfigError, MonitorError, SeedError, UserError
 from .log import setup_logging
+from .text import counted
 
 # httpx imports its own command-line client (click, rich, pygments: ~6 MB of a poll's
 # memory) whenever click is installed, and `monitor` never runs it: marked absent before
@@ -342,10 +343,10 @@ def check(app: App) -> None:
         raise ConfigError(f"{settings.source}: topics: no topic configured")
     for topic in settings.topics:
         seeds = load_seeds(topic.seeds)
-        click.echo(f"topic {topic.name}: {len(seeds)} seed documents")
+        click.echo(f"topic {topic.name}: {counted(len(seeds), 'seed document')}")
     channels = build_channels(settings.alerts, source=settings.source)
     click.echo(
-        f"{len(settings.feeds)} feeds, {len(channels)} alert channels "
+        f"{counted(len(settings.feeds), 'feed')}, {counted(len(channels), 'alert channel')} "
         f"({', '.join(c.channel for c in channels) or 'none'})"
     )
     click.echo(f"database: {settings.database_path}")
@@ -446,8 +447,8 @@ def feeds_import(app: App, path: str, interval: str | None, dry_run: bool) -> No
     added = sum(feed_id is not None for feed_id in outcome.values())
     verb = "would add" if dry_run else "added"
     click.echo(
-        f"{verb} {added} of {len(wanted) + skipped} feeds; {len(outcome) - added} already "
-        f"present, {skipped} skipped"
+        f"{verb} {added} of {counted(len(wanted) + skipped, 'feed')}; "
+        f"{len(outcome) - added} already present, {skipped} skipped"
     )
 
 

@@ -56,6 +56,7 @@ from .errors import ConfigError, DeliveryError
 from .log import redact
 from .storage import Storage
 from .storage.alerts import AttemptRecord, DueDelivery, claim_owner
+from .text import counted
 
 if TYPE_CHECKING:  # (a poll with no channel never imports them, nor tenacity)
     from .notify.base import Notifier
@@ -276,7 +277,7 @@ def _attempt(
         else:
             outcome = "failed"
             if error.transient:
-                message = f"gave up after {attempt} attempts: {message}"
+                message = f"gave up after {counted(attempt, 'attempt')}: {message}"
             record = AttemptRecord(
                 delivery_id=due.id,
                 attempted_at=now,

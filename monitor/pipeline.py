@@ -41,6 +41,7 @@ from .models import Entry, FeedOutcome, Fetched
 from .parse import entry_from_item, parse_feed
 from .schedule import next_due
 from .storage import FeedRow, FeedUpdate, Known, Storage, database_failure
+from .text import counted
 
 if TYPE_CHECKING:  # imported when first needed: a poll of 304s never judges anything
     from .detect import Judge
@@ -102,9 +103,9 @@ class PollSummary:
         outcomes = ", ".join(f"{count} {name}" for name, count in sorted(self.outcomes.items()))
         decisions = ", ".join(f"{count} {name}" for name, count in sorted(self.decisions.items()))
         return (
-            f"{self.feeds} feeds ({outcomes or 'none'}); {self.entries} entries, "
-            f"{self.new} new, {self.edited} edited; decisions: {decisions or 'none'}; "
-            f"{self.alerts} alerts raised"
+            f"{counted(self.feeds, 'feed')} ({outcomes or 'none'}); "
+            f"{counted(self.entries, 'entry', 'entries')}, {self.new} new, {self.edited} edited; "
+            f"decisions: {decisions or 'none'}; {counted(self.alerts, 'alert')} raised"
         )
 
 

@@ -15,6 +15,7 @@ from rich.table import Table
 
 from .config import Settings, format_duration
 from .storage import Storage, database_bytes, iso, parse_iso
+from .text import counted
 
 
 def _console() -> Console:
@@ -148,7 +149,7 @@ def render_status(data: dict[str, Any], console: Console | None = None) -> None:
             "(`monitor alerts list` names them)"
         )
     if data["feeds_failing"]:
-        console.print(f"{data['feeds_failing']} feeds failing")
+        console.print(f"{counted(data['feeds_failing'], 'feed')} failing")
 
 
 def render_alerts(rows: list[dict[str, Any]], console: Console | None = None) -> None:

@@ -136,6 +136,11 @@ def clean_line(value: object) -> str:
     return " ".join(safe_str(value).translate(_INVISIBLE).split())
 
 
+def counted(count: int, noun: str, plural: str | None = None) -> str:
+    """ "1 feed", "2 feeds", "0 entries": a count with its noun in the right number."""
+    return f"{count} {noun if count == 1 else plural or noun + 's'}"
+
+
 def shorten(text: str, limit: int) -> str:
     """``text`` cut to at most ``limit`` characters, the last of them "…" when cut."""
     return text if len(text) <= limit else text[: limit - 1].rstrip() + "…"

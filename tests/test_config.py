@@ -262,6 +262,24 @@ def test_check_exits_2_with_one_line(tmp_path: Path, text: str, expected: str) -
     assert len(done.stderr.strip().splitlines()) == 1
 
 
+def test_check_counts_in_the_right_number(tmp_path: Path) -> None:
+    """It printed "1 seed documents", "1 feeds", "0 alert channels" alike."""
+    config = tmp_path / "ok.toml"
+    config.write_text(
+        f'[[topics]]\nname = "t"\nseeds = ["{ROOT / "seeds"}"]\n'
+        '[[feeds]]\nurl = "https://one.example/rss"\n'
+    )
+    done = subprocess.run(
+        [sys.executable, "-m", "monitor", "--config", str(config), "check"],
+        env={key: value for key, value in os.environ.items() if key != "MONITOR_DB"},
+        capture_output=True, text=True, timeout=60, check=False,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.splitlines()[:2] == [
+        "topic t: 1 seed document", "1 feed, 0 alert channels (none)"
+    ]  # fmt: skip
+
+
 def test_missing_config_file(tmp_path: Path) -> None:
     done = subprocess.run(
         [sys.executable, "-m", "monitor", "--config", str(tmp_path / "nope.toml"), "status"],
