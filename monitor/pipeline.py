@@ -24,14 +24,14 @@ import sqlite3
 import threading
 import time
 from collections import Counter
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import AsyncExitStack, contextmanager
+from contextlib import AsyncExitStack, contextmanager, suppress
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from functools import partial
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 from . import article
 from .config import Settings
@@ -47,6 +47,8 @@ if TYPE_CHECKING:  # imported when first needed: a poll of 304s never judges any
     from .detect import Judge
 
 log = logging.getLogger("monitor.pipeline")
+MAX_JOIN_WAIT = 1.0  # seconds a write of waiting feeds waits for one the worker made ready
+ORDER_WAIT = 5.0  # seconds changed feeds wait for the poll's requests in flight
 READY_FOR_WORKER = 8  # fetched feeds that may wait for the worker (at most `concurrency`)
 # `database.retention`: stories cleared a transaction of PRUNE_BATCH at a time, for at most
 # PRUNE_SECONDS a cycle (the rest the next cycle: turning it on for a database of years
@@ -57,6 +59,7 @@ PRUNE_SECONDS = 1.0
 PRUNE_EVERY = timedelta(hours=1)
 
 _T = TypeVar("_T")
+_J = TypeVar("_J")  # a job waiting in a `_Batch`
 
 Clock = Callable[[], datetime]
 
@@ -136,11 +139,20 @@ class Pipeline:
         )
         self.observers: list[Callable[[FeedReport], None]] = []
         self._worker = ThreadPoolExecutor(max_workers=1, thread_name_prefix="monitor-pipeline")
-        # 304s waiting for the worker: written together, one transaction for all of them
-        self._unchanged: list[tuple[Callable[[], FeedReport], asyncio.Future[FeedReport]]] = []
-        self._unchanged_lock = threading.Lock()
-        self._unchanged_flush: asyncio.Task[None] | None = None
-        self._flushes: set[asyncio.Task[None]] = set()  # held until done (asyncio keeps weak refs)
+        # Feeds waiting for the worker are written together when it gets to them: 304s in
+        # one transaction for all; changed feeds in one too, their new entries judged in the
+        # order they were published across the feeds (see `_write_changed`).
+        self._unchanged: _Batch[Callable[[], FeedReport]] = _Batch(
+            self.on_worker, self._write_unchanged, self._write_one_unchanged
+        )
+        self._changed: _Batch[_Changed] = _Batch(
+            self.on_worker,
+            self._write_changed,
+            lambda job: self._write_changed([job])[0],
+            before=self._fetches_settled,
+        )
+        self._fetching = 0  # requests of this poll in flight
+        self._settled: asyncio.Event | None = None  # set while none is (made in the loop)
 
     @property
     def judge(self) -> Judge:
@@ -219,7 +231,7 @@ class Pipeline:
                 async with slots:
                     started = time.perf_counter()
                     try:
-                        outcome = await self._fetch(client, feed)
+                        outcome = await self._counted_fetch(client, feed)
                         await waiting.aclose()  # the host's turn is over
                         return await self._process(client, feed, outcome, started, summary)
                     except Exception as error:  # a bug, or a library error nobody translated
@@ -249,6 +261,29 @@ class Pipeline:
             if own:
                 await client.aclose()
         return summary
+
+    async def _counted_fetch(self, client: Fetcher, feed: FeedRow) -> Fetched | FetchError:
+        """`_fetch`, counted among the requests in flight (see `_fetches_settled`)."""
+        if self._settled is None:
+            self._settled = asyncio.Event()
+        self._fetching += 1
+        self._settled.clear()
+        try:
+            return await self._fetch(client, feed)
+        finally:
+            self._fetching -= 1
+            if self._fetching == 0:
+                self._settled.set()
+
+    async def _fetches_settled(self) -> None:
+        """Wait, before changed feeds are written, until no request of the poll is in flight
+        (`ORDER_WAIT` at most): the feeds that answer meanwhile are written with them, their
+        new entries judged in the order they were published (`_write_changed`). Feeds still
+        waiting for a slot are not in flight: those fetched hold the slots until written."""
+        if self._settled is None or self._fetching == 0:
+            return
+        with suppress(TimeoutError):
+            await asyncio.wait_for(self._settled.wait(), ORDER_WAIT)
 
     async def _fetch(self, client: Fetcher, feed: FeedRow) -> Fetched | FetchError:
         try:
@@ -289,15 +324,26 @@ class Pipeline:
                     self._not_modified, feed, outcome, now, started, summary
                 )
             return await self._not_modified_batched(feed, outcome, now, started)
-        prepared = await self.on_worker(self._prepare, feed, outcome, now, started, summary)
+        prepared = await self.on_worker(self._prepare_changed, feed, outcome, now, started, summary)
         if isinstance(prepared, FeedReport):
             return prepared
         articles = {}
-        if feed.full_text and prepared.fresh:
+        enrich = feed.full_text and bool(prepared.fresh)
+        if enrich:
             articles = await self._enrich(client, prepared.fresh)
-        return await self.on_worker(
-            self._write, feed, outcome, prepared, articles, now, started, summary
+        return await self._changed.write(
+            _Changed(feed, outcome, prepared, articles, now, started, summary), expected=not enrich
         )
+
+    def _prepare_changed(
+        self, feed: FeedRow, outcome: Fetched, now: datetime, started: float, summary: PollSummary
+    ) -> _Prepared | FeedReport:
+        """`_prepare` on the worker; a feed to be written at once is announced to the batch
+        of changed feeds, whose next write waits for it (see `_Batch.expect`)."""
+        prepared = self._prepare(feed, outcome, now, started, summary)
+        if not isinstance(prepared, FeedReport) and not (feed.full_text and prepared.fresh):
+            self._changed.expect()
+        return prepared
 
     async def on_worker(self, function: Callable[..., _T], *args: Any) -> _T:
         """Run ``function(*args)`` on the thread that owns the pipeline's connection."""
@@ -319,62 +365,18 @@ class Pipeline:
     ) -> FeedReport:
         """A 304's new state, written with the other 304s that arrived while the worker was
         busy: one commit for many feeds (each feed's rows are still whole or absent)."""
-        loop = asyncio.get_running_loop()
-        done: asyncio.Future[FeedReport] = loop.create_future()
         # no alert to count: a feed with a pending recovery alert goes through `_not_modified`
-        job = partial(self._not_modified_state, feed, outcome, now, started, PollSummary())
-        with self._unchanged_lock:
-            self._unchanged.append((job, done))
-            if self._unchanged_flush is None:
-                self._unchanged_flush = flush = loop.create_task(self._flush_unchanged())
-                self._flushes.add(flush)
-                flush.add_done_callback(self._flushes.discard)
-        return await done
+        return await self._unchanged.write(
+            partial(self._not_modified_state, feed, outcome, now, started, PollSummary())
+        )
 
-    async def _flush_unchanged(self) -> None:
-        try:
-            results = await self.on_worker(self._write_unchanged)
-        except BaseException as error:  # cancelled or no worker: no 304 may wait forever
-            for _, done in self._take_unchanged():
-                if not done.done():
-                    done.set_exception(
-                        error
-                        if isinstance(error, Exception)
-                        else RuntimeError("the write of unchanged feeds was cancelled")
-                    )
-            raise
-        for done, result in results:
-            if done.done():
-                continue  # its feed's task was cancelled meanwhile
-            if isinstance(result, BaseException):
-                done.set_exception(result)
-            else:
-                done.set_result(result)
+    def _write_unchanged(self, jobs: list[Callable[[], FeedReport]]) -> list[FeedReport]:
+        with self.storage.atomic():
+            return [job() for job in jobs]
 
-    def _write_unchanged(self) -> list[tuple[asyncio.Future[FeedReport], FeedReport | Exception]]:
-        """Write every waiting 304 (runs on the worker): together, or one by one when the
-        shared transaction fails, so that one bad feed never stops the others."""
-        batch = self._take_unchanged()
-        try:
-            with self.storage.atomic():
-                return [(done, job()) for job, done in batch]
-        except Exception:  # retried feed by feed below; each error goes to its feed
-            log.debug("writing %d unchanged feeds together failed; one by one", len(batch))
-        results: list[tuple[asyncio.Future[FeedReport], FeedReport | Exception]] = []
-        for job, done in batch:
-            try:
-                with self.storage.atomic():
-                    results.append((done, job()))
-            except Exception as error:  # handed to that feed's task
-                results.append((done, error))
-        return results
-
-    def _take_unchanged(self) -> list[tuple[Callable[[], FeedReport], asyncio.Future[FeedReport]]]:
-        """The waiting 304s, now owned by the caller; later ones schedule the next write."""
-        with self._unchanged_lock:
-            batch, self._unchanged = self._unchanged, []
-            self._unchanged_flush = None
-        return batch
+    def _write_one_unchanged(self, job: Callable[[], FeedReport]) -> FeedReport:
+        with self.storage.atomic():
+            return job()
 
     def _not_modified_state(
         self, feed: FeedRow, outcome: Fetched, now: datetime, started: float, summary: PollSummary
@@ -407,47 +409,56 @@ class Pipeline:
         fresh = sorted(fresh, key=lambda entry: entry.published)
         return _Prepared(parsed.title, entries, known, fresh, parsed.unchanged, parsed.warning)
 
-    def _write(
-        self,
-        feed: FeedRow,
-        outcome: Fetched,
-        prepared: _Prepared,
-        articles: dict[str, tuple[str | None, str]],
-        now: datetime,
-        started: float,
-        summary: PollSummary,
-    ) -> FeedReport:
-        report = FeedReport(
-            feed.label,
-            FeedOutcome.OK,
-            status=outcome.status,
-            entries=len(prepared.entries) + prepared.unchanged,
-            warning=prepared.warning,
-        )
-        written = PollSummary()  # the decisions and alerts, counted once they are committed
+    def _write_changed(self, jobs: list[_Changed]) -> list[FeedReport]:
+        """Write changed feeds in one transaction (runs on the worker): each feed's edits
+        and state, and their new entries judged in the order they were published across
+        the feeds, as replay judges them. A feed lists its newest item first, and feeds
+        answer in any order: judged as they came, a follow-up (or a copy) opened the
+        development, and raised the alert, that the first report then only covered."""
+        reports: list[FeedReport] = []
+        written = [PollSummary() for _ in jobs]  # decisions and alerts, counted once committed
+        fresh: list[tuple[Entry, int]] = []
         with self._judging():
-            for entry in prepared.entries:
-                seen = prepared.known.get(entry.key)
-                if seen is None:
-                    continue
-                if seen.content_hash != entry.content_hash:
-                    self.storage.update_story(seen.story_id, entry, now)
-                    report.edited += 1
-                elif seen.raw_hash != entry.raw_hash:  # same text, new markup or first look
-                    self.storage.set_raw_hash(seen.story_id, entry.raw_hash)
-            for entry in prepared.fresh:
-                self._judge_new(
-                    entry, feed.url, feed.id, now, written, feed.topics, articles.get(entry.key)
+            for number, job in enumerate(jobs):
+                prepared = job.prepared
+                reports.append(
+                    FeedReport(
+                        job.feed.label,
+                        FeedOutcome.OK,
+                        status=job.outcome.status,
+                        entries=len(prepared.entries) + prepared.unchanged,
+                        warning=prepared.warning,
+                    )
                 )
-                report.new += 1
-            self._write_feed_state(
-                feed, outcome, report, now, started, written, title=prepared.title
-            )
-            if report.new:  # dated in the transaction that signed them
+                for entry in prepared.entries:
+                    seen = prepared.known.get(entry.key)
+                    if seen is None:
+                        continue
+                    if seen.content_hash != entry.content_hash:
+                        self.storage.update_story(seen.story_id, entry, job.now)
+                        reports[number].edited += 1
+                    elif seen.raw_hash != entry.raw_hash:  # same text, new markup or first look
+                        self.storage.set_raw_hash(seen.story_id, entry.raw_hash)
+                fresh.extend((entry, number) for entry in prepared.fresh)
+            fresh.sort(key=lambda pair: pair[0].published)  # (stable: a feed's order on ties)
+            for entry, number in fresh:
+                job = jobs[number]
+                self._judge_new(
+                    entry, job.feed.url, job.feed.id, job.now, written[number], job.feed.topics,
+                    job.articles.get(entry.key),
+                )  # fmt: skip
+                reports[number].new += 1
+            for number, job in enumerate(jobs):
+                self._write_feed_state(
+                    job.feed, job.outcome, reports[number], job.now, job.started,
+                    written[number], title=job.prepared.title,
+                )  # fmt: skip
+            if fresh:  # dated in the transaction that signed them
                 self.storage.mark_lsh(self.clock(), self.dedupe_window)
-        summary.decisions.update(written.decisions)
-        summary.alerts += written.alerts
-        return report
+        for job, counts in zip(jobs, written, strict=True):
+            job.summary.decisions.update(counts.decisions)
+            job.summary.alerts += counts.alerts
+        return reports
 
     async def _enrich(
         self, client: Fetcher, entries: list[Entry]
@@ -777,6 +788,119 @@ class Pipeline:
                     **({"warning": report.warning} if report.warning else {}),
                 },
             )
+
+
+@dataclass(slots=True)
+class _Changed:
+    """A changed feed, parsed, waiting for the worker to write it."""
+
+    feed: FeedRow
+    outcome: Fetched
+    prepared: _Prepared
+    articles: dict[str, tuple[str | None, str]]
+    now: datetime
+    started: float
+    summary: PollSummary
+
+
+class _Batch(Generic[_J]):
+    """Feeds' writes waiting for the pipeline's worker. Those that arrive while it is busy
+    are written together when it gets to them (`together`, one transaction), or one by
+    one (`alone`) when that fails, so that one bad feed never stops the others; each
+    feed's task gets its own report or error."""
+
+    def __init__(
+        self,
+        on_worker: Callable[..., Awaitable[Any]],
+        together: Callable[[list[_J]], list[FeedReport]],
+        alone: Callable[[_J], FeedReport],
+        before: Callable[[], Awaitable[None]] | None = None,
+    ) -> None:
+        self._on_worker = on_worker
+        self._together = together
+        self._alone = alone
+        self._before = before  # awaited before the worker is asked to write
+        self._waiting: list[tuple[_J, asyncio.Future[FeedReport]]] = []
+        self._lock = threading.Condition()
+        self._expected = 0  # feeds the worker has made ready that have not joined yet
+        self._flush: asyncio.Task[None] | None = None
+        self._flushes: set[asyncio.Task[None]] = set()  # held until done (asyncio: weak refs)
+
+    def __len__(self) -> int:
+        """Feeds waiting for the worker now."""
+        return len(self._waiting)
+
+    def expect(self) -> None:
+        """A job the worker has just made ready will join (called on the worker). It joins
+        from the event loop, when the loop gets to it; a write that the worker starts
+        meanwhile waits for it (`MAX_JOIN_WAIT` at most), so the jobs made ready one after
+        another on the worker are written together."""
+        with self._lock:
+            self._expected += 1
+
+    async def write(self, job: _J, *, expected: bool = False) -> FeedReport:
+        loop = asyncio.get_running_loop()
+        done: asyncio.Future[FeedReport] = loop.create_future()
+        with self._lock:
+            self._waiting.append((job, done))
+            if expected:
+                self._expected -= 1
+                self._lock.notify_all()
+            if self._flush is None:
+                self._flush = flush = loop.create_task(self._write_waiting())
+                self._flushes.add(flush)
+                flush.add_done_callback(self._flushes.discard)
+        return await done
+
+    async def _write_waiting(self) -> None:
+        try:
+            if self._before is not None:
+                await self._before()
+            results = await self._on_worker(self._write_all)
+        except BaseException as error:  # cancelled or no worker: no feed may wait forever
+            for _, done in self._take():
+                if not done.done():
+                    done.set_exception(
+                        error
+                        if isinstance(error, Exception)
+                        else RuntimeError("the write of waiting feeds was cancelled")
+                    )
+            raise
+        for done, result in results:
+            if done.done():
+                continue  # its feed's task was cancelled meanwhile
+            if isinstance(result, BaseException):
+                done.set_exception(result)
+            else:
+                done.set_result(result)
+
+    def _write_all(self) -> list[tuple[asyncio.Future[FeedReport], FeedReport | Exception]]:
+        """Write every waiting feed (runs on the worker)."""
+        batch = self._take(wait=True)
+        if len(batch) > 1:
+            try:
+                reports = self._together([job for job, _ in batch])
+                return [(done, report) for (_, done), report in zip(batch, reports, strict=True)]
+            except Exception:  # retried feed by feed below; each error goes to its feed
+                log.debug("writing %d feeds together failed; one by one", len(batch))
+        results: list[tuple[asyncio.Future[FeedReport], FeedReport | Exception]] = []
+        for job, done in batch:
+            try:
+                results.append((done, self._alone(job)))
+            except Exception as error:  # handed to that feed's task
+                results.append((done, error))
+        return results
+
+    def _take(self, *, wait: bool = False) -> list[tuple[_J, asyncio.Future[FeedReport]]]:
+        """The waiting feeds, now owned by the caller; later ones schedule the next write.
+        ``wait`` (on the worker only: they join from the event loop): for those expected."""
+        with self._lock:
+            if wait:  # (a job made ready whose task was cancelled never joins: bounded)
+                self._lock.wait_for(lambda: self._expected <= 0, timeout=MAX_JOIN_WAIT)
+            self._expected = 0
+            batch, self._waiting = self._waiting, []
+            self._flush = None
+        return batch
 
 
 @dataclass(frozen=True, slots=True)

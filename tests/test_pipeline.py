@@ -505,9 +505,14 @@ def test_known_entries_of_a_changed_feed_are_recognised_by_their_raw_hash(
 
 
 def poll_while_worker_busy(
-    settings: Settings, storage: Storage, clock: Clock, waiting: int
+    settings: Settings,
+    storage: Storage,
+    clock: Clock,
+    waiting: int,
+    queued: Callable[[Pipeline], int] = lambda pipeline: len(pipeline._unchanged),
 ) -> PollSummary:
-    """Poll with the worker held until ``waiting`` 304s queue for it (as under load)."""
+    """Poll with the worker held until ``waiting`` feeds queue for it (as under load):
+    304s waiting to be written, unless ``queued`` counts something else."""
 
     async def run() -> PollSummary:
         pipeline = Pipeline(settings, storage, clock=clock)
@@ -516,7 +521,7 @@ def poll_while_worker_busy(
 
         async def watch() -> None:
             for _ in range(1000):  # at most ~10 s
-                if len(pipeline._unchanged) >= waiting:
+                if queued(pipeline) >= waiting:
                     break
                 await asyncio.sleep(0.01)
             release.set()
@@ -579,6 +584,71 @@ def test_a_failing_state_write_spares_the_other_unchanged_feeds(
     for url in urls:
         polled = feed_row(storage, url)["last_polled"]
         assert (polled == clock.now.isoformat()) == (url != urls[3]), url
+
+
+def copies(storage: Storage) -> list[tuple[str, str, str | None]]:
+    """(URL, status, URL of the story it copies) of every decision."""
+    return storage.db.execute(
+        "SELECT s.url, d.status, o.url FROM decisions d JOIN stories s ON s.id = d.story_id "
+        "LEFT JOIN stories o ON o.id = d.duplicate_of ORDER BY s.url"
+    ).fetchall()
+
+
+def dated_item(guid: str, link: str, published: datetime) -> bytes:
+    """A feed of one report of Kazakhstan's delisting, published at ``published``."""
+    return one_item(guid, KAZAKH_TITLE, KAZAKH_TEXT, link).replace(
+        f"{link}</link>".encode(),
+        f"{link}</link><pubDate>{format_datetime(published)}</pubDate>".encode(),
+    )
+
+
+def test_new_entries_of_feeds_that_waited_together_are_judged_as_they_were_published(
+    feed_server: FeedServer, setup: Any
+) -> None:
+    """Feeds that wait for the worker together (the first poll of their backlogs, or a
+    catch-up) are judged in the order their entries were published, as replay judges them:
+    as the responses came, a paper's copy of a wire story, fetched first, was the original
+    and the wire's own report its duplicate (the alert named the paper)."""
+
+    wire = "https://wire.example/kazakhstan-taliban"
+    paper = "https://paper.example/world/kazakhstan-taliban"
+    urls = [
+        feed_server.route(
+            "/paper.xml", Reply(200, dated_item("p1", paper, T0 - timedelta(hours=1)))
+        ),
+        feed_server.route("/wire.xml", Reply(200, dated_item("w1", wire, T0 - timedelta(hours=3)))),
+    ]
+    settings, storage = setup(urls)
+    clock = Clock()
+    storage.sync_feeds(settings.feeds, clock())
+    # both parsed before either is written (the worker's queue: the two feeds' parsing)
+    summary = poll_while_worker_busy(
+        settings, storage, clock, 2, lambda pipeline: pipeline._worker._work_queue.qsize()
+    )
+    assert summary.decisions == {"development": 1, "duplicate": 1}
+    assert copies(storage) == [(paper, "duplicate", wire), (wire, "development", None)]
+
+
+def test_a_changed_feed_waits_for_the_polls_requests_in_flight(
+    feed_server: FeedServer, setup: Any
+) -> None:
+    """The wire answers half a second after the paper: the paper's copy, written at once,
+    was the original. Changed feeds wait for the poll's requests in flight, then are
+    judged together, oldest entry first."""
+    wire = "https://wire.example/kazakhstan-taliban"
+    paper = "https://paper.example/world/kazakhstan-taliban"
+    urls = [
+        feed_server.route(
+            "/paper.xml", Reply(200, dated_item("p1", paper, T0 - timedelta(hours=1)))
+        ),
+        feed_server.route(
+            "/wire.xml", Reply(200, dated_item("w1", wire, T0 - timedelta(hours=3)), delay=0.5)
+        ),
+    ]
+    settings, storage = setup(urls)
+    summary = poll(settings, storage, Clock())
+    assert summary.decisions == {"development": 1, "duplicate": 1}
+    assert copies(storage) == [(paper, "duplicate", wire), (wire, "development", None)]
 
 
 def test_one_failing_feed_never_stops_the_others(feed_server: FeedServer, setup: Any) -> None:
