@@ -22,7 +22,9 @@ Rules:
 - A `DeliveryError` with ``transient=True`` is retried after an exponential backoff with
   jitter (tenacity's `wait_exponential_jitter`), never sooner than the channel's
   Retry-After; after `max_attempts` attempts, or at once when not transient, the delivery
-  is ``failed`` with its last error.
+  is ``failed`` with its last error. A Retry-After holds back the channel's other pending
+  alerts too (a 429 or 503 asks the sender to wait, whatever it sends), in the database,
+  so that the next run, a restart or a `monitor poll` from cron waits as well.
 - Channels are independent: each (alert, channel) pair has its own state, and a channel
   that failed transiently is not tried again in the same run (so a server that is down
   costs one timeout per run, not one per alert); the other channels carry on.
@@ -265,6 +267,7 @@ def _attempt(
                 owner=owner,
                 done=error.done,
                 confirmation=reached,
+                channel_waits_until=_waits_until(error, now),
             )
             log.warning(
                 "alert %s via %s: attempt %d failed, retry in %.0fs: %s",
@@ -288,6 +291,7 @@ def _attempt(
                 owner=owner,
                 done=error.done,
                 confirmation=reached,
+                channel_waits_until=_waits_until(error, now),
             )
             log.error("alert %s via %s failed: %s", due.alert_id, due.channel, message)
     except Exception as error:  # a bug in a notifier: visible, but the others go on
@@ -317,6 +321,13 @@ def _attempt(
     storage.record_attempt(record)
     metrics.observe_delivery(due.channel, record.outcome, (record.duration_ms or 0.0) / 1000)
     return outcome
+
+
+def _waits_until(error: DeliveryError, now: datetime) -> datetime | None:
+    """Until when the server asked to hear nothing more (its Retry-After), if it did."""
+    if error.retry_after is None or error.retry_after <= 0:
+        return None
+    return now + timedelta(seconds=min(error.retry_after, MAX_RETRY_AFTER))
 
 
 def _ms(started: float) -> float:

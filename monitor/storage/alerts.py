@@ -88,6 +88,7 @@ class AttemptRecord:
     owner: str | None = None  # the claim the attempt was made under
     done: frozenset[str] = frozenset()  # targets this attempt settled, for "retry"/"failed"
     confirmation: str | None = None  # the reply of a "retry" that reached some targets
+    channel_waits_until: datetime | None = None  # the server's Retry-After, for the channel
 
 
 def alert_title(payload: dict[str, Any]) -> str:
@@ -270,7 +271,9 @@ class AlertStore:
         the delivery since) is recorded, but only a confirmation changes the delivery.
         A ``retry`` or ``failed`` attempt that reached some of the delivery's targets (its
         ``confirmation``) adds those it settled to `recipients_done`, and the alert is
-        delivered: a channel confirmed it.
+        delivered: a channel confirmed it. An attempt whose server asked to wait
+        (``channel_waits_until``, its Retry-After) moves the channel's other pending
+        deliveries due sooner to then: the server asked it of the sender, not of one alert.
         """
         if record.outcome not in ("delivered", "retry", "failed"):
             raise ValueError(f"unknown outcome {record.outcome!r}")
@@ -347,6 +350,14 @@ class AlertStore:
                         SELECT 1 FROM deliveries WHERE alert_id = ? AND status != 'failed')
                     """,
                     [alert_id, alert_id],
+                )
+            if record.channel_waits_until is not None and record.outcome != "delivered":
+                until = iso(record.channel_waits_until)
+                self.db.execute(
+                    "UPDATE deliveries SET next_attempt_at = ? WHERE status = 'pending' "
+                    "AND channel = (SELECT channel FROM deliveries WHERE id = ?) "
+                    "AND id != ? AND next_attempt_at < ?",
+                    [until, record.delivery_id, record.delivery_id, until],
                 )
             if record.confirmation is not None:  # an attempt that reached some targets
                 self.db.execute(
