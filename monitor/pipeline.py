@@ -207,6 +207,8 @@ class Pipeline:
         if not feeds:
             return summary
         self._judge_current()
+        self._fetching = 0
+        self._settled = asyncio.Event()  # one a poll: it belongs to the loop it first waits in
         own = fetcher is None
         client = fetcher or Fetcher(self.limits)
         # A feed holds a slot from its request until its rows are written: responses never

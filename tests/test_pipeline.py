@@ -651,6 +651,27 @@ def test_a_changed_feed_waits_for_the_polls_requests_in_flight(
     assert copies(storage) == [(paper, "duplicate", wire), (wire, "development", None)]
 
 
+def test_one_pipeline_polls_in_one_event_loop_after_another(
+    feed_server: FeedServer, setup: Any
+) -> None:
+    """`monitor poll`'s pipeline runs one event loop; tests and embedders may run a poll per
+    `asyncio.run`. What a changed feed waits on belongs to the loop it first waited in."""
+    urls = [
+        feed_server.route("/changed.xml", Reply(200, rss(items("c", 2)))),
+        feed_server.route("/slow.xml", Reply(200, rss(items("s", 1)), delay=0.3)),
+    ]
+    settings, storage = setup(urls)
+    clock = Clock()
+    storage.sync_feeds(settings.feeds, clock())
+    pipeline = Pipeline(settings, storage, clock=clock)
+    try:
+        for _ in range(2):  # the second time in a new loop, the changed feed waits again
+            assert asyncio.run(pipeline.poll(only_due=False)).outcomes == {"ok": 2}
+            clock.now += timedelta(hours=1)
+    finally:
+        pipeline.close()
+
+
 def test_one_failing_feed_never_stops_the_others(feed_server: FeedServer, setup: Any) -> None:
     good = feed_server.route("/good.xml", Reply(200, rss(items("g", 3))))
     broken = feed_server.route("/broken.xml", Reply(500, b"oops"))
