@@ -42,9 +42,12 @@ def list_alerts(
     return rows, "\n".join(lines)
 
 
-def show_alert(storage: Storage, alert_id: str) -> tuple[dict[str, Any], str]:
+def show_alert(
+    storage: Storage, alert_id: str, config: str | None = None
+) -> tuple[dict[str, Any], str]:
     """One alert: each channel's state, every attempt, and what it says (its subject and
-    plain text, as an email or a chat message carries them)."""
+    plain text, as an email or a chat message carries them, sent by a daemon reading
+    ``config``)."""
     detail = storage.alert_detail(alert_id)
     lines = [
         f"alert {detail['id']} ({detail['kind']}, topic {detail['topic'] or '-'}): "
@@ -79,7 +82,7 @@ def show_alert(storage: Storage, alert_id: str) -> tuple[dict[str, Any], str]:
                 f"{attempt['status_code'] or '-':<8} {took}  {attempt['error'] or ''}"
             )
             lines.append(line.rstrip())
-    title, body = alert_text(detail["payload"])
+    title, body = alert_text(detail["payload"], config=config)
     lines += ["message:", f"    Subject: {title}", ""]
     lines += [f"    {line}".rstrip() for line in body.splitlines()]
     return detail, "\n".join(lines)

@@ -37,6 +37,9 @@ def build_channels(
     """Every configured channel, in config order: email, then webhooks, then Apprise."""
     env = os.environ if environ is None else environ
     where = f"{source}: " if source else ""
+    # named in the commands an alert suggests (`monitor --config ... feedback`), whatever
+    # folder the reader runs them from
+    config = str(source.resolve()) if source else None
     channels: list[Notifier] = []
 
     if alerts.email is not None:
@@ -58,6 +61,7 @@ def build_channels(
                     username=username,
                     password=password,
                     timeout=email.timeout,
+                    config=config,
                 )
             )
         except ValueError as error:
@@ -103,7 +107,7 @@ def build_channels(
             for url in urls:
                 register_secret(url)  # tokens live in the URLs themselves
             try:
-                channels.append(AppriseNotifier(urls, index))
+                channels.append(AppriseNotifier(urls, index, config))
             except ValueError as error:
                 raise ConfigError(f"{where}{key}: {error}") from None
 

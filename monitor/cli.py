@@ -544,7 +544,7 @@ def alerts_show(app: App, alert_id: str, as_json: bool) -> None:
     from .alerts_cli import show_alert
 
     with app.storage(existing=True) as storage:
-        data, text = show_alert(storage, alert_id)
+        data, text = show_alert(storage, alert_id, str(app.settings.source.resolve()))
     if as_json:
         _json(data)
     else:

@@ -204,14 +204,18 @@ def _terms(payload: Mapping[str, Any]) -> list[tuple[str, object]]:
     return terms
 
 
-def _feedback_commands(story_id: str, topic: object) -> list[tuple[str, str]]:
+def _feedback_commands(
+    story_id: str, topic: object, config: str | None = None
+) -> list[tuple[str, str]]:
     """The commands that correct an alert's story, for the alert's topic (a story may be
-    about one topic and not another)."""
+    about one topic and not another), with the sender's config file when it is known: a
+    copied command otherwise reads the default config's database, wherever the user is."""
     quoted = shlex.quote(story_id)
     named = f" --topic {shlex.quote(one_line(topic))}" if one_line(topic) else ""
+    monitor = f"monitor --config {shlex.quote(config)}" if config else "monitor"
     return [
-        (f"monitor feedback {quoted} irrelevant{named}", "it is not about the topic"),
-        (f"monitor feedback {quoted} not-new{named}", "it reports nothing new"),
+        (f"{monitor} feedback {quoted} irrelevant{named}", "it is not about the topic"),
+        (f"{monitor} feedback {quoted} not-new{named}", "it reports nothing new"),
     ]
 
 
@@ -257,11 +261,12 @@ def subject(payload: Mapping[str, Any]) -> str:
 # --- plain text ----------------------------------------------------------------------------
 
 
-def render_text(payload: Mapping[str, Any]) -> str:
-    """The plain-text body of an alert (also used by chat channels)."""
+def render_text(payload: Mapping[str, Any], *, config: str | None = None) -> str:
+    """The plain-text body of an alert (also used by chat channels). ``config``: the
+    sender's config file, named in the commands it suggests."""
     kind = payload.get("type")
     if kind == "development.new":
-        lines = _text_development(payload)
+        lines = _text_development(payload, config)
     elif kind in ("feed.failing", "feed.recovered"):
         lines = _text_feed(payload)
     elif kind == "digest":
@@ -274,7 +279,7 @@ def render_text(payload: Mapping[str, Any]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def _text_development(payload: Mapping[str, Any]) -> list[str]:
+def _text_development(payload: Mapping[str, Any], config: str | None) -> list[str]:
     story = payload.get("story") or {}
     dev = payload.get("development") or {}
     lines = [
@@ -297,7 +302,7 @@ def _text_development(payload: Mapping[str, Any]) -> list[str]:
     story_id = one_line(story.get("id"))
     if story_id:
         lines += ["", "Wrong? Tell the monitor:"]
-        commands = _feedback_commands(story_id, payload.get("topic"))
+        commands = _feedback_commands(story_id, payload.get("topic"), config)
         width = max(len(command) for command, _ in commands)
         for command, meaning in commands:
             lines.append(f"  {command.ljust(width)}  # {meaning}")
@@ -420,11 +425,11 @@ def _paragraphs(text: object) -> str:
     return "".join(f"<p>{_e(b)}</p>" for b in blocks)
 
 
-def render_html(payload: Mapping[str, Any]) -> str:
+def render_html(payload: Mapping[str, Any], *, config: str | None = None) -> str:
     """The HTML body of an alert: small, inline-styled, every feed string escaped."""
     kind = payload.get("type")
     if kind == "development.new":
-        body = _html_development(payload)
+        body = _html_development(payload, config)
     elif kind in ("feed.failing", "feed.recovered"):
         body = _html_feed(payload)
     elif kind == "digest":
@@ -448,7 +453,7 @@ def render_html(payload: Mapping[str, Any]) -> str:
     )
 
 
-def _html_development(payload: Mapping[str, Any]) -> list[str]:
+def _html_development(payload: Mapping[str, Any], config: str | None) -> list[str]:
     story = payload.get("story") or {}
     dev = payload.get("development") or {}
     title = one_line(story.get("title")) or "(untitled)"
@@ -480,7 +485,7 @@ def _html_development(payload: Mapping[str, Any]) -> list[str]:
     story_id = one_line(story.get("id"))
     if story_id:
         out.append("<p>Wrong? Tell the monitor:</p><ul>")
-        for command, meaning in _feedback_commands(story_id, payload.get("topic")):
+        for command, meaning in _feedback_commands(story_id, payload.get("topic"), config):
             out.append(f"<li><code>{_e(command)}</code> — {_e(meaning)}</li>")
         out.append("</ul>")
     return out
@@ -538,9 +543,9 @@ def _html_test(payload: Mapping[str, Any]) -> list[str]:
 # --- whole messages ------------------------------------------------------------------------
 
 
-def alert_text(payload: Mapping[str, Any]) -> tuple[str, str]:
+def alert_text(payload: Mapping[str, Any], *, config: str | None = None) -> tuple[str, str]:
     """``(title, body)`` for channels that take a title and plain text (apprise, chat)."""
-    return subject(payload), render_text(payload)
+    return subject(payload), render_text(payload, config=config)
 
 
 def render_email(
@@ -549,6 +554,7 @@ def render_email(
     sender: str,
     recipients: list[str],
     date: datetime | None = None,
+    config: str | None = None,
 ) -> EmailMessage:
     """One ``multipart/alternative`` message (text, then HTML) for an alert.
 
@@ -565,8 +571,8 @@ def render_email(
         msg["Date"] = format_datetime(moment.astimezone(UTC))
     msg["X-Monitor-Alert"] = one_line(payload["id"])
     msg["X-Monitor-Type"] = one_line(payload.get("type"))
-    msg.set_content(render_text(payload), cte="quoted-printable")
-    msg.add_alternative(render_html(payload), subtype="html", cte="quoted-printable")
+    msg.set_content(render_text(payload, config=config), cte="quoted-printable")
+    msg.add_alternative(render_html(payload, config=config), subtype="html", cte="quoted-printable")
     return msg
 
 

@@ -6,9 +6,12 @@ import socket
 import ssl
 import threading
 import time
+from pathlib import Path
 
 import pytest
 
+from monitor.channels import build_channels
+from monitor.config import AlertSettings, EmailSettings
 from monitor.errors import DeliveryError, EmailError
 from monitor.notify.base import Notifier
 from monitor.notify.email import EmailNotifier
@@ -44,6 +47,23 @@ def test_plain_delivery(smtp_server: SmtpPeer) -> None:
     assert msg["Message-ID"] == "<a_0123456789abcdef@monitor.local>"
     assert "monitor feedback s_42 irrelevant" in text_part(msg)
     assert "Supreme Court lifts the ban" in html_part(msg)
+
+
+def test_the_suggested_commands_name_the_senders_config(
+    smtp_server: SmtpPeer, tmp_path: Path
+) -> None:
+    """A user who copied `monitor feedback ...` from an alert sent by a daemon with another
+    config than the default read the default config's database ("no story with ID")."""
+    config = tmp_path / "my monitor" / "monitor.toml"
+    settings = AlertSettings(
+        email=EmailSettings(host=smtp_server.host, port=smtp_server.port, recipients=("me@x.org",))
+    )
+    (email,) = build_channels(settings, {}, source=config)
+    email.send(development_alert())
+    msg = smtp_server.received[0].message
+    named = f"monitor --config '{config}' feedback s_42 irrelevant --topic taliban-delisting"
+    assert named in text_part(msg)
+    assert named.replace("'", "&#x27;") in html_part(msg)
 
 
 def test_retry_carries_the_same_message_id(smtp_server: SmtpPeer) -> None:

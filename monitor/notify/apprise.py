@@ -51,10 +51,11 @@ class _Service:
 class AppriseNotifier:
     """Send each alert to every Apprise URL in ``urls``; ``index`` names the channel."""
 
-    def __init__(self, urls: list[str], index: int) -> None:
+    def __init__(self, urls: list[str], index: int, config: str | None = None) -> None:
         if not urls:
             raise ValueError("at least one apprise URL is needed")
         self.channel = f"apprise:{index}"
+        self.config = config  # the config file the alerts' suggested commands name
         self._schemes = sorted({urlsplit(url).scheme or "?" for url in urls})
         self._services: list[_Service] = []
         keys: set[str] = set()
@@ -76,7 +77,7 @@ class AppriseNotifier:
         """Deliver one alert to the services not in ``done``; return ``"apprise: sent to N
         service(s)"`` or raise a transient ``DeliveryError`` (whose ``done`` are the services
         that took it, when some did)."""
-        title, body = alert_text(payload)
+        title, body = alert_text(payload, config=self.config)
         services = [service for service in self._services if service.key not in done]
         if not services:
             return "apprise: every service done in earlier attempts"

@@ -94,6 +94,7 @@ class EmailNotifier:
         *,
         ssl_context: ssl.SSLContext | None = None,
         local_hostname: str | None = None,
+        config: str | None = None,
     ) -> None:
         if security not in ("none", "starttls", "tls"):
             raise ValueError(f"security must be none, starttls or tls, not {security!r}")
@@ -111,6 +112,7 @@ class EmailNotifier:
         self.timeout = timeout
         self._ssl_context = ssl_context
         self._local_hostname = local_hostname
+        self.config = config  # the config file the alerts' suggested commands name
 
     def __repr__(self) -> str:
         return (
@@ -124,7 +126,9 @@ class EmailNotifier:
         """Deliver one alert to the recipients not in ``done``; return the server's reply to
         DATA, e.g. ``"250 OK"``, or raise ``EmailError`` (with ``done`` and a confirmation
         when some recipients accepted it and others were deferred)."""
-        message = render_email(payload, sender=self.sender, recipients=self.recipients)
+        message = render_email(
+            payload, sender=self.sender, recipients=self.recipients, config=self.config
+        )
         recipients = [recipient for recipient in self.recipients if recipient not in done]
         if not recipients:
             return "every recipient done in earlier attempts"
