@@ -40,7 +40,7 @@ from .fetch import Fetcher, FetchLimits, host_of
 from .models import Entry, FeedOutcome, Fetched
 from .parse import entry_from_item, parse_feed
 from .schedule import next_due
-from .storage import FeedRow, FeedUpdate, Known, Storage, database_failure
+from .storage import FeedRow, FeedUpdate, Known, Storage, database_failure, is_busy
 from .text import counted
 
 if TYPE_CHECKING:  # imported when first needed: a poll of 304s never judges anything
@@ -143,16 +143,20 @@ class Pipeline:
         # one transaction for all; changed feeds in one too, their new entries judged in the
         # order they were published across the feeds (see `_write_changed`).
         self._unchanged: _Batch[Callable[[], FeedReport]] = _Batch(
-            self.on_worker, self._write_unchanged, self._write_one_unchanged
+            self.on_worker, self._write_unchanged, self._write_one_unchanged, self._commits
         )
         self._changed: _Batch[_Changed] = _Batch(
             self.on_worker,
             self._write_changed,
             lambda job: self._write_changed([job])[0],
+            self._commits,
             before=self._fetches_settled,
         )
         self._fetching = 0  # requests of this poll in flight
-        self._settled: asyncio.Event | None = None  # set while none is (made in the loop)
+        self._settled: asyncio.Event | None = None  # set while none is (made by each poll)
+
+    def _commits(self) -> int:
+        return self.storage.commits
 
     @property
     def judge(self) -> Judge:
@@ -207,8 +211,8 @@ class Pipeline:
         if not feeds:
             return summary
         self._judge_current()
-        self._fetching = 0
-        self._settled = asyncio.Event()  # one a poll: it belongs to the loop it first waits in
+        if self._fetching == 0:  # (an event is bound to the loop it first waited in)
+            self._settled = asyncio.Event()
         own = fetcher is None
         client = fetcher or Fetcher(self.limits)
         # A feed holds a slot from its request until its rows are written: responses never
@@ -260,6 +264,9 @@ class Pipeline:
             for task in unfinished:  # stopped or failed: a feed's transaction is whole or none
                 task.cancel()
             await asyncio.gather(*unfinished, return_exceptions=True)
+            for task in tasks:  # the feeds of a batch that failed with the one raised: their
+                if not task.cancelled():  # errors are that one (asyncio would log each)
+                    task.exception()
             if own:
                 await client.aclose()
         return summary
@@ -816,9 +823,11 @@ class _Batch(Generic[_J]):
         on_worker: Callable[..., Awaitable[Any]],
         together: Callable[[list[_J]], list[FeedReport]],
         alone: Callable[[_J], FeedReport],
+        commits: Callable[[], int],
         before: Callable[[], Awaitable[None]] | None = None,
     ) -> None:
         self._on_worker = on_worker
+        self._commits = commits  # the storage's commits so far (`StorageBase.commits`)
         self._together = together
         self._alone = alone
         self._before = before  # awaited before the worker is asked to write
@@ -880,17 +889,30 @@ class _Batch(Generic[_J]):
         """Write every waiting feed (runs on the worker)."""
         batch = self._take(wait=True)
         if len(batch) > 1:
+            commits = self._commits()
             try:
                 reports = self._together([job for job, _ in batch])
                 return [(done, report) for (_, done), report in zip(batch, reports, strict=True)]
-            except Exception:  # retried feed by feed below; each error goes to its feed
+            except Exception as error:  # retried feed by feed below; each error goes to its feed
+                if is_busy(error) or self._commits() != commits:
+                    # Not the feeds' failure: a lock held elsewhere, which each feed alone
+                    # would wait for once more (30 s each), or a write after the commit
+                    # (the term counts' flush), the feeds being in: written again, their
+                    # stories would be refused as copies of themselves.
+                    return [(done, error) for _, done in batch]
                 log.debug("writing %d feeds together failed; one by one", len(batch))
         results: list[tuple[asyncio.Future[FeedReport], FeedReport | Exception]] = []
+        busy: Exception | None = None  # the rest would wait for the lock as long: not tried
         for job, done in batch:
+            if busy is not None:
+                results.append((done, busy))
+                continue
             try:
                 results.append((done, self._alone(job)))
             except Exception as error:  # handed to that feed's task
                 results.append((done, error))
+                if is_busy(error):
+                    busy = error
         return results
 
     def _take(self, *, wait: bool = False) -> list[tuple[_J, asyncio.Future[FeedReport]]]:

@@ -179,6 +179,7 @@ class StorageBase:
 
     def __init__(self, path: str | Path) -> None:
         self.path = Path(path)
+        self.commits = 0  # outermost transactions committed (see `atomic`)
         if str(path) != ":memory:":
             self.path.parent.mkdir(parents=True, exist_ok=True)
         try:
@@ -251,6 +252,9 @@ class StorageBase:
             self.forget_uncommitted()
             raise
         if not self.db.conn.in_transaction:
+            # counted before `after_commit`, whose own write may fail: a caller then knows
+            # its unit of work is in (and must not write it again)
+            self.commits += 1
             self.after_commit()
 
     @contextmanager
