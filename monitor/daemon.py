@@ -41,6 +41,7 @@ from .pipeline import Pipeline, PollSummary, utcnow
 from .service import Service, start_service
 from .storage import Storage, database_errors
 from .storage.alerts import claim_owner
+from .text import counted
 
 log = logging.getLogger("monitor.daemon")
 
@@ -210,10 +211,10 @@ class Daemon:
         scheduler.start()
         self.state.running = True
         log.info(
-            "monitor running: %d feeds, %d topics, %d alert channels, database %s",
-            len(self.storage.feeds(enabled_only=True)),
-            len(self.settings.topics),
-            len(self.channels),
+            "monitor running: %s, %s, %s, database %s",
+            counted(len(self.storage.feeds(enabled_only=True)), "feed"),
+            counted(len(self.settings.topics), "topic"),
+            counted(len(self.channels), "alert channel"),
             self.settings.database_path,
         )
         started = time.monotonic()
