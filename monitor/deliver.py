@@ -24,7 +24,8 @@ Rules:
   Retry-After; after `max_attempts` attempts, or at once when not transient, the delivery
   is ``failed`` with its last error. A Retry-After holds back the channel's other pending
   alerts too (a 429 or 503 asks the sender to wait, whatever it sends), in the database,
-  so that the next run, a restart or a `monitor poll` from cron waits as well.
+  so that the next run, a restart or a `monitor poll` from cron waits as well; an alert
+  raised while a channel is being retried waits for that channel's next retry.
 - Channels are independent: each (alert, channel) pair has its own state, and a channel
   that failed transiently is not tried again in the same run (so a server that is down
   costs one timeout per run, not one per alert); the other channels carry on.

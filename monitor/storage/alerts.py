@@ -184,13 +184,22 @@ class AlertStore:
         )
 
     def open_deliveries(self, alert_id: str, channels: list[str], now: datetime) -> None:
-        """One pending delivery per channel for an alert, due now (idempotent)."""
+        """One pending delivery per channel for an alert (idempotent), due now, or when the
+        channel's next retry is due if it is retrying others: a receiver that answered 429
+        or 503 (with its Retry-After) or a server that is down hears nothing new before
+        then."""
         with self.db.atomic():
             for channel in channels:
+                (retry,) = self.db.execute(
+                    "SELECT min(next_attempt_at) FROM deliveries "
+                    "WHERE status = 'pending' AND channel = ? AND attempts > 0",
+                    [channel],
+                ).fetchone()
+                due = max(iso(now), retry) if retry else iso(now)
                 self.db.execute(
                     "INSERT OR IGNORE INTO deliveries (alert_id, channel, status, attempts, "
                     "next_attempt_at) VALUES (?, ?, 'pending', 0, ?)",
-                    [alert_id, channel, iso(now)],
+                    [alert_id, channel, due],
                 )
 
     def pending_deliveries(self, now: datetime) -> list[DueDelivery]:
