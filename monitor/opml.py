@@ -75,6 +75,8 @@ def write_opml(feeds: Iterable[tuple[str, str]], now: datetime) -> str:
     ET.SubElement(head, "dateCreated").text = format_datetime(now, usegmt=True)
     body = ET.SubElement(root, "body")
     for url, name in feeds:
-        ET.SubElement(body, "outline", type="rss", text=name, title=name, xmlUrl=url)
+        # (XML 1.0 has no place for control characters, which ElementTree writes as given)
+        text = clean_line(name) or clean_line(url)
+        ET.SubElement(body, "outline", type="rss", text=text, title=text, xmlUrl=clean_line(url))
     ET.indent(root)
     return '<?xml version="1.0" encoding="UTF-8"?>\n' + ET.tostring(root, "unicode") + "\n"

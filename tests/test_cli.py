@@ -10,6 +10,7 @@ import os
 import sqlite3
 import subprocess
 import sys
+from datetime import UTC, datetime
 from pathlib import Path
 from xml.etree import ElementTree
 
@@ -335,6 +336,16 @@ def test_feeds_import_an_opml_file_and_export_one(tmp_path: Path) -> None:
         ("https://kabul.example/feed?a=1&b=2", "Kabul & Region"),
         ("https://untitled.example/atom.xml", None),
     ]
+
+
+def test_an_exported_name_with_control_characters_is_still_xml() -> None:
+    """A feed's name may hold what a terminal or a feed put there (ESC, U+0001): written as
+    given, the OPML was no XML any reader could open."""
+    from monitor.opml import write_opml
+
+    text = write_opml([("https://a.example/rss", "Wire\x01 \x1b[31mDesk")], datetime.now(UTC))
+    (outline,) = ElementTree.fromstring(text).findall("./body/outline")
+    assert outline.get("text") == "Wire [31mDesk"
 
 
 def test_feeds_import_refuses_a_file_too_large_to_be_a_subscription_list(tmp_path: Path) -> None:
