@@ -24,9 +24,10 @@ from typing import Any
 import pytest
 
 from monitor.config import Settings, load_settings, settings_from_dict
+from monitor.fetch import Fetcher
 from monitor.parse import parse_feed
 from monitor.pipeline import Pipeline, PollSummary
-from monitor.storage import Storage
+from monitor.storage import FeedRow, Storage
 from tests.feedserver import FeedServer, Reply, Request
 from tests.test_parse import record_cleaning
 
@@ -655,6 +656,48 @@ def test_a_changed_feed_waits_for_the_polls_requests_in_flight(
     assert copies(storage) == [(paper, "duplicate", wire), (wire, "development", None)]
 
 
+def test_requests_settle_only_when_none_starts_after_the_last_one(
+    feed_server: FeedServer, setup: Any
+) -> None:
+    """Feeds of one host are fetched one after another (its per-host limit): between two,
+    no request is in flight for a few turns of the loop. Taken for settled, the changed
+    feeds were written then, before the host's next feed was fetched (the dev stream's 23
+    feeds on one host, a day of items per poll: 10 items decided apart from replay)."""
+    urls = [feed_server.route(f"/h{n}.xml", Reply(200, rss(items(f"h{n}", 1)), delay=0.1))
+            for n in range(2)]  # fmt: skip
+    settings, storage = setup(urls)
+    storage.sync_feeds(settings.feeds, T0)
+    pipeline = Pipeline(settings, storage)
+    feeds = storage.feeds()
+
+    async def run() -> list[str]:
+        pipeline._settled = asyncio.Event()
+        events: list[str] = []
+        turn = asyncio.Semaphore(1)  # one request at a time, as for one host
+        client = Fetcher(pipeline.limits)
+
+        async def fetch(feed: FeedRow) -> None:
+            async with turn:
+                await pipeline._counted_fetch(client, feed)
+                events.append(f"fetched {feed.url.rsplit('/', 1)[1]}")
+
+        async def write() -> None:
+            await asyncio.sleep(0.05)  # the first feed is in flight
+            await pipeline._fetches_settled()
+            events.append("settled")
+
+        try:
+            await asyncio.gather(*(fetch(feed) for feed in feeds), write())
+        finally:
+            await client.aclose()
+        return events
+
+    try:
+        assert asyncio.run(run()) == ["fetched h0.xml", "fetched h1.xml", "settled"]
+    finally:
+        pipeline.close()
+
+
 def test_a_database_locked_elsewhere_stops_a_batch_of_changed_feeds_at_its_first_wait(
     feed_server: FeedServer, setup: Any
 ) -> None:
@@ -1189,7 +1232,9 @@ def test_killed_poll_then_new_poll_stores_every_entry_once(
         feed_server.route(f"/f{n}.xml", Reply(200, rss(items(f"k{n}", 40)), delay=0.3 * (n % 4)))
         for n in range(12)
     ]
-    config = write_config(tmp_path, urls, per_host=1)
+    # one request at a time: two fetched feeds fill the slots and are written together,
+    # so the poll commits two feeds at a time, and the kill falls between two of them
+    config = write_config(tmp_path, urls, per_host=1, concurrency=1)
     db = tmp_path / "killed.db"
     _kill_mid_poll(config, db)
     with sqlite3.connect(db) as conn:
