@@ -58,7 +58,7 @@ from typing import Any
 
 from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import SMTP, Envelope, Session
-from poll_parity import _Feeds, _outlets  # bench/ is on the path when run as a script
+from poll_parity import _Feeds, _monitor, _outlets  # bench/ is on the path as a script
 from standardwebhooks.webhooks import Webhook, WebhookVerificationError
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -66,7 +66,6 @@ SHARED = ROOT.parent / "shared" / "eval"
 SECRET = "whsec_" + "ZHVyYWJpbGl0eS1iZW5jaC1zZWNyZXQtMDEyMzQ1Ng=="
 DRAIN = 240.0  # seconds the daemon may take after the last item to poll it and drain
 STOP = 60.0  # seconds a SIGTERM may take
-DEADLINE = 300  # seconds any other child process may take
 
 
 # ---------------------------------------------------------------------------------------
@@ -398,18 +397,6 @@ def _alerted(db: Path, urls: dict[str, str]) -> dict[str, str]:
     return {urls.get(url, url): alert_id for url, alert_id in rows}
 
 
-def _monitor(config: Path, db: Path, *args: str) -> str:
-    env = {**os.environ, "MONITOR_DB": str(db), "PYTHONPATH": str(ROOT)}
-    env["MONITOR_WEBHOOK_SECRET"] = SECRET
-    cmd = [sys.executable, "-m", "monitor", "--config", str(config), *args]
-    done = subprocess.run(
-        cmd, env=env, capture_output=True, text=True, timeout=DEADLINE, cwd=ROOT, check=False
-    )
-    if done.returncode != 0:
-        raise SystemExit(f"{' '.join(args)} failed ({done.returncode}):\n{done.stderr[-2000:]}")
-    return done.stdout
-
-
 def main() -> int:
     parser = argparse.ArgumentParser()
     parser.add_argument("labels", nargs="?", type=Path, default=SHARED / "dev")
@@ -460,7 +447,7 @@ def main() -> int:
             hooks.shutdown()
         failures = _report(daemon, peers, db, code, items, ids, message_id)
         replayed = folder / "replay.db"
-        _monitor(config, replayed, "replay", str(stream))
+        _monitor(config, replayed, "replay", str(stream), env={"MONITOR_WEBHOOK_SECRET": SECRET})
         _compare(db, replayed, items)
     if failures:
         print("\nFAILED: " + "; ".join(failures))

@@ -233,8 +233,9 @@ def _config(
     return path
 
 
-def _monitor(config: Path, db: Path, *args: str) -> str:
-    env = {**os.environ, "MONITOR_DB": str(db), "PYTHONPATH": str(ROOT)}
+def _monitor(config: Path, db: Path, *args: str, env: dict[str, str] | None = None) -> str:
+    """`monitor ARGS` on ``db`` in a child process (with ``env`` added); its output."""
+    env = {**os.environ, "MONITOR_DB": str(db), "PYTHONPATH": str(ROOT), **(env or {})}
     cmd = [sys.executable, "-m", "monitor", "--config", str(config), *args]
     done = subprocess.run(
         cmd, env=env, capture_output=True, text=True, timeout=DEADLINE, cwd=ROOT, check=False
