@@ -154,7 +154,7 @@ class Pipeline:
             before=self._fetches_settled,
         )
         self._fetching = 0  # requests of this poll in flight
-        self._settled: asyncio.Event | None = None  # set while none is (made by each poll)
+        self._settled = asyncio.Event()  # set while none is (each poll makes its own)
 
     def _commits(self) -> int:
         return self.storage.commits
@@ -274,8 +274,6 @@ class Pipeline:
 
     async def _counted_fetch(self, client: Fetcher, feed: FeedRow) -> Fetched | FetchError:
         """`_fetch`, counted among the requests in flight (see `_fetches_settled`)."""
-        if self._settled is None:
-            self._settled = asyncio.Event()
         self._fetching += 1
         self._settled.clear()
         try:
@@ -298,8 +296,6 @@ class Pipeline:
         (`ORDER_WAIT` at most): the feeds that answer meanwhile are written with them, their
         new entries judged in the order they were published (`_write_changed`). Feeds still
         waiting for a slot are not in flight: those fetched hold the slots until written."""
-        if self._settled is None:
-            return
         with suppress(TimeoutError):
             await asyncio.wait_for(self._settled.wait(), ORDER_WAIT)
 
@@ -346,7 +342,7 @@ class Pipeline:
         if isinstance(prepared, FeedReport):
             return prepared
         articles = {}
-        enrich = feed.full_text and bool(prepared.fresh)
+        enrich = _fetches_articles(feed, prepared)
         if enrich:
             articles = await self._enrich(client, prepared.fresh)
         return await self._changed.write(
@@ -359,7 +355,7 @@ class Pipeline:
         """`_prepare` on the worker; a feed to be written at once is announced to the batch
         of changed feeds, whose next write waits for it (see `_Batch.expect`)."""
         prepared = self._prepare(feed, outcome, now, started, summary)
-        if not isinstance(prepared, FeedReport) and not (feed.full_text and prepared.fresh):
+        if not isinstance(prepared, FeedReport) and not _fetches_articles(feed, prepared):
             self._changed.expect()
         return prepared
 
@@ -806,6 +802,12 @@ class Pipeline:
                     **({"warning": report.warning} if report.warning else {}),
                 },
             )
+
+
+def _fetches_articles(feed: FeedRow, prepared: _Prepared) -> bool:
+    """Whether a changed feed's new entries have their articles fetched before it is
+    written (the feed asks for full text): it joins a batch later than it was parsed."""
+    return feed.full_text and bool(prepared.fresh)
 
 
 @dataclass(slots=True)
