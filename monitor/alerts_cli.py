@@ -91,8 +91,10 @@ def show_alert(
 def retry_alert(storage: Storage, alert_id: str, now: datetime) -> tuple[int, str]:
     """Queue an alert's failed deliveries again; UserError when there is none."""
     count = storage.retry_alert(alert_id, now)
-    noun = "delivery" if count == 1 else "deliveries"
-    return count, f"alert {alert_id}: {count} failed {noun} queued again"
+    return (
+        count,
+        f"alert {alert_id}: {counted(count, 'failed delivery', 'failed deliveries')} queued again",
+    )
 
 
 def check_channels(channels: Sequence[Notifier], now: datetime) -> tuple[list[dict[str, Any]], str]:

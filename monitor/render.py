@@ -25,7 +25,7 @@ from email.utils import format_datetime
 from typing import Any, NotRequired, Required, TypedDict
 from urllib.parse import urlsplit
 
-from .text import shorten
+from .text import counted, shorten
 
 __all__ = [
     "AlertPayload",
@@ -221,10 +221,10 @@ def _feedback_commands(
 
 def _digest_counts(dev: Mapping[str, Any]) -> str:
     sources = len(dict.fromkeys(one_line(s) for s in dev.get("sources") or []))
-    text = f"{sources} source{'s' if sources != 1 else ''}"
+    text = counted(sources, "source")
     count = dev.get("count")
     if isinstance(count, int) and not isinstance(count, bool):
-        text += f", {count} stor{'ies' if count != 1 else 'y'}"
+        text += f", {counted(count, 'story', 'stories')}"
     return text
 
 
@@ -249,8 +249,7 @@ def subject(payload: Mapping[str, Any]) -> str:
     elif kind == "digest":
         digest = payload.get("digest") or {}
         count = len(digest.get("developments") or [])
-        noun = "development" if count == 1 else "developments"
-        line = f"Digest: {count} {noun} since {when(digest.get('since'))}"
+        line = f"Digest: {counted(count, 'development')} since {when(digest.get('since'))}"
     elif kind == "test":
         line = "Test alert"
     else:
@@ -313,12 +312,12 @@ def _why_lines(payload: Mapping[str, Any], dev: Mapping[str, Any]) -> list[str]:
     sources = list(dict.fromkeys(one_line(s) for s in dev.get("sources") or []))
     count = len(sources)
     label = one_line(dev.get("label")) or one_line(dev.get("id")) or "(unlabelled)"
-    carried = f"{count} source{'s' if count != 1 else ''} so far"
+    carried = f"{counted(count, 'source')} so far"
     if sources:
         carried += f" ({', '.join(sources)})"
     story_count = dev.get("story_count")
     if isinstance(story_count, int) and not isinstance(story_count, bool):
-        carried += f", {story_count} stor{'ies' if story_count != 1 else 'y'}"
+        carried += f", {counted(story_count, 'story', 'stories')}"
     lines = [f"Development: {label} — {carried}", f"Score: {_number(payload.get('score'))}"]
     terms = _terms(payload)
     if terms:

@@ -22,6 +22,7 @@ from urllib.parse import urlsplit
 
 from .errors import UserError
 from .storage import Storage, parse_iso
+from .text import counted
 
 STATUSES = ("development", "coverage", "duplicate", "unrelated")
 COLOURS = {
@@ -319,9 +320,9 @@ def _development_html(development: Development, number: int) -> str:
         | ({first.source} if first and first.source and not development.seed else set())
     )
     count = development.story_count
-    meta = f"{count} {'report' if count == 1 else 'reports'}"
+    meta = counted(count, "report")
     if sources:
-        meta += f" from {len(sources)} {'source' if len(sources) == 1 else 'sources'}"
+        meta += f" from {counted(len(sources), 'source')}"
     body.append(f'<p class="meta">{escape(meta)}</p>')
     if sources:
         chips = "".join(f'<span class="chip">{escape(s)}</span>' for s in sources[:12])
