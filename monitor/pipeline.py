@@ -416,11 +416,7 @@ class Pipeline:
         if fresh:  # the same link and text under a new guid is the same entry
             known.update(self.storage.known_by_link(feed.url, fresh))
             fresh = [entry for entry in fresh if entry.key not in known]
-        # Judged oldest first, as replay judges them: a feed lists its newest item first, and
-        # judged in that order a follow-up opened the development (and raised the alert)
-        # that its own earlier report then only covered. (sorted() keeps the feed's order
-        # among items of one time, and puts undated ones, dated now, last.)
-        fresh = sorted(fresh, key=lambda entry: entry.published)
+        # (judged oldest first with the rest of their batch: `_write_changed`)
         return _Prepared(parsed.title, entries, known, fresh, parsed.unchanged, parsed.warning)
 
     def _write_changed(self, jobs: list[_Changed]) -> list[FeedReport]:
@@ -454,7 +450,9 @@ class Pipeline:
                     elif seen.raw_hash != entry.raw_hash:  # same text, new markup or first look
                         self.storage.set_raw_hash(seen.story_id, entry.raw_hash)
                 fresh.extend((entry, number) for entry in prepared.fresh)
-            fresh.sort(key=lambda pair: pair[0].published)  # (stable: a feed's order on ties)
+            # (stable: a feed's own order among items of one time; undated ones, dated now,
+            # come last)
+            fresh.sort(key=lambda pair: pair[0].published)
             for entry, number in fresh:
                 job = jobs[number]
                 self._judge_new(
